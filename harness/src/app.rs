@@ -1,0 +1,141 @@
+//! One run from parsed arguments to exit code: load and select suites, validate the
+//! configuration, then list, plan (`--dry-run`) or run. The JUnit file is written on
+//! every run that gets as far as running (also on setup failure and Ctrl-C).
+
+use crate::cli::Cli;
+use crate::cluster::ClusterWorld;
+use crate::config::RunConfig;
+use crate::exit::{self, HarnessError};
+use crate::progress::Progress;
+use crate::report::junit;
+use crate::runner::record::{RunRecord, SetupFailure};
+use crate::runner::{self, Shared, world::World};
+use crate::suite::{self, Catalog, source::SuiteSource};
+use std::sync::Arc;
+
+pub fn load_catalog(cli: &Cli) -> Result<Catalog, HarnessError> {
+    let source = match &cli.suites_dir {
+        Some(dir) => SuiteSource::from_dir(dir).map_err(HarnessError::usage)?,
+        None => SuiteSource::embedded(),
+    };
+    suite::load(&source).map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))
+}
+
+fn fail(e: HarnessError) -> u8 {
+    eprintln!("error: {e}");
+    e.code
+}
+
+pub fn run(cli: Cli) -> u8 {
+    let progress = Progress::new();
+    let catalog = match load_catalog(&cli) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    let suites = match catalog.select(&cli.suites) {
+        Ok(s) => s,
+        Err(e) => return fail(HarnessError::usage(e)),
+    };
+    if cli.libtest.list {
+        let trials = suites
+            .iter()
+            .flat_map(|s| {
+                s.steps
+                    .iter()
+                    .map(|step| libtest_mimic::Trial::test(step.trial_name(), || Ok(())))
+            })
+            .collect();
+        let _listed = libtest_mimic::run(&cli.libtest, trials);
+        return exit::SUCCESS;
+    }
+    let config = match RunConfig::from_cli(&cli) {
+        Ok(c) => c,
+        Err(e) => return fail(e),
+    };
+    if cli.dry_run {
+        let provisioning = crate::cluster::provisioning_plan(&config);
+        return match crate::plan::write(&config, &suites, &provisioning) {
+            Ok(plan) => {
+                print!("{}", plan.text);
+                exit::SUCCESS
+            }
+            Err(e) => fail(HarnessError::environment(e)),
+        };
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(HarnessError::environment(format!(
+                "cannot start the async runtime: {e}"
+            )));
+        }
+    };
+    let shared = Shared::default();
+    watch_for_interrupt(&runtime, &shared, &config);
+    let world: Box<dyn World> = Box::new(ClusterWorld::new(
+        config.clone(),
+        runtime.handle().clone(),
+        progress.clone(),
+    ));
+    run_with_world(&cli.libtest, &suites, world, &shared, &progress, &config)
+}
+
+/// Setup, the trials, and the report; separate from [`run`] so tests can drive it
+/// with a world of their own.
+pub fn run_with_world(
+    args: &libtest_mimic::Arguments,
+    suites: &[Arc<suite::Suite>],
+    mut world: Box<dyn World>,
+    shared: &Shared,
+    progress: &Progress,
+    config: &RunConfig,
+) -> u8 {
+    let setup = {
+        let _wait = progress.wait("setting up the cluster");
+        world.setup()
+    };
+    if let Err(e) = setup {
+        let mut record = runner::lock(&shared.record);
+        record.properties = world.properties();
+        record.setup_failures.push(SetupFailure {
+            phase: format!("setup::{}", e.phase),
+            message: e.message.clone(),
+        });
+        let _ = world.finish();
+        write_report(&record, config);
+        eprintln!("error: {}: {}", e.phase, e.message);
+        return exit::ENVIRONMENT;
+    }
+    let _conclusion = runner::run(args, suites, world, shared, progress, config.keep);
+    let record = runner::lock(&shared.record).clone();
+    write_report(&record, config);
+    for failure in &record.setup_failures {
+        eprintln!("error: {}: {}", failure.phase, failure.message);
+    }
+    record.exit_code()
+}
+
+fn write_report(record: &RunRecord, config: &RunConfig) {
+    match junit::write(record, &config.reports_dir) {
+        Ok(path) => eprintln!("JUnit report: {}", path.display()),
+        Err(e) => eprintln!("error: {e}"),
+    }
+}
+
+/// On Ctrl-C: write what the run found so far (the running step marked interrupted),
+/// then exit 130.
+fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
+    let shared = shared.clone();
+    let config = config.clone();
+    runtime.spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let record = shared.interrupted_snapshot();
+            write_report(&record, &config);
+            eprintln!("interrupted: JUnit written; a kind cluster the harness created is kept (delete it with `kind delete cluster --name {}`)", config.cluster_name);
+            std::process::exit(i32::from(exit::INTERRUPTED));
+        }
+    });
+}

@@ -1,0 +1,244 @@
+//! The run's configuration, checked once: everything a user can get wrong is refused
+//! here with exit code 2 before anything is touched.
+
+use crate::cli::Cli;
+use crate::exit::HarnessError;
+use crate::suite::template::Variables;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// The host name the exercise routes through the gateway.
+pub const HOST: &str = "sentences.example.com";
+
+static VERSIONS_YAML: &str = include_str!("../../clusters/versions.yaml");
+static KIND_CONFIG: &str = include_str!("../../clusters/kind.yaml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Versions {
+    pub istio: IstioVersions,
+    pub kind: KindVersions,
+    pub kubernetes: KubernetesVersions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IstioVersions {
+    pub default: String,
+    pub supported: Vec<String>,
+    pub hub: String,
+    pub download_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindVersions {
+    pub version: String,
+    pub download_url: String,
+    pub node_image: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesVersions {
+    pub minimum: String,
+}
+
+impl Versions {
+    pub fn embedded() -> Versions {
+        // The file is part of the build and checked by a test; a broken one is a bug.
+        serde_saphyr::from_str(VERSIONS_YAML).expect("clusters/versions.yaml is valid")
+    }
+
+    pub fn istio_archive_url(&self, version: &str) -> String {
+        self.istio.download_url.replace("{version}", version)
+    }
+
+    pub fn kind_url(&self) -> String {
+        self.kind
+            .download_url
+            .replace("{version}", &self.kind.version)
+    }
+}
+
+pub fn kind_config() -> &'static str {
+    KIND_CONFIG
+}
+
+/// An exact Istio version, `X.Y.Z` (optionally with a pre-release suffix like `-beta.1`).
+pub fn parse_istio_version(text: &str) -> Result<(u32, u32, u32), String> {
+    let core = text.split_once('-').map(|(c, _)| c).unwrap_or(text);
+    let parts: Vec<&str> = core.split('.').collect();
+    let bad = || {
+        format!(
+            "`{text}` is not an exact Istio version: expected X.Y.Z such as 1.31.2 (see clusters/versions.yaml)"
+        )
+    };
+    if parts.len() != 3
+        || parts
+            .iter()
+            .any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(bad());
+    }
+    let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
+    Ok((n(parts[0])?, n(parts[1])?, n(parts[2])?))
+}
+
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub reports_dir: PathBuf,
+    pub istio_version: String,
+    pub versions: Versions,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub cluster_name: String,
+    pub keep_cluster: bool,
+    pub keep: bool,
+    pub app_namespace: String,
+    pub ingress_namespace: String,
+    pub image: String,
+    pub ingress_address: Option<SocketAddr>,
+    pub ingress_tls_address: Option<SocketAddr>,
+    pub prometheus_url: Option<String>,
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+fn parse_address(flag: &str, text: &Option<String>) -> Result<Option<SocketAddr>, HarnessError> {
+    match text {
+        None => Ok(None),
+        Some(text) => {
+            use std::net::ToSocketAddrs;
+            let mut addrs = text.to_socket_addrs().map_err(|e| {
+                HarnessError::usage(format!("{flag} `{text}` is not HOST:PORT ({e})"))
+            })?;
+            addrs.next().map(Some).ok_or_else(|| {
+                HarnessError::usage(format!("{flag} `{text}` resolves to no address"))
+            })
+        }
+    }
+}
+
+impl RunConfig {
+    pub fn from_cli(cli: &Cli) -> Result<RunConfig, HarnessError> {
+        let versions = Versions::embedded();
+        let istio_version = cli
+            .istio_version
+            .clone()
+            .unwrap_or_else(|| versions.istio.default.clone());
+        parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
+        for (flag, ns) in [
+            ("--app-namespace", &cli.app_namespace),
+            ("--ingress-namespace", &cli.ingress_namespace),
+        ] {
+            if !is_dns_label(ns) {
+                return Err(HarnessError::usage(format!(
+                    "{flag} `{ns}` is not a valid namespace name (lowercase letters, digits and '-', at most 63)"
+                )));
+            }
+        }
+        if !is_dns_label(&cli.cluster_name) {
+            return Err(HarnessError::usage(format!(
+                "--cluster-name `{}` is not a valid kind cluster name (lowercase letters, digits and '-')",
+                cli.cluster_name
+            )));
+        }
+        if cli.image.trim().is_empty() || cli.image.contains(char::is_whitespace) {
+            return Err(HarnessError::usage(format!(
+                "--image `{}` is not an image reference",
+                cli.image
+            )));
+        }
+        if let Some(url) = &cli.prometheus_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(HarnessError::usage(format!(
+                "--prometheus-url `{url}` must start with http:// or https://"
+            )));
+        }
+        Ok(RunConfig {
+            reports_dir: cli.reports_dir.clone(),
+            istio_version,
+            versions,
+            kubeconfig: cli.kubeconfig.clone(),
+            context: cli.context.clone(),
+            cluster_name: cli.cluster_name.clone(),
+            keep_cluster: cli.keep_cluster,
+            keep: cli.keep,
+            app_namespace: cli.app_namespace.clone(),
+            ingress_namespace: cli.ingress_namespace.clone(),
+            image: cli.image.clone(),
+            ingress_address: parse_address("--ingress-address", &cli.ingress_address)?,
+            ingress_tls_address: parse_address("--ingress-tls-address", &cli.ingress_tls_address)?,
+            prometheus_url: cli.prometheus_url.clone(),
+        })
+    }
+
+    /// The template variables known before any step runs (PKI ones come with `issue-pki`).
+    pub fn variables(&self) -> Variables {
+        let mut v = Variables::default();
+        v.set("app_namespace", self.app_namespace.clone());
+        v.set("ingress_namespace", self.ingress_namespace.clone());
+        v.set("app_image", self.image.clone());
+        v.set("host", HOST);
+        v
+    }
+
+    pub fn plan_dir(&self) -> PathBuf {
+        self.reports_dir.join("plan")
+    }
+
+    pub fn pki_dir(&self) -> PathBuf {
+        self.reports_dir.join("pki")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_file_is_valid_and_consistent() {
+        let v = Versions::embedded();
+        assert!(
+            v.istio.supported.contains(&v.istio.default),
+            "default must be supported"
+        );
+        assert!(
+            v.istio.supported.len() >= 2,
+            "nightly needs a matrix of at least two"
+        );
+        for version in &v.istio.supported {
+            let (major, minor, _) = parse_istio_version(version).unwrap();
+            assert!(
+                major == 1 && minor >= 28,
+                "{version}: native sidecars need Istio >= 1.28"
+            );
+        }
+        assert_eq!(v.istio.hub, "docker.io/istio");
+        assert!(
+            v.istio_archive_url("1.31.2")
+                .ends_with("/1.31.2/istio-1.31.2-linux-amd64.tar.gz")
+        );
+    }
+
+    #[test]
+    fn malformed_istio_versions_are_refused() {
+        for bad in [
+            "", "1.31", "1.31.x", "v1.31.2", "1..2", "latest", "1.31.2.4",
+        ] {
+            assert!(parse_istio_version(bad).is_err(), "{bad} accepted");
+        }
+        assert_eq!(parse_istio_version("1.31.2").unwrap(), (1, 31, 2));
+        assert_eq!(parse_istio_version("1.32.0-beta.1").unwrap(), (1, 32, 0));
+    }
+}

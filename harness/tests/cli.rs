@@ -1,0 +1,159 @@
+//! The binary as a user runs it: exit codes, --list, --dry-run, a run without Docker.
+
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(args)
+        // No Docker engine here; make sure of it even on a machine that has one.
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("the harness binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).to_string()
+}
+
+#[test]
+fn unknown_suite_exits_2_with_one_line_listing_the_valid_ones() {
+    let out = harness(&["--suite", "nope", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unknown suite `nope`; valid suites: mesh, ingress"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2() {
+    for args in [
+        &["--istio-version", "1.31", "--dry-run"][..],
+        &["--app-namespace", "Not_A_Namespace", "--dry-run"][..],
+        &["--ingress-address", "nowhere", "--dry-run"][..],
+        &["--no-such-flag"][..],
+    ] {
+        let out = harness(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(&["--suites-dir", dir.path().to_str().unwrap(), "--list"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("index.yaml:1:1"), "{}", stderr(&out));
+}
+
+#[test]
+fn list_names_every_step_in_order() {
+    let out = harness(&["--list"]);
+    assert_eq!(out.status.code(), Some(0));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test").map(str::to_string))
+        .collect();
+    assert_eq!(listed.len(), 10, "{listed:?}");
+    assert_eq!(listed[0], "mesh::01-no-sidecars");
+    assert_eq!(listed[5], "mesh::06-destination-rule-subsets");
+    assert_eq!(
+        listed[9],
+        "ingress::04-rejects-untrusted-client-certificate"
+    );
+    let out = harness(&["--list", "--suite", "ingress"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.ends_with(": test"))
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn dry_run_writes_the_rendered_plan_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let out = harness(&[
+        "--dry-run",
+        "--reports-dir",
+        reports.to_str().unwrap(),
+        "--image",
+        "registry.local/katas:1",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    for needle in [
+        "mesh::01-no-sidecars [O1]",
+        "mesh::06-destination-rule-subsets [O6]",
+        "ingress::04-rejects-untrusted-client-certificate [O9]",
+        "expect:",
+        "deadline:",
+    ] {
+        assert!(plan.contains(needle), "plan lacks {needle}:\n{plan}");
+    }
+    let app = std::fs::read_to_string(
+        reports.join("plan/01-mesh-01-no-sidecars/01-apply-shared-app.yaml"),
+    )
+    .unwrap();
+    assert!(app.contains("image: registry.local/katas:1") && app.contains("namespace: sentences"));
+    assert!(app.contains("sidecar.istio.io/inject: \"false\""));
+    assert!(!app.contains("{{"), "every placeholder rendered");
+    let secret = reports.join(
+        "plan/09-ingress-02-mutual-gateway-accepts-client-certificate/01-apply-tls-secret.yaml",
+    );
+    let text = std::fs::read_to_string(&secret).unwrap();
+    assert!(text.contains("namespace: istio-system") && text.contains("cacert: "));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            std::fs::metadata(reports.join("pki/server.key"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
+    }
+    assert!(
+        !plan.contains("PRIVATE KEY") && !stderr(&out).contains("PRIVATE KEY"),
+        "no key is printed"
+    );
+    assert!(
+        !reports.join("junit.xml").exists(),
+        "a dry run judges nothing"
+    );
+}
+
+#[test]
+fn a_run_without_docker_exits_3_within_seconds_and_leaves_a_junit_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = harness(&["--reports-dir", dir.path().to_str().unwrap()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("error: preflight: no Docker engine reachable")),
+        "{err}"
+    );
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let case = &report.test_suites[0].test_cases[0];
+    assert_eq!(case.name.as_str(), "preflight");
+    assert!(
+        matches!(&case.status, quick_junit::TestCaseStatus::NonSuccess { message, .. }
+        if message.as_ref().unwrap().as_str().contains("no Docker engine"))
+    );
+}

@@ -1,0 +1,398 @@
+//! The runner's sequencing and the JUnit file, read back with quick-junit's parser.
+//! The world here is scripted: these tests judge the runner and the report, not Istio.
+
+use harness::cli::Cli;
+use harness::config::RunConfig;
+use harness::progress::Progress;
+use harness::report::junit;
+use harness::runner::Shared;
+use harness::runner::record::{Evidence, ExpectationRecord, RunProperties, Verdict};
+use harness::runner::world::{EnvError, World};
+use harness::suite::source::SuiteSource;
+use harness::suite::{self, Action, Expectation, Step, Suite};
+use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default, Clone)]
+struct Script {
+    setup_error: Option<String>,
+    /// trial name → verdict of its first expectation (others pass)
+    verdicts: HashMap<String, Verdict>,
+    /// every action carried out, as "<suite>: <action>"
+    actions: Arc<Mutex<Vec<String>>>,
+    judged: Arc<Mutex<Vec<String>>>,
+}
+
+struct ScriptedWorld(Script);
+
+impl World for ScriptedWorld {
+    fn setup(&mut self) -> Result<(), EnvError> {
+        match &self.0.setup_error {
+            Some(m) => Err(EnvError::new("provision", m.clone())),
+            None => Ok(()),
+        }
+    }
+    fn properties(&self) -> RunProperties {
+        RunProperties {
+            istio_version: "1.31.2".into(),
+            kubernetes_version: "v1.34.0".into(),
+            kind_node_image: "kindest/node:v1.34.0".into(),
+            cluster_name: "scripted".into(),
+            ..RunProperties::default()
+        }
+    }
+    fn act(
+        &mut self,
+        suite: &Suite,
+        action: &Action,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError> {
+        self.0
+            .actions
+            .lock()
+            .unwrap()
+            .push(format!("{}: {action}", suite.name));
+        log.push("done".into());
+        Ok(())
+    }
+    fn judge(
+        &mut self,
+        _suite: &Suite,
+        step: &Step,
+        expectation: &Expectation,
+    ) -> ExpectationRecord {
+        self.0.judged.lock().unwrap().push(step.trial_name());
+        let verdict = self
+            .0
+            .verdicts
+            .get(&step.trial_name())
+            .copied()
+            .unwrap_or(Verdict::Passed);
+        let summary = match verdict {
+            Verdict::Failed => {
+                "expected 20 consecutive http-500, saw 17; codes: 500×17, 200×3; after 42.1 s"
+            }
+            Verdict::Errored => "port-forward to the ingress gateway died",
+            Verdict::Passed => "10/10 ok",
+        };
+        ExpectationRecord {
+            description: expectation.to_string(),
+            verdict,
+            evidence: Evidence::new(summary).with_details(vec!["codes: 500×17, 200×3".into()]),
+            elapsed: Duration::from_millis(1500),
+        }
+    }
+    fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf> {
+        Some(PathBuf::from(format!(
+            "reports/diagnostics/{}-{}",
+            suite.name,
+            step.slug()
+        )))
+    }
+    fn finish(&mut self) -> Result<(), EnvError> {
+        Ok(())
+    }
+}
+
+fn run(script: &Script, extra_args: &[&str]) -> (u8, Report, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    // libtest's own output goes to a file, so it does not mix with cargo test's.
+    let logfile = dir.path().join("libtest.log");
+    let mut argv = vec![
+        "harness",
+        "--reports-dir",
+        dir.path().to_str().unwrap(),
+        "--logfile",
+        logfile.to_str().unwrap(),
+    ];
+    argv.extend_from_slice(extra_args);
+    let cli = Cli::parse_from_args(argv).unwrap();
+    let config = RunConfig::from_cli(&cli).unwrap();
+    let catalog = suite::load(&SuiteSource::embedded()).unwrap();
+    let suites: Vec<Arc<Suite>> = catalog.select(&cli.suites).unwrap();
+    let code = harness::app::run_with_world(
+        &cli.libtest,
+        &suites,
+        Box::new(ScriptedWorld(script.clone())),
+        &Shared::default(),
+        &Progress::new(),
+        &config,
+    );
+    let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
+    (code, Report::deserialize_from_str(&xml).unwrap(), dir)
+}
+
+fn property<'a>(suite: &'a quick_junit::TestSuite, name: &str) -> &'a str {
+    suite
+        .properties
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .map(|p| p.value.as_str())
+        .unwrap_or("<absent>")
+}
+
+#[test]
+fn a_failed_step_ignores_the_rest_of_its_suite_and_the_next_suite_runs() {
+    let mut script = Script::default();
+    script
+        .verdicts
+        .insert("mesh::03-strict-partial-injection".into(), Verdict::Failed);
+    let (code, report, _dir) = run(&script, &[]);
+    assert_eq!(code, 1, "an outcome failed");
+    let log = std::fs::read_to_string(_dir.path().join("libtest.log")).unwrap();
+    assert!(
+        log.contains("test result: FAILED. 6 passed; 1 failed; 3 ignored"),
+        "libtest's summary stays: {log}"
+    );
+    assert!(
+        log.contains("ignored (mesh::03-strict-partial-injection did not pass)"),
+        "{log}"
+    );
+
+    assert_eq!(report.test_suites.len(), 2);
+    let mesh = &report.test_suites[0];
+    assert_eq!(mesh.name.as_str(), "mesh");
+    assert_eq!(
+        (mesh.tests, mesh.failures, mesh.errors, mesh.skipped),
+        (6, 1, 0, 3)
+    );
+    let names: Vec<&str> = mesh.test_cases.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names[2], "03-strict-partial-injection");
+    match &mesh.test_cases[2].status {
+        TestCaseStatus::NonSuccess {
+            kind,
+            message,
+            description,
+            ..
+        } => {
+            assert_eq!(*kind, NonSuccessKind::Failure);
+            let message = message.as_ref().unwrap().as_str();
+            assert!(
+                message.contains("saw 17; codes: 500×17, 200×3; after 42.1 s"),
+                "{message}"
+            );
+            assert!(
+                description
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .contains("diagnostics: reports/diagnostics/mesh-03-strict-partial-injection")
+            );
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    for case in &mesh.test_cases[3..] {
+        match &case.status {
+            TestCaseStatus::Skipped { message, .. } => assert_eq!(
+                message.as_ref().unwrap().as_str(),
+                "mesh::03-strict-partial-injection did not pass"
+            ),
+            other => panic!("{:?} should be skipped, got {other:?}", case.name),
+        }
+    }
+    let first = &mesh.test_cases[0];
+    assert!(matches!(first.status, TestCaseStatus::Success { .. }));
+    assert_eq!(first.classname.as_ref().unwrap().as_str(), "mesh");
+    assert!(first.time.unwrap() < Duration::from_secs(5));
+    assert!(
+        first
+            .system_out
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .contains("[PASS]"),
+        "the step log and evidence go to system-out"
+    );
+    assert!(
+        first
+            .properties
+            .iter()
+            .any(|p| p.name.as_str() == "outcome" && p.value.as_str() == "O1")
+    );
+
+    let ingress = &report.test_suites[1];
+    assert_eq!(
+        (
+            ingress.tests,
+            ingress.failures,
+            ingress.errors,
+            ingress.skipped
+        ),
+        (4, 0, 0, 0)
+    );
+    for suite in &report.test_suites {
+        assert_eq!(property(suite, "istio.version"), "1.31.2");
+        assert_eq!(property(suite, "kubernetes.version"), "v1.34.0");
+        assert_eq!(property(suite, "kind.node_image"), "kindest/node:v1.34.0");
+        assert_eq!(property(suite, "cluster.name"), "scripted");
+        assert_eq!(
+            property(suite, "harness.version"),
+            env!("CARGO_PKG_VERSION")
+        );
+    }
+    // Steps after the failure were not judged; both suites were torn down.
+    let judged = script.judged.lock().unwrap().clone();
+    assert!(
+        !judged.iter().any(|n| n.starts_with("mesh::04")),
+        "{judged:?}"
+    );
+    let actions = script.actions.lock().unwrap().clone();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("mesh: delete name-destination-rule")),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .any(|a| a.starts_with("ingress: delete gateway-mutual")),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn an_environment_error_is_a_junit_error_and_exit_code_3() {
+    let mut script = Script::default();
+    script.verdicts.insert(
+        "ingress::02-mutual-gateway-accepts-client-certificate".into(),
+        Verdict::Errored,
+    );
+    let (code, report, _dir) = run(&script, &["--suite", "ingress"]);
+    assert_eq!(code, 3);
+    assert_eq!(report.test_suites.len(), 1, "only the selected suite");
+    let ingress = &report.test_suites[0];
+    assert_eq!(
+        (
+            ingress.tests,
+            ingress.failures,
+            ingress.errors,
+            ingress.skipped
+        ),
+        (4, 0, 1, 2)
+    );
+    match &ingress.test_cases[1].status {
+        TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, NonSuccessKind::Error);
+            assert!(
+                message
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .contains("port-forward to the ingress gateway died")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn setup_failure_still_writes_junit_naming_the_cause() {
+    let script = Script {
+        setup_error: Some("no Docker engine reachable at unix:///var/run/docker.sock".into()),
+        ..Script::default()
+    };
+    let (code, report, _dir) = run(&script, &[]);
+    assert_eq!(code, 3);
+    assert_eq!(report.test_suites.len(), 1);
+    let setup = &report.test_suites[0];
+    assert_eq!(setup.name.as_str(), "setup");
+    assert_eq!((setup.tests, setup.errors), (1, 1));
+    assert_eq!(setup.test_cases[0].name.as_str(), "provision");
+    match &setup.test_cases[0].status {
+        TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, NonSuccessKind::Error);
+            assert!(
+                message
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .contains("no Docker engine")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(property(setup, "cluster.name"), "scripted");
+    assert!(
+        script.judged.lock().unwrap().is_empty(),
+        "no step runs after a failed setup"
+    );
+}
+
+#[test]
+fn a_filter_runs_the_earlier_steps_actions_as_setup_and_reports_only_the_selected_step() {
+    let script = Script::default();
+    let (code, report, _dir) = run(&script, &["mesh::03", "--suite", "mesh"]);
+    assert_eq!(code, 0);
+    let mesh = &report.test_suites[0];
+    assert_eq!(mesh.test_cases.len(), 1);
+    assert_eq!(
+        mesh.test_cases[0].name.as_str(),
+        "03-strict-partial-injection"
+    );
+    let out = mesh.test_cases[0]
+        .system_out
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert!(
+        out.contains("(setup from mesh::01-no-sidecars) apply shared/namespace"),
+        "{out}"
+    );
+    assert!(
+        out.contains("(setup from mesh::02-strict-without-sidecars) apply peer-auth-strict"),
+        "{out}"
+    );
+    assert_eq!(
+        *script.judged.lock().unwrap(),
+        vec!["mesh::03-strict-partial-injection"; 2]
+    );
+}
+
+#[test]
+fn keep_skips_the_suite_teardown() {
+    let script = Script::default();
+    let (code, _report, _dir) = run(&script, &["--keep", "--suite", "ingress"]);
+    assert_eq!(code, 0);
+    assert!(
+        !script
+            .actions
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a.contains("delete gateway-mutual"))
+    );
+}
+
+#[test]
+fn an_interrupted_run_is_reported_with_the_running_step() {
+    let shared = Shared::default();
+    *shared.current.lock().unwrap() = Some(("mesh".into(), "03-strict-partial-injection".into()));
+    let record = shared.interrupted_snapshot();
+    let dir = tempfile::tempdir().unwrap();
+    junit::write(&record, dir.path()).unwrap();
+    let report = Report::deserialize_from_str(
+        &std::fs::read_to_string(dir.path().join("junit.xml")).unwrap(),
+    )
+    .unwrap();
+    let setup = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "setup")
+        .unwrap();
+    assert_eq!(setup.test_cases[0].name.as_str(), "interrupted");
+    let mesh = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "mesh")
+        .unwrap();
+    assert!(
+        matches!(&mesh.test_cases[0].status, TestCaseStatus::NonSuccess { kind: NonSuccessKind::Error, message, .. }
+        if message.as_ref().unwrap().as_str().contains("interrupted"))
+    );
+    assert_eq!(record.exit_code(), 3);
+}
