@@ -42,3 +42,9 @@ impl fmt::Display for HarnessError {
 }
 
 impl std::error::Error for HarnessError {}
+
+/// The first line of an error text: some libraries append source snippets, and every
+/// error the harness prints is one line.
+pub fn one_line(text: &str) -> String {
+    text.lines().next().unwrap_or("").trim().to_string()
+}

@@ -100,8 +100,8 @@ fn parse<T: serde::de::DeserializeOwned>(
 /// serde-saphyr's messages may carry a location prefix and a source snippet; the
 /// position is reported separately, so keep only the message.
 fn first_line(message: &str) -> String {
-    let line = message.lines().next().unwrap_or(message).trim();
-    let line = line.strip_prefix("error: ").unwrap_or(line);
+    let line = crate::exit::one_line(message);
+    let line = line.strip_prefix("error: ").unwrap_or(&line);
     let line = match line.rfind(" at line ") {
         Some(cut) => &line[..cut],
         None => line,

@@ -1,0 +1,233 @@
+//! The apply engine: multi-document YAML → `DynamicObject`, resolved through discovery,
+//! server-side applied under one field manager with `force`; `ensure` creates only what
+//! is missing; deletes wait until the objects are gone.
+
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The field manager of every server-side apply the harness makes.
+pub const FIELD_MANAGER: &str = "istio-mtls-harness";
+
+/// How long a kind may stay unknown to the API server (a CRD being established).
+pub const DISCOVERY_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How often polls look again. Waits are bounded by their own deadlines.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Parses the documents of a rendered manifest; empty documents are skipped.
+pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
+    let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)
+        .map_err(|e| format!("manifest is not valid YAML: {e}"))?;
+    values
+        .into_iter()
+        .filter(|v| !v.is_null())
+        .map(|v| {
+            let described = describe_value(&v);
+            serde_json::from_value::<DynamicObject>(v)
+                .map_err(|e| format!("{described} is not a Kubernetes object: {e}"))
+        })
+        .collect()
+}
+
+fn describe_value(v: &serde_json::Value) -> String {
+    format!(
+        "{}/{}",
+        v.get("kind").and_then(|k| k.as_str()).unwrap_or("?"),
+        v.pointer("/metadata/name")
+            .and_then(|k| k.as_str())
+            .unwrap_or("?")
+    )
+}
+
+/// `Kind namespace/name`, for logs and errors.
+pub fn describe(obj: &DynamicObject) -> String {
+    let kind = obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or("?");
+    match &obj.metadata.namespace {
+        Some(ns) => format!(
+            "{kind} {ns}/{}",
+            obj.metadata.name.as_deref().unwrap_or("?")
+        ),
+        None => format!("{kind} {}", obj.metadata.name.as_deref().unwrap_or("?")),
+    }
+}
+
+pub struct Applier {
+    client: Client,
+    resolved: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>,
+}
+
+impl Applier {
+    pub fn new(client: Client) -> Self {
+        Applier {
+            client,
+            resolved: HashMap::new(),
+        }
+    }
+
+    /// Resolves the object's kind, waiting up to [`DISCOVERY_DEADLINE`] for a kind the
+    /// server does not serve yet (its CRD is still being established).
+    async fn api_for(
+        &mut self,
+        obj: &DynamicObject,
+    ) -> Result<(Api<DynamicObject>, String), String> {
+        let types = obj
+            .types
+            .as_ref()
+            .ok_or_else(|| "object without apiVersion/kind".to_string())?;
+        let gvk = GroupVersionKind::try_from(types)
+            .map_err(|e| format!("bad apiVersion `{}`: {e}", types.api_version))?;
+        let name = obj
+            .metadata
+            .name
+            .clone()
+            .ok_or_else(|| format!("{} has no metadata.name", types.kind))?;
+        if !self.resolved.contains_key(&gvk) {
+            let started = Instant::now();
+            let resolved = loop {
+                match discovery::pinned_kind(&self.client, &gvk).await {
+                    Ok(found) => break found,
+                    Err(e) if started.elapsed() < DISCOVERY_DEADLINE && is_not_served(&e) => {
+                        tokio::time::sleep(POLL_INTERVAL).await;
+                    }
+                    Err(e) => {
+                        return Err(format!(
+                            "the cluster does not serve {} {} ({e}){}",
+                            types.api_version,
+                            types.kind,
+                            if gvk.group.ends_with("istio.io") {
+                                "; is Istio installed and its CRDs established?"
+                            } else {
+                                ""
+                            }
+                        ));
+                    }
+                }
+            };
+            self.resolved.insert(gvk.clone(), resolved);
+        }
+        let (resource, capabilities) = &self.resolved[&gvk];
+        let api = match capabilities.scope {
+            Scope::Cluster => Api::all_with(self.client.clone(), resource),
+            Scope::Namespaced => {
+                let ns = obj.metadata.namespace.as_deref().ok_or_else(|| {
+                    format!("{} {name} is namespaced but names no namespace", types.kind)
+                })?;
+                Api::namespaced_with(self.client.clone(), ns, resource)
+            }
+        };
+        Ok((api, name))
+    }
+
+    /// Server-side apply with the harness's field manager, taking over conflicting fields.
+    pub async fn apply(&mut self, obj: &DynamicObject) -> Result<(), String> {
+        let (api, name) = self.api_for(obj).await?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot apply {}: {e}", describe(obj)))
+    }
+
+    /// Creates the object when it does not exist; an existing one is left as it is.
+    /// Returns whether it was created.
+    pub async fn ensure(&mut self, obj: &DynamicObject) -> Result<bool, String> {
+        let (api, name) = self.api_for(obj).await?;
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", describe(obj)))?;
+        if existing.is_some() {
+            return Ok(false);
+        }
+        let params = PostParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PostParams::default()
+        };
+        match api.create(&params, obj).await {
+            Ok(_) => Ok(true),
+            // Created meanwhile by someone else: it exists, which is all `ensure` asks.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(format!("cannot create {}: {e}", describe(obj))),
+        }
+    }
+
+    /// Deletes the object (absent is fine) and waits until it is gone.
+    pub async fn delete_and_wait(
+        &mut self,
+        obj: &DynamicObject,
+        deadline: Duration,
+    ) -> Result<(), String> {
+        let (api, name) = match self.api_for(obj).await {
+            Ok(found) => found,
+            // A kind the cluster does not serve has no objects to delete.
+            Err(e) if e.starts_with("the cluster does not serve") => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        match api.delete(&name, &DeleteParams::background()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(e) => return Err(format!("cannot delete {}: {e}", describe(obj))),
+        }
+        let started = Instant::now();
+        loop {
+            match api.get_opt(&name).await {
+                Ok(None) => return Ok(()),
+                Ok(Some(_)) if started.elapsed() < deadline => {
+                    tokio::time::sleep(POLL_INTERVAL).await
+                }
+                Ok(Some(_)) => {
+                    return Err(format!(
+                        "{} still exists {} s after it was deleted (a finalizer may hold it)",
+                        describe(obj),
+                        deadline.as_secs()
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "cannot read {} while waiting for its deletion: {e}",
+                        describe(obj)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Discovery errors that mean "this kind is not (yet) served".
+fn is_not_served(e: &kube::Error) -> bool {
+    match e {
+        kube::Error::Api(status) => status.code == 404,
+        kube::Error::Discovery(_) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_document_manifests_parse_into_objects() {
+        let objs = parse_documents(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n---\napiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: a\nspec:\n  mtls:\n    mode: STRICT\n",
+        )
+        .unwrap();
+        assert_eq!(objs.len(), 2);
+        assert_eq!(describe(&objs[0]), "Namespace a");
+        assert_eq!(describe(&objs[1]), "PeerAuthentication a/default");
+        assert_eq!(objs[1].data["spec"]["mtls"]["mode"], "STRICT");
+    }
+
+    #[test]
+    fn a_document_that_is_not_an_object_is_refused() {
+        let err = parse_documents("- just\n- a list\n").unwrap_err();
+        assert!(err.contains("not a Kubernetes object"), "{err}");
+    }
+}

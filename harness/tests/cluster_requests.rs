@@ -1,0 +1,530 @@
+//! Request shapes of the cluster layer against a mock API server (tower-test, kube's
+//! own pattern), and the preflight against real sockets.
+
+use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
+use harness::cluster::{connect, workloads};
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// One request as the mock API server saw it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: Value,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+/// A mock API server answering each request with `route(method, uri, n)` where `n`
+/// counts earlier requests to the same method and path.
+fn mock<F>(route: F) -> (Client, Log)
+where
+    F: Fn(&str, &str, usize) -> (u16, Value) + Send + 'static,
+{
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let log: Log = Arc::default();
+    let seen = Arc::clone(&log);
+    tokio::spawn(async move {
+        while let Some((request, respond)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let uri = request.uri().to_string();
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let path = uri.split('?').next().unwrap().to_string();
+            let n = seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.method == method && s.uri.split('?').next().unwrap() == path)
+                .count();
+            seen.lock().unwrap().push(Seen {
+                method: method.clone(),
+                uri: uri.clone(),
+                content_type,
+                body,
+            });
+            let (status, reply) = route(&method, &uri, n);
+            respond.send_response(
+                Response::builder()
+                    .status(status)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, "default"), log)
+}
+
+fn not_found(what: &str) -> (u16, Value) {
+    (
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
+    )
+}
+
+fn istio_security_resources() -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "security.istio.io/v1",
+        "resources": [{"name": "peerauthentications", "singularName": "peerauthentication", "namespaced": true,
+                       "kind": "PeerAuthentication", "verbs": ["create","delete","get","list","patch","update","watch"]}]
+    })
+}
+
+const PEER_AUTH: &str = "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata:\n  name: default\n  namespace: sentences\nspec:\n  mtls:\n    mode: STRICT\n";
+
+#[tokio::test]
+async fn apply_is_a_forced_server_side_apply_under_the_harness_field_manager() {
+    let (client, log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("PATCH", _) => (
+                200,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "sentences"}}),
+            ),
+            _ => not_found(uri),
+        },
+    );
+    let obj = parse_documents(PEER_AUTH).unwrap().remove(0);
+    Applier::new(client).apply(&obj).await.unwrap();
+    let log = log.lock().unwrap();
+    let patch = log.iter().find(|s| s.method == "PATCH").expect("a PATCH");
+    let (path, query) = patch.uri.split_once('?').unwrap();
+    assert_eq!(
+        path,
+        "/apis/security.istio.io/v1/namespaces/sentences/peerauthentications/default"
+    );
+    assert!(query.split('&').any(|p| p == "force=true"), "{query}");
+    assert!(
+        query
+            .split('&')
+            .any(|p| p == format!("fieldManager={FIELD_MANAGER}")),
+        "{query}"
+    );
+    assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    assert_eq!(patch.body["spec"]["mtls"]["mode"], "STRICT");
+    assert_eq!(patch.body["kind"], "PeerAuthentication");
+}
+
+#[tokio::test]
+async fn apply_waits_for_a_kind_whose_crd_is_not_established_yet() {
+    let (client, log) = mock(
+        |method, uri, n| match (method, uri.split('?').next().unwrap()) {
+            // The group is not served for the first two discovery calls.
+            ("GET", "/apis/security.istio.io/v1") if n < 2 => not_found("security.istio.io/v1"),
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("PATCH", _) => (
+                200,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default"}}),
+            ),
+            _ => not_found(uri),
+        },
+    );
+    let obj = parse_documents(PEER_AUTH).unwrap().remove(0);
+    Applier::new(client).apply(&obj).await.unwrap();
+    let log = log.lock().unwrap();
+    let discovery = log
+        .iter()
+        .filter(|s| s.uri.starts_with("/apis/security.istio.io/v1") && s.method == "GET")
+        .count();
+    assert_eq!(discovery, 3, "{log:?}");
+    assert_eq!(log.last().unwrap().method, "PATCH");
+}
+
+#[tokio::test]
+async fn ensure_creates_only_what_is_missing() {
+    let (client, log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("GET", _) => (
+                200,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "sentences"}}),
+            ),
+            _ => (500, json!({})),
+        },
+    );
+    let obj = parse_documents(PEER_AUTH).unwrap().remove(0);
+    assert!(
+        !Applier::new(client).ensure(&obj).await.unwrap(),
+        "an existing object is left alone"
+    );
+    assert!(log.lock().unwrap().iter().all(|s| s.method == "GET"));
+
+    let (client, log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("GET", _) => not_found("default"),
+            ("POST", _) => (
+                201,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "sentences"}}),
+            ),
+            _ => (500, json!({})),
+        },
+    );
+    assert!(Applier::new(client).ensure(&obj).await.unwrap());
+    let log = log.lock().unwrap();
+    let post = log.iter().find(|s| s.method == "POST").unwrap();
+    assert!(
+        post.uri
+            .starts_with("/apis/security.istio.io/v1/namespaces/sentences/peerauthentications?"),
+        "{}",
+        post.uri
+    );
+    assert!(post.uri.contains(&format!("fieldManager={FIELD_MANAGER}")));
+}
+
+#[tokio::test]
+async fn delete_waits_until_the_object_is_gone() {
+    let (client, log) = mock(
+        |method, uri, n| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("DELETE", _) => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            ("GET", _) if n < 2 => (
+                200,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "sentences", "deletionTimestamp": "2026-01-01T00:00:00Z"}}),
+            ),
+            ("GET", _) => not_found("default"),
+            _ => (500, json!({})),
+        },
+    );
+    let obj = parse_documents(PEER_AUTH).unwrap().remove(0);
+    Applier::new(client)
+        .delete_and_wait(&obj, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let log = log.lock().unwrap();
+    let calls: Vec<String> = log
+        .iter()
+        .map(|s| format!("{} {}", s.method, s.uri.split('?').next().unwrap()))
+        .collect();
+    let object = "/apis/security.istio.io/v1/namespaces/sentences/peerauthentications/default";
+    assert_eq!(
+        calls[1..],
+        [
+            format!("DELETE {object}"),
+            format!("GET {object}"),
+            format!("GET {object}"),
+            format!("GET {object}")
+        ],
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn delete_that_never_completes_is_an_error_at_the_deadline() {
+    let (client, _log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/security.istio.io/v1") => (200, istio_security_resources()),
+            ("DELETE", _) => (
+                200,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+            ),
+            ("GET", _) => (
+                200,
+                json!({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "sentences", "finalizers": ["x"]}}),
+            ),
+            _ => (500, json!({})),
+        },
+    );
+    let obj = parse_documents(PEER_AUTH).unwrap().remove(0);
+    let err = Applier::new(client)
+        .delete_and_wait(&obj, Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.contains("still exists") && err.contains("finalizer"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn injection_is_a_merge_patch_of_the_pod_template_label() {
+    let (client, log) = mock(|_, _, _| {
+        (
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "age"}}),
+        )
+    });
+    workloads::set_injection(&client, "sentences", "age", true)
+        .await
+        .unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!(log[0].method, "PATCH");
+    assert_eq!(
+        log[0].uri.split('?').next().unwrap(),
+        "/apis/apps/v1/namespaces/sentences/deployments/age"
+    );
+    assert_eq!(log[0].content_type, "application/merge-patch+json");
+    assert_eq!(
+        log[0].body,
+        json!({"spec": {"template": {"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}}})
+    );
+}
+
+fn deployment(generation: i64, observed: i64, updated: i32, available: i32, total: i32) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "age", "namespace": "sentences", "generation": generation,
+                     "annotations": {"deployment.kubernetes.io/revision": "2"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "age", "version": "v1"}},
+                 "template": {"metadata": {"labels": {"app": "age", "version": "v1", "sidecar.istio.io/inject": "true"}}, "spec": {"containers": [{"name": "age", "image": "katas"}]}}},
+        "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
+    })
+}
+
+fn pod(name: &str, hash: &str, ip: &str, waiting: Option<&str>) -> Value {
+    let mut status = json!({"podIPs": [{"ip": ip}]});
+    if let Some(reason) = waiting {
+        status["containerStatuses"] = json!([{"name": "age", "image": "ghcr.io/x/katas:nope", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]);
+    }
+    json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash}}, "spec": {"containers": [{"name": "age"}]}, "status": status})
+}
+
+fn list(kind: &str, items: Vec<Value>) -> Value {
+    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
+}
+
+#[tokio::test]
+async fn rollout_waits_for_status_and_for_old_endpoints_to_leave() {
+    let (client, log) = mock(|method, uri, n| {
+        let path = uri.split('?').next().unwrap();
+        match (method, path) {
+            // Generation 2 not yet observed, then done.
+            ("GET", "/apis/apps/v1/namespaces/sentences/deployments/age") if n == 0 => {
+                (200, deployment(2, 1, 0, 1, 1))
+            }
+            ("GET", "/apis/apps/v1/namespaces/sentences/deployments/age") => {
+                (200, deployment(2, 2, 1, 1, 1))
+            }
+            ("GET", "/api/v1/namespaces/sentences/pods") => (
+                200,
+                list("PodList", vec![pod("age-new", "new", "10.0.0.2", None)]),
+            ),
+            ("GET", "/apis/apps/v1/namespaces/sentences/replicasets") => (
+                200,
+                list(
+                    "ReplicaSetList",
+                    vec![
+                        json!({"metadata": {"name": "age-old", "labels": {"pod-template-hash": "old"}, "annotations": {"deployment.kubernetes.io/revision": "1"}}, "spec": {"selector": {}}}),
+                        json!({"metadata": {"name": "age-new", "labels": {"pod-template-hash": "new"}, "annotations": {"deployment.kubernetes.io/revision": "2"}}, "spec": {"selector": {}}}),
+                    ],
+                ),
+            ),
+            ("GET", "/api/v1/namespaces/sentences/services") => (
+                200,
+                list(
+                    "ServiceList",
+                    vec![
+                        json!({"metadata": {"name": "age"}, "spec": {"selector": {"app": "age"}}}),
+                        json!({"metadata": {"name": "name"}, "spec": {"selector": {"app": "name"}}}),
+                    ],
+                ),
+            ),
+            // The old pod's address is still ready in the slice at first.
+            ("GET", "/apis/discovery.k8s.io/v1/namespaces/sentences/endpointslices") => {
+                let mut endpoints =
+                    vec![json!({"addresses": ["10.0.0.2"], "conditions": {"ready": true}})];
+                if n == 0 {
+                    endpoints
+                        .push(json!({"addresses": ["10.0.0.1"], "conditions": {"ready": true}}));
+                }
+                (
+                    200,
+                    list(
+                        "EndpointSliceList",
+                        vec![
+                            json!({"metadata": {"name": "age-abc"}, "addressType": "IPv4", "endpoints": endpoints}),
+                        ],
+                    ),
+                )
+            }
+            _ => not_found(uri),
+        }
+    });
+    let rollout = workloads::wait_rollout(&client, "sentences", "age", Duration::from_secs(20))
+        .await
+        .unwrap();
+    assert_eq!(rollout.revision, "2");
+    assert_eq!(rollout.pods, ["age-new"]);
+    let log = log.lock().unwrap();
+    let slices: Vec<&Seen> = log
+        .iter()
+        .filter(|s| s.uri.contains("endpointslices"))
+        .collect();
+    assert_eq!(slices.len(), 2, "looked again until the old endpoint left");
+    assert!(
+        slices[0]
+            .uri
+            .contains("labelSelector=kubernetes.io%2Fservice-name%3Dage"),
+        "{}",
+        slices[0].uri
+    );
+    assert!(
+        !log.iter().any(|s| s.uri.contains("service-name%3Dname")),
+        "only Services selecting the workload"
+    );
+}
+
+#[tokio::test]
+async fn an_image_that_cannot_be_pulled_fails_the_rollout_at_once_naming_the_image() {
+    let (client, _log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/apis/apps/v1/namespaces/sentences/deployments/age") => {
+                (200, deployment(1, 1, 1, 0, 1))
+            }
+            ("GET", "/api/v1/namespaces/sentences/pods") => (
+                200,
+                list(
+                    "PodList",
+                    vec![pod("age-x", "new", "10.0.0.2", Some("ImagePullBackOff"))],
+                ),
+            ),
+            _ => not_found(uri),
+        },
+    );
+    let started = Instant::now();
+    let err = workloads::wait_rollout(&client, "sentences", "age", Duration::from_secs(60))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "not a timeout");
+    assert!(
+        err.contains("image ghcr.io/x/katas:nope") && err.contains("ImagePullBackOff"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn too_old_a_server_and_missing_permission_are_refused() {
+    let (client, _) = mock(|_, uri, _| match uri {
+        "/version" => (
+            200,
+            json!({"major": "1", "minor": "30+", "gitVersion": "v1.30.4", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+        ),
+        _ => (200, list("NamespaceList", vec![])),
+    });
+    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    assert!(
+        err.contains("v1.30.4 is too old") && err.contains("1.33"),
+        "{err}"
+    );
+
+    let (client, _) = mock(|_, uri, _| match uri {
+        "/version" => (
+            200,
+            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+        ),
+        _ => (
+            403,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "namespaces is forbidden"}),
+        ),
+    });
+    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    assert!(err.starts_with("no permission"), "{err}");
+
+    let (client, _) = mock(|_, uri, _| match uri {
+        "/version" => (
+            200,
+            json!({"major": "1", "minor": "34", "gitVersion": "v1.34.0", "gitCommit": "", "gitTreeState": "", "buildDate": "", "goVersion": "", "compiler": "", "platform": ""}),
+        ),
+        _ => (200, list("NamespaceList", vec![])),
+    });
+    let info = connect::check_server(&client, (1, 33)).await.unwrap();
+    assert_eq!(
+        (info.git_version.as_str(), info.major, info.minor),
+        ("v1.34.0", 1, 34)
+    );
+}
+
+fn kubeconfig_for(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+    )
+}
+
+#[tokio::test]
+async fn a_kubeconfig_pointing_at_a_closed_port_fails_fast() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig_for(&format!("https://127.0.0.1:{port}"))).unwrap();
+    let started = Instant::now();
+    let client = connect::client(Some(&path), None).await.unwrap();
+    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("unreachable"), "{err}");
+}
+
+#[tokio::test]
+async fn a_silent_api_server_fails_within_the_bound() {
+    // Accepts TCP connections and never speaks: the TLS handshake hangs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _keep = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            held.push(s);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, kubeconfig_for(&format!("https://127.0.0.1:{port}"))).unwrap();
+    let started = Instant::now();
+    let client = connect::client(Some(&path), None).await.unwrap();
+    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains("did not answer") || err.contains("unreachable"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = connect::client(Some(&dir.path().join("nope")), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        err.contains("does not exist") && err.contains("--kubeconfig"),
+        "{err}"
+    );
+    let path = dir.path().join("bad");
+    std::fs::write(&path, "clusters: [this is: not, a kubeconfig").unwrap();
+    let err = connect::client(Some(&path), None).await.err().unwrap();
+    assert!(err.contains("malformed"), "{err}");
+    assert!(!err.contains('\n'), "{err}");
+    let path = dir.path().join("ok");
+    std::fs::write(&path, kubeconfig_for("https://127.0.0.1:1")).unwrap();
+    let err = connect::client(Some(&path), Some("nope"))
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("context `nope`"), "{err}");
+}
