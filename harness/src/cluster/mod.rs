@@ -3,7 +3,10 @@
 
 pub mod apply;
 pub mod connect;
+pub mod download;
 pub mod preflight;
+mod process;
+pub mod tools;
 pub mod workloads;
 mod world;
 

@@ -1,0 +1,148 @@
+//! `kind` and `istioctl`: taken from PATH when their versions match, otherwise
+//! downloaded into the cache and verified. The Istio release archive also provides
+//! the Prometheus addon (`samples/addons/prometheus.yaml`).
+
+use super::download::{fetch_verified, http_client};
+use super::process::run;
+use crate::config::Versions;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct IstioRelease {
+    pub version: String,
+    pub istioctl: PathBuf,
+    pub prometheus_addon: PathBuf,
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+/// `kind v0.30.0 go1.24.5 linux/amd64` → true for `v0.30.0`.
+pub fn kind_version_matches(output: &str, version: &str) -> bool {
+    output.split_whitespace().nth(1) == Some(version)
+}
+
+/// kind from PATH if it is the pinned version, else the verified download.
+pub async fn kind(versions: &Versions, cache: &Path) -> Result<PathBuf, String> {
+    if let Some(path) = on_path("kind")
+        && let Ok(out) = run(&path, &["version"], Duration::from_secs(10)).await
+        && kind_version_matches(&out, &versions.kind.version)
+    {
+        return Ok(path);
+    }
+    let url = versions.kind_url();
+    let dest = cache.join(format!("kind-{}", versions.kind.version));
+    let path = fetch_verified(&http_client()?, &url, &format!("{url}.sha256sum"), &dest).await?;
+    make_executable(&path)?;
+    Ok(path)
+}
+
+fn make_executable(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| format!("cannot make {} executable: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The Istio release: the archive is downloaded and verified once per version (it
+/// holds the Prometheus addon); istioctl from PATH is preferred when it is that version.
+pub async fn istio(
+    versions: &Versions,
+    version: &str,
+    cache: &Path,
+) -> Result<IstioRelease, String> {
+    let dir = cache.join(format!("istio-{version}"));
+    let archive = cache.join(format!("istio-{version}-linux-amd64.tar.gz"));
+    let url = versions.istio_archive_url(version);
+    fetch_verified(&http_client()?, &url, &format!("{url}.sha256"), &archive).await?;
+    let prometheus_addon = dir.join("samples/addons/prometheus.yaml");
+    let bundled = dir.join("bin/istioctl");
+    if !prometheus_addon.exists() || !bundled.exists() {
+        extract(&archive, &dir, version)?;
+    }
+    let istioctl = match on_path("istioctl") {
+        Some(path)
+            if run(
+                &path,
+                &["version", "--remote=false", "--short"],
+                Duration::from_secs(10),
+            )
+            .await
+            .is_ok_and(|out| out.trim() == version) =>
+        {
+            path
+        }
+        _ => bundled,
+    };
+    Ok(IstioRelease {
+        version: version.to_string(),
+        istioctl,
+        prometheus_addon,
+    })
+}
+
+/// Extracts `istio-<v>/bin/istioctl` and `istio-<v>/samples/addons/*` into `dir`.
+pub fn extract(archive: &Path, dir: &Path, version: &str) -> Result<(), String> {
+    let file = std::fs::File::open(archive)
+        .map_err(|e| format!("cannot open {}: {e}", archive.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let prefix = PathBuf::from(format!("istio-{version}"));
+    let wanted = [prefix.join("bin/istioctl"), prefix.join("samples/addons")];
+    let entries = tar
+        .entries()
+        .map_err(|e| format!("{} is not a tar.gz archive: {e}", archive.display()))?;
+    let mut found = 0;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| format!("cannot read {}: {e}", archive.display()))?;
+        let path = entry
+            .path()
+            .map_err(|e| format!("bad path in {}: {e}", archive.display()))?
+            .into_owned();
+        if !wanted.iter().any(|w| path.starts_with(w)) {
+            continue;
+        }
+        let relative = path.strip_prefix(&prefix).unwrap_or(&path);
+        let target = dir.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        entry
+            .unpack(&target)
+            .map_err(|e| format!("cannot extract {}: {e}", target.display()))?;
+        found += 1;
+    }
+    if !dir.join("bin/istioctl").exists() || !dir.join("samples/addons/prometheus.yaml").exists() {
+        return Err(format!(
+            "{} lacks istio-{version}/bin/istioctl or samples/addons/prometheus.yaml ({found} matching entries)",
+            archive.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_version_line_is_read() {
+        assert!(kind_version_matches(
+            "kind v0.30.0 go1.24.5 linux/amd64\n",
+            "v0.30.0"
+        ));
+        assert!(!kind_version_matches(
+            "kind v0.29.0 go1.24.2 linux/amd64",
+            "v0.30.0"
+        ));
+    }
+}
