@@ -111,7 +111,7 @@ where
                 }
             }
             Reply::Reset => {
-                let _ = stream.set_linger(Some(Duration::ZERO));
+                let _ = stream.set_zero_linger();
                 return;
             }
             Reply::Silent => {
