@@ -16,6 +16,7 @@ pub mod config;
 pub mod exit;
 pub mod pki;
 pub mod plan;
+pub mod probe;
 pub mod progress;
 pub mod report;
 pub mod runner;

@@ -4,6 +4,9 @@
 pub mod apply;
 pub mod connect;
 pub mod download;
+pub mod istio;
+pub mod kind;
+pub mod portforward;
 pub mod preflight;
 mod process;
 pub mod tools;

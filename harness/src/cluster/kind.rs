@@ -1,0 +1,90 @@
+//! kind: create, reuse, export the kubeconfig of, and delete a cluster by name.
+
+use super::process::run;
+use std::path::Path;
+use std::time::Duration;
+
+const CREATE_DEADLINE: Duration = Duration::from_secs(600);
+const QUICK: Duration = Duration::from_secs(60);
+
+/// The arguments of `kind create cluster` (also shown by `--dry-run`).
+pub fn create_args(name: &str, node_image: &str, config: &Path, kubeconfig: &Path) -> Vec<String> {
+    [
+        "create",
+        "cluster",
+        "--name",
+        name,
+        "--image",
+        node_image,
+        "--config",
+        &config.display().to_string(),
+        "--kubeconfig",
+        &kubeconfig.display().to_string(),
+        "--wait",
+        "180s",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub async fn exists(kind: &Path, name: &str) -> Result<bool, String> {
+    let out = run(kind, &["get", "clusters"], QUICK).await?;
+    Ok(out.lines().any(|l| l.trim() == name))
+}
+
+pub async fn create(
+    kind: &Path,
+    name: &str,
+    node_image: &str,
+    config: &Path,
+    kubeconfig: &Path,
+) -> Result<(), String> {
+    let args = create_args(name, node_image, config, kubeconfig);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(kind, &args, CREATE_DEADLINE).await.map(|_| ())
+}
+
+/// Writes the cluster's kubeconfig to `path` (kind merges into it; the harness uses a
+/// file of its own so the user's ~/.kube/config is never touched).
+pub async fn export_kubeconfig(kind: &Path, name: &str, path: &Path) -> Result<(), String> {
+    let out = run(kind, &["get", "kubeconfig", "--name", name], QUICK).await?;
+    crate::report::write_atomically(path, out.as_bytes(), true).map(|_| ())
+}
+
+pub async fn delete(kind: &Path, name: &str) -> Result<(), String> {
+    run(
+        kind,
+        &["delete", "cluster", "--name", name],
+        Duration::from_secs(180),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// `kind export logs` into `dir` (for the diagnostics bundle).
+pub async fn export_logs(kind: &Path, name: &str, dir: &Path) -> Result<(), String> {
+    let dir = dir.display().to_string();
+    run(
+        kind,
+        &["export", "logs", &dir, "--name", name],
+        Duration::from_secs(120),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The node image of an existing kind cluster, read from its control-plane container.
+pub async fn node_image(name: &str) -> Option<String> {
+    let docker = Path::new("docker");
+    let container = format!("{name}-control-plane");
+    run(
+        docker,
+        &["inspect", "--format", "{{.Config.Image}}", &container],
+        QUICK,
+    )
+    .await
+    .ok()
+    .map(|s| s.trim().to_string())
+    .filter(|s| !s.is_empty())
+}

@@ -1,0 +1,231 @@
+//! Classifying one request's result: `ok` (200 and a sentence), `http-error` (any
+//! other answer, with its status), `reset`, `refused`, `timeout`, `tls`.
+
+use crate::suite::model::ResultClass;
+use regex::Regex;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+/// What the frontend answers when both backends answered: `"<name> is <age> years"`.
+/// A backend error is pasted into a 200 body, so the status alone proves nothing.
+static SENTENCE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^.+ is \d+ years$").expect("valid regex"));
+
+pub fn is_sentence(body: &str) -> bool {
+    SENTENCE.is_match(body.trim())
+}
+
+/// What the TLS layer said, when it said anything.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TlsSignal {
+    /// The server sent an alert, e.g. `CertificateRequired` (TLS 1.3, on first read) or
+    /// `HandshakeFailure` (TLS 1.2, during the handshake).
+    Alert(String),
+    /// This client refused the server's certificate (wrong CA, wrong name): a harness or
+    /// configuration problem, never a rejection by the server.
+    ServerUntrusted(String),
+    /// Another TLS error.
+    Other(String),
+}
+
+/// One request's result.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Observation {
+    pub class: ResultClass,
+    pub status: Option<u16>,
+    pub tls: Option<TlsSignal>,
+    /// Error chain or a body excerpt, for the evidence.
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+impl Observation {
+    /// `ok (200)`, `http-500 (500: boom)`, `reset (connection reset by peer)`.
+    pub fn short(&self) -> String {
+        let detail: String = self.detail.chars().take(120).collect();
+        match self.status {
+            Some(code) if detail.is_empty() => format!("{} ({code})", self.class),
+            Some(code) => format!("{} ({code}: {detail})", self.class),
+            None => format!("{} ({detail})", self.class),
+        }
+    }
+
+    /// Whether the request reached something that answers (HTTP or TLS), i.e. the path
+    /// to the gateway works; refused and timed-out requests did not.
+    pub fn reached(&self) -> bool {
+        !matches!(self.class, ResultClass::Refused | ResultClass::Timeout)
+    }
+}
+
+/// Classifies an HTTP answer.
+pub fn answer(status: u16, body: &str, elapsed: Duration) -> Observation {
+    let excerpt: String = body.trim().chars().take(200).collect();
+    if status == 200 && is_sentence(body) {
+        Observation {
+            class: ResultClass::Ok,
+            status: Some(200),
+            tls: None,
+            detail: excerpt,
+            elapsed,
+        }
+    } else {
+        Observation {
+            class: ResultClass::HttpError(Some(status)),
+            status: Some(status),
+            tls: None,
+            detail: excerpt,
+            elapsed,
+        }
+    }
+}
+
+/// The error chain as one line.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if parts.last() != Some(&text) {
+            parts.push(text);
+        }
+        source = e.source();
+    }
+    parts.join(": ")
+}
+
+/// Classifies a transport error by walking its source chain.
+pub fn transport_error(
+    error: &(dyn std::error::Error + 'static),
+    timed_out: bool,
+    elapsed: Duration,
+) -> Observation {
+    let detail = chain(error);
+    let class = if timed_out {
+        ResultClass::Timeout
+    } else {
+        classify_chain(error, &detail)
+    };
+    Observation {
+        class,
+        status: None,
+        tls: tls_signal(error),
+        detail,
+        elapsed,
+    }
+}
+
+/// The rustls error in the chain, if any, as a signal.
+pub fn tls_signal(error: &(dyn std::error::Error + 'static)) -> Option<TlsSignal> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
+            e.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = found {
+            return Some(match tls {
+                rustls::Error::AlertReceived(alert) => TlsSignal::Alert(format!("{alert:?}")),
+                rustls::Error::InvalidCertificate(why) => {
+                    TlsSignal::ServerUntrusted(format!("{why:?}"))
+                }
+                other => TlsSignal::Other(other.to_string()),
+            });
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn classify_chain(error: &(dyn std::error::Error + 'static), text: &str) -> ResultClass {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<rustls::Error>().is_some() {
+            return ResultClass::Tls;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused => return ResultClass::Refused,
+                ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => {
+                    return ResultClass::Reset;
+                }
+                TimedOut => return ResultClass::Timeout,
+                _ => {}
+            }
+            // rustls reports TLS failures through io::Error with the rustls error inside.
+            if let Some(inner) = io.get_ref()
+                && inner.downcast_ref::<rustls::Error>().is_some()
+            {
+                return ResultClass::Tls;
+            }
+        }
+        current = e.source();
+    }
+    // hyper's "connection closed before message completed" carries no io::Error.
+    let lower = text.to_ascii_lowercase();
+    if lower.contains("connection closed before message completed")
+        || lower.contains("connection reset")
+    {
+        ResultClass::Reset
+    } else if lower.contains("connection refused") {
+        ResultClass::Refused
+    } else if lower.contains("timed out") {
+        ResultClass::Timeout
+    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")
+    {
+        ResultClass::Tls
+    } else {
+        ResultClass::Reset
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_200_with_a_sentence_is_ok() {
+        let d = Duration::ZERO;
+        assert_eq!(answer(200, "Alice is 42 years", d).class, ResultClass::Ok);
+        assert_eq!(answer(200, "Alice is 42 years\n", d).class, ResultClass::Ok);
+        // A backend error pasted into the sentence: still 200, not a sentence.
+        assert_eq!(
+            answer(
+                200,
+                "Alice is <html>500 Internal Server Error</html> years",
+                d
+            )
+            .class,
+            ResultClass::HttpError(Some(200))
+        );
+        assert_eq!(answer(200, "", d).class, ResultClass::HttpError(Some(200)));
+        assert_eq!(
+            answer(500, "Alice is 42 years", d).class,
+            ResultClass::HttpError(Some(500))
+        );
+    }
+
+    #[test]
+    fn io_errors_in_the_chain_decide_the_class() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(
+            transport_error(&refused, false, Duration::ZERO).class,
+            ResultClass::Refused
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            transport_error(&reset, false, Duration::ZERO).class,
+            ResultClass::Reset
+        );
+        let tls = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls::Error::DecryptError);
+        assert_eq!(
+            transport_error(&tls, false, Duration::ZERO).class,
+            ResultClass::Tls
+        );
+        assert_eq!(
+            transport_error(&reset, true, Duration::ZERO).class,
+            ResultClass::Timeout
+        );
+    }
+}
