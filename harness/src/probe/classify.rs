@@ -81,14 +81,13 @@ pub fn answer(status: u16, body: &str, elapsed: Duration) -> Observation {
 
 /// The error chain as one line.
 pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(e) = source {
+    let mut parts: Vec<String> = Vec::new();
+    for e in layers(error) {
         let text = e.to_string();
-        if parts.last() != Some(&text) {
+        // Outer layers often repeat the inner message; keep each text once.
+        if !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        source = e.source();
     }
     parts.join(": ")
 }
@@ -114,35 +113,49 @@ pub fn transport_error(
     }
 }
 
+/// Every error of the chain, including errors wrapped inside `io::Error`s: their
+/// `source()` skips the wrapped error itself, which is where rustls puts its own.
+fn layers<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out: Vec<&'a (dyn std::error::Error + 'static)> = Vec::new();
+    let mut stack = vec![error];
+    while let Some(e) = stack.pop() {
+        out.push(e);
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+        {
+            stack.push(inner);
+        } else if let Some(source) = e.source() {
+            stack.push(source);
+        }
+    }
+    out
+}
+
 /// The rustls error in the chain, if any, as a signal.
 pub fn tls_signal(error: &(dyn std::error::Error + 'static)) -> Option<TlsSignal> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        let found = e.downcast_ref::<rustls::Error>().or_else(|| {
-            e.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = found {
-            return Some(match tls {
-                rustls::Error::AlertReceived(alert) => TlsSignal::Alert(format!("{alert:?}")),
-                rustls::Error::InvalidCertificate(why) => {
-                    TlsSignal::ServerUntrusted(format!("{why:?}"))
-                }
-                other => TlsSignal::Other(other.to_string()),
-            });
-        }
-        current = e.source();
-    }
-    None
+    layers(error)
+        .into_iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>())
+        .map(|tls| match tls {
+            rustls::Error::AlertReceived(alert) => TlsSignal::Alert(format!("{alert:?}")),
+            rustls::Error::InvalidCertificate(why) => {
+                TlsSignal::ServerUntrusted(format!("{why:?}"))
+            }
+            other => TlsSignal::Other(other.to_string()),
+        })
 }
 
 fn classify_chain(error: &(dyn std::error::Error + 'static), text: &str) -> ResultClass {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<rustls::Error>().is_some() {
-            return ResultClass::Tls;
-        }
+    let all = layers(error);
+    if all
+        .iter()
+        .any(|e| e.downcast_ref::<rustls::Error>().is_some())
+    {
+        return ResultClass::Tls;
+    }
+    for e in &all {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind::*;
             match io.kind() {
@@ -153,14 +166,7 @@ fn classify_chain(error: &(dyn std::error::Error + 'static), text: &str) -> Resu
                 TimedOut => return ResultClass::Timeout,
                 _ => {}
             }
-            // rustls reports TLS failures through io::Error with the rustls error inside.
-            if let Some(inner) = io.get_ref()
-                && inner.downcast_ref::<rustls::Error>().is_some()
-            {
-                return ResultClass::Tls;
-            }
         }
-        current = e.source();
     }
     // hyper's "connection closed before message completed" carries no io::Error.
     let lower = text.to_ascii_lowercase();
@@ -172,10 +178,8 @@ fn classify_chain(error: &(dyn std::error::Error + 'static), text: &str) -> Resu
         ResultClass::Refused
     } else if lower.contains("timed out") {
         ResultClass::Timeout
-    } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")
-    {
-        ResultClass::Tls
     } else {
+        // Any other transport failure after connecting: the peer went away.
         ResultClass::Reset
     }
 }

@@ -1,0 +1,405 @@
+//! The MUTUAL-gateway probes against real rustls servers on loopback that require client
+//! certificates from the run's CA (TLS 1.3-only and TLS 1.2-only), and the mutations
+//! that must make the ingress verdicts fail or error.
+
+use harness::pki::Pki;
+use harness::probe::Probe;
+use harness::probe::tls::{TlsProbe, TlsVersions, accepts, client_config, rejections};
+use harness::runner::record::Verdict;
+use harness::suite::model::ClientIdentity;
+use rustls::client::danger::ServerCertVerifier;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const HOST: &str = "sentences.example.com";
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+fn certs(pem: &str) -> Vec<CertificateDer<'static>> {
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn roots(pem: &str) -> Arc<rustls::RootCertStore> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs(pem) {
+        roots.add(c).unwrap();
+    }
+    Arc::new(roots)
+}
+
+#[derive(Clone, Copy)]
+enum Version {
+    Tls12,
+    Tls13,
+}
+
+struct ServerSpec {
+    version: Version,
+    require_client_cert: bool,
+    status: u16,
+}
+
+/// A gateway stand-in: TLS with the given server certificate, client certificates from
+/// `client_ca` required (or not), answering `status` with a sentence.
+async fn gateway(
+    spec: ServerSpec,
+    server_cert: &str,
+    server_key: &str,
+    client_ca: &str,
+) -> SocketAddr {
+    let provider = provider();
+    let versions: &[&rustls::SupportedProtocolVersion] = match spec.version {
+        Version::Tls12 => &[&rustls::version::TLS12],
+        Version::Tls13 => &[&rustls::version::TLS13],
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .unwrap();
+    let builder = if spec.require_client_cert {
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots(client_ca), provider)
+            .build()
+            .unwrap();
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let key = PrivateKeyDer::from_pem_slice(server_key.as_bytes()).unwrap();
+    let config = builder.with_single_cert(certs(server_cert), key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let status = spec.status;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let Ok(n) = tls.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                let body = "Alice is 42 years";
+                let response = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+fn probe(pki: &Pki, addr: SocketAddr, identity: ClientIdentity) -> TlsProbe {
+    let _ = provider();
+    let id = match identity {
+        ClientIdentity::Trusted => Some((pki.client_cert.as_str(), pki.client_key.as_str())),
+        ClientIdentity::Untrusted => Some((
+            pki.untrusted_client_cert.as_str(),
+            pki.untrusted_client_key.as_str(),
+        )),
+        ClientIdentity::None => None,
+    };
+    let config = client_config(&pki.ca_cert, id, TlsVersions::Any).unwrap();
+    TlsProbe::new(HOST, addr, config, identity).unwrap()
+}
+
+const DEADLINE: Duration = Duration::from_secs(5);
+
+async fn mutual_gateway_is_judged_right(version: Version) {
+    let pki = Pki::issue(HOST).unwrap();
+    let addr = gateway(
+        ServerSpec {
+            version,
+            require_client_cert: true,
+            status: 200,
+        },
+        &pki.server_cert,
+        &pki.server_key,
+        &pki.ca_cert,
+    )
+    .await;
+
+    let j = accepts(&probe(&pki, addr, ClientIdentity::Trusted), 3, DEADLINE).await;
+    assert_eq!(j.verdict, Verdict::Passed, "O7: {}", j.evidence.summary);
+
+    let j = rejections(&probe(&pki, addr, ClientIdentity::None), 3, DEADLINE).await;
+    assert_eq!(j.verdict, Verdict::Passed, "O8: {}", j.evidence.summary);
+    eprintln!("without a certificate: {}", j.evidence.summary);
+    assert!(
+        j.evidence
+            .summary
+            .contains("rejections at the TLS layer (alert ")
+            || j.evidence.summary.contains("reset/EOF"),
+        "{}",
+        j.evidence.summary
+    );
+
+    let j = rejections(&probe(&pki, addr, ClientIdentity::Untrusted), 3, DEADLINE).await;
+    assert_eq!(j.verdict, Verdict::Passed, "O9: {}", j.evidence.summary);
+    eprintln!("with an untrusted certificate: {}", j.evidence.summary);
+}
+
+#[tokio::test]
+async fn tls13_gateway_accepts_the_client_certificate_and_rejects_the_others() {
+    mutual_gateway_is_judged_right(Version::Tls13).await;
+    // TLS 1.3: the handshake completes on the client side; the alert arrives on the first read.
+    let pki = Pki::issue(HOST).unwrap();
+    let addr = gateway(
+        ServerSpec {
+            version: Version::Tls13,
+            require_client_cert: true,
+            status: 200,
+        },
+        &pki.server_cert,
+        &pki.server_key,
+        &pki.ca_cert,
+    )
+    .await;
+    let obs = probe(&pki, addr, ClientIdentity::None).once().await;
+    assert!(
+        obs.detail.contains("CertificateRequired")
+            || obs.class == harness::suite::model::ResultClass::Reset,
+        "{}",
+        obs.short()
+    );
+}
+
+#[tokio::test]
+async fn tls12_gateway_accepts_the_client_certificate_and_rejects_the_others() {
+    mutual_gateway_is_judged_right(Version::Tls12).await;
+}
+
+#[tokio::test]
+async fn a_gateway_that_does_not_require_certificates_fails_the_rejection_verdict() {
+    let pki = Pki::issue(HOST).unwrap();
+    let addr = gateway(
+        ServerSpec {
+            version: Version::Tls13,
+            require_client_cert: false,
+            status: 200,
+        },
+        &pki.server_cert,
+        &pki.server_key,
+        &pki.ca_cert,
+    )
+    .await;
+    let j = rejections(
+        &probe(&pki, addr, ClientIdentity::None),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Failed, "{}", j.evidence.summary);
+    assert!(
+        j.evidence.summary.contains("the gateway answered HTTP 200"),
+        "{}",
+        j.evidence.summary
+    );
+}
+
+#[tokio::test]
+async fn a_closed_port_is_an_error_not_a_rejection() {
+    let pki = Pki::issue(HOST).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let j = rejections(
+        &probe(&pki, closed, ClientIdentity::None),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Errored, "{}", j.evidence.summary);
+    assert!(
+        j.evidence.summary.contains("not a rejection"),
+        "{}",
+        j.evidence.summary
+    );
+    let j = accepts(
+        &probe(&pki, closed, ClientIdentity::Trusted),
+        3,
+        Duration::from_secs(1),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Errored, "{}", j.evidence.summary);
+}
+
+#[tokio::test]
+async fn a_server_certificate_for_another_name_is_an_error() {
+    let pki = Pki::issue(HOST).unwrap();
+    let other = Pki::issue("other.example.com").unwrap();
+    // Served by a gateway whose certificate names another host (signed by another run's CA
+    // is not the point here: same mistake, a certificate the client must not accept).
+    let addr = gateway(
+        ServerSpec {
+            version: Version::Tls13,
+            require_client_cert: true,
+            status: 200,
+        },
+        &other.server_cert,
+        &other.server_key,
+        &pki.ca_cert,
+    )
+    .await;
+    let j = accepts(
+        &probe(&pki, addr, ClientIdentity::Trusted),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Errored, "{}", j.evidence.summary);
+    assert!(
+        j.evidence
+            .summary
+            .contains("does not trust the gateway's certificate"),
+        "{}",
+        j.evidence.summary
+    );
+    let j = rejections(
+        &probe(&pki, addr, ClientIdentity::None),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(
+        j.verdict,
+        Verdict::Errored,
+        "a client refusing the server is no rejection by the server: {}",
+        j.evidence.summary
+    );
+}
+
+#[tokio::test]
+async fn a_gateway_that_answers_503_after_the_handshake_fails_both_verdicts() {
+    let pki = Pki::issue(HOST).unwrap();
+    let addr = gateway(
+        ServerSpec {
+            version: Version::Tls13,
+            require_client_cert: false,
+            status: 503,
+        },
+        &pki.server_cert,
+        &pki.server_key,
+        &pki.ca_cert,
+    )
+    .await;
+    let j = accepts(
+        &probe(&pki, addr, ClientIdentity::Trusted),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Failed, "{}", j.evidence.summary);
+    assert!(
+        j.evidence.summary.contains("http-503"),
+        "{}",
+        j.evidence.summary
+    );
+    let j = rejections(
+        &probe(&pki, addr, ClientIdentity::None),
+        3,
+        Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(j.verdict, Verdict::Failed, "{}", j.evidence.summary);
+    assert!(
+        j.evidence.summary.contains("answered HTTP 503"),
+        "{}",
+        j.evidence.summary
+    );
+}
+
+#[test]
+fn the_generated_chain_verifies_and_the_server_certificate_carries_the_san() {
+    let provider = provider();
+    let pki = Pki::issue(HOST).unwrap();
+    let server_verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        roots(&pki.ca_cert),
+        Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let server = certs(&pki.server_cert).remove(0);
+    let now = UnixTime::now();
+    server_verifier
+        .verify_server_cert(&server, &[], &ServerName::try_from(HOST).unwrap(), &[], now)
+        .expect("CA → server verifies for sentences.example.com (subjectAltName)");
+    assert!(
+        server_verifier
+            .verify_server_cert(
+                &server,
+                &[],
+                &ServerName::try_from("example.com").unwrap(),
+                &[],
+                now
+            )
+            .is_err(),
+        "no other name"
+    );
+    let client_verifier =
+        WebPkiClientVerifier::builder_with_provider(roots(&pki.ca_cert), Arc::clone(&provider))
+            .build()
+            .unwrap();
+    client_verifier
+        .verify_client_cert(&certs(&pki.client_cert).remove(0), &[], now)
+        .expect("CA → client verifies");
+    assert!(
+        client_verifier
+            .verify_client_cert(&certs(&pki.untrusted_client_cert).remove(0), &[], now)
+            .is_err(),
+        "the untrusted client does not chain to the run's CA"
+    );
+}
+
+#[test]
+fn key_files_are_written_0600_and_never_shown_by_debug() {
+    let mut pki = Pki::issue(HOST).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    pki.write(dir.path()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for (file, private) in [
+        ("ca.crt", false),
+        ("server.crt", false),
+        ("server.key", true),
+        ("client.crt", false),
+        ("client.key", true),
+        ("untrusted-ca.crt", false),
+        ("untrusted-client.crt", false),
+        ("untrusted-client.key", true),
+    ] {
+        let mode = std::fs::metadata(dir.path().join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        if private {
+            assert_eq!(mode, 0o600, "{file}");
+        } else {
+            assert_ne!(
+                mode & 0o044,
+                0,
+                "{file} is readable as a certificate should be"
+            );
+        }
+    }
+    let shown = format!("{pki:?}");
+    assert!(!shown.contains("PRIVATE KEY"), "{shown}");
+}
