@@ -21,3 +21,4 @@ pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod suite;
+pub mod telemetry;

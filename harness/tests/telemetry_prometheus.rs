@@ -1,0 +1,258 @@
+//! The telemetry oracle against a real Prometheus server: the test serves
+//! `istio_requests_total` counters on loopback, Prometheus scrapes them every second,
+//! and the phases of O5 and O6 are judged, with the mutations that must fail.
+
+mod common;
+
+use common::{Reply, binary_or_skip, serve};
+use harness::runner::record::Verdict;
+use harness::telemetry::oracle::{EdgeExpectation, phase};
+use harness::telemetry::prometheus::Prometheus;
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Counters = Arc<Mutex<BTreeMap<(String, String, String, String), f64>>>;
+
+fn exposition(counters: &Counters) -> String {
+    let mut out = String::from("# TYPE istio_requests_total counter\n");
+    for ((src, dst, version, policy), value) in counters.lock().unwrap().iter() {
+        out.push_str(&format!(
+            "istio_requests_total{{reporter=\"destination\",source_workload=\"{src}\",destination_workload=\"{dst}\",destination_version=\"{version}\",connection_security_policy=\"{policy}\",response_code=\"200\"}} {value}\n"
+        ));
+        // What the source side reports: always `unknown`, never judged.
+        out.push_str(&format!(
+            "istio_requests_total{{reporter=\"source\",source_workload=\"{src}\",destination_workload=\"{dst}\",destination_version=\"{version}\",connection_security_policy=\"unknown\",response_code=\"200\"}} {value}\n"
+        ));
+    }
+    out
+}
+
+fn add(counters: &Counters, src: &str, dst: &str, policy: &str, n: f64) {
+    let version = if dst.ends_with("-v2") { "v2" } else { "v1" };
+    *counters
+        .lock()
+        .unwrap()
+        .entry((src.into(), dst.into(), version.into(), policy.into()))
+        .or_default() += n;
+}
+
+struct PrometheusProcess {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for PrometheusProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_prometheus(
+    binary: &std::path::Path,
+    target: std::net::SocketAddr,
+) -> PrometheusProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: istio\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = std::process::Command::new(binary)
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus starts");
+    let url = format!("http://127.0.0.1:{port}");
+    let process = PrometheusProcess {
+        child,
+        url: url.clone(),
+        _dir: dir,
+    };
+    let started = Instant::now();
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client.get(format!("{url}/-/ready")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "Prometheus did not become ready in 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    process
+}
+
+fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
+    EdgeExpectation {
+        from: from.into(),
+        to: to.into(),
+        padlock,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let Some(binary) = binary_or_skip(
+        "prometheus",
+        "phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus",
+    ) else {
+        return;
+    };
+    let counters: Counters = Arc::default();
+    let served = Arc::clone(&counters);
+    let exporter = serve(move |path, _| match path {
+        "/metrics" => Reply::Http {
+            status: 200,
+            body: exposition(&served).into_bytes(),
+            content_type: "text/plain; version=0.0.4",
+        },
+        _ => Reply::text(404, "no"),
+    })
+    .await;
+    // Traffic from before the phases: mTLS everywhere, as after O5.
+    add(&counters, "sentences", "name-v1", "mutual_tls", 100.0);
+    let prom = start_prometheus(&binary, exporter.addr).await;
+    let prometheus = Prometheus::new(&prom.url).unwrap();
+    let deadline = Duration::from_secs(20);
+
+    // O5: every edge carries mTLS.
+    let o5 = [
+        edge("istio-ingressgateway", "sentences", true),
+        edge("sentences", "age", true),
+        edge("sentences", "name-v1", true),
+        edge("sentences", "name-v2", true),
+    ];
+    let c = Arc::clone(&counters);
+    let started = Instant::now();
+    let result = phase(&prometheus, &o5, deadline, || async move {
+        for (src, dst) in [
+            ("istio-ingressgateway", "sentences"),
+            ("sentences", "age"),
+            ("sentences", "name-v1"),
+            ("sentences", "name-v2"),
+        ] {
+            add(&c, src, dst, "mutual_tls", 20.0);
+        }
+        Ok("40 requests".to_string())
+    })
+    .await;
+    eprintln!(
+        "O5 phase: {:?} in {:.1} s: {}",
+        result.verdict,
+        started.elapsed().as_secs_f64(),
+        result.evidence.summary
+    );
+    assert_eq!(result.verdict, Verdict::Passed, "{:#?}", result.evidence);
+    assert_eq!(result.evidence.edges.len(), 4);
+    assert!(
+        result
+            .evidence
+            .edges
+            .iter()
+            .all(|r| r.mutual_tls == 20.0 && r.plaintext == 0.0),
+        "{:#?}",
+        result.evidence.edges
+    );
+
+    // O6: v1 without mTLS, v2 with. The stale mutual_tls series of name-v1 (120 so far)
+    // stays exported and must not put a padlock on v1.
+    let o6 = [
+        edge("sentences", "name-v1", false),
+        edge("sentences", "name-v2", true),
+    ];
+    let c = Arc::clone(&counters);
+    let result = phase(&prometheus, &o6, deadline, || async move {
+        add(&c, "sentences", "name-v1", "none", 20.0);
+        add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
+        Ok("40 requests".to_string())
+    })
+    .await;
+    assert_eq!(result.verdict, Verdict::Passed, "{:#?}", result.evidence);
+    let v1 = &result.evidence.edges[0];
+    assert_eq!(
+        (v1.mutual_tls, v1.plaintext, v1.padlock),
+        (0.0, 20.0, Some(false))
+    );
+
+    // Mutation: v1 gets mTLS traffic in the phase → the verdict fails, at once.
+    let c = Arc::clone(&counters);
+    let started = Instant::now();
+    let result = phase(&prometheus, &o6, deadline, || async move {
+        add(&c, "sentences", "name-v1", "mutual_tls", 10.0);
+        add(&c, "sentences", "name-v1", "none", 10.0);
+        add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
+        Ok("40 requests".to_string())
+    })
+    .await;
+    assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
+    assert!(
+        result.evidence.summary.contains(
+            "sentences → name-v1: padlock present (mutual_tls Δ 10, none Δ 10), expected absent"
+        ),
+        "{}",
+        result.evidence.summary
+    );
+    assert!(
+        started.elapsed() < deadline,
+        "a padlock that appeared cannot go away: no need to wait for the deadline"
+    );
+
+    // Mutation: no traffic at all on name-v2 → nothing proves its padlock → fails at the deadline.
+    let c = Arc::clone(&counters);
+    let result = phase(&prometheus, &o6, Duration::from_secs(6), || async move {
+        add(&c, "sentences", "name-v1", "none", 20.0);
+        Ok("20 requests".to_string())
+    })
+    .await;
+    assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
+    assert!(
+        result
+            .evidence
+            .summary
+            .contains("sentences → name-v2: no traffic in this phase"),
+        "{}",
+        result.evidence.summary
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_is_an_environment_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let prometheus = Prometheus::new(&format!("http://{closed}")).unwrap();
+    let result = phase(
+        &prometheus,
+        &[edge("a", "b", true)],
+        Duration::from_secs(2),
+        || async { Ok(String::new()) },
+    )
+    .await;
+    assert_eq!(result.verdict, Verdict::Errored);
+    assert!(
+        result.evidence.summary.contains("unreachable"),
+        "{}",
+        result.evidence.summary
+    );
+}
