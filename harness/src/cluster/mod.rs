@@ -3,12 +3,16 @@
 
 pub mod apply;
 pub mod connect;
+pub mod diagnostics;
 pub mod download;
+mod envoy_admin;
 pub mod istio;
+mod judge;
 pub mod kind;
 pub mod portforward;
 pub mod preflight;
 mod process;
+mod provision;
 pub mod tools;
 pub mod workloads;
 mod world;
