@@ -91,6 +91,7 @@ async fn connection<F>(mut stream: TcpStream, handler: Arc<F>, counter: Arc<Atom
 where
     F: Fn(&str, usize) -> Reply + Send + Sync + 'static,
 {
+    let _ = stream.set_nodelay(true);
     while let Some(head) = read_head(&mut stream).await {
         let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
         let n = counter.fetch_add(1, Ordering::SeqCst);
