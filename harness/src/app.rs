@@ -118,9 +118,17 @@ pub fn run_with_world(
     record.exit_code()
 }
 
+/// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set).
 fn write_report(record: &RunRecord, config: &RunConfig) {
     match junit::write(record, &config.reports_dir) {
         Ok(path) => eprintln!("JUnit report: {}", path.display()),
+        Err(e) => eprintln!("error: {e}"),
+    }
+    let step_summary = std::env::var_os("GITHUB_STEP_SUMMARY")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from);
+    match crate::report::summary::write(record, &config.reports_dir, step_summary.as_deref()) {
+        Ok(path) => eprintln!("summary: {}", path.display()),
         Err(e) => eprintln!("error: {e}"),
     }
 }

@@ -148,6 +148,11 @@ fn a_run_without_docker_exits_3_within_seconds_and_leaves_a_junit_naming_the_cau
             .any(|l| l.starts_with("error: preflight: no Docker engine reachable")),
         "{err}"
     );
+    let summary = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(
+        summary.contains("⚠️ **setup::preflight**: no Docker engine reachable"),
+        "{summary}"
+    );
     let xml = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
     let case = &report.test_suites[0].test_cases[0];

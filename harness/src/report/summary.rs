@@ -1,0 +1,201 @@
+//! The Markdown summary: a table per suite (step, verdict, evidence in one line, time)
+//! and, for steps that judged edges, the mTLS graph as Kiali would draw it (Mermaid)
+//! followed by the same data as a table. Written to `<reports-dir>/summary.md` on every
+//! run and appended to `$GITHUB_STEP_SUMMARY` when it is set.
+
+use crate::runner::record::{EdgeRow, RunRecord, StepRecord, StepStatus};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+pub const FILE_NAME: &str = "summary.md";
+
+/// Text fit for one table cell: one line, pipes escaped, bounded length.
+pub fn cell(text: &str) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut escaped = one_line.replace('|', "\\|");
+    if escaped.chars().count() > 300 {
+        escaped = escaped.chars().take(297).collect::<String>() + "...";
+    }
+    escaped
+}
+
+fn verdict(step: &StepRecord) -> &'static str {
+    match step.status {
+        StepStatus::Passed => "✅ passed",
+        StepStatus::Failed { .. } => "❌ failed",
+        StepStatus::Errored { .. } => "⚠️ error",
+        StepStatus::Ignored { .. } => "⏭️ ignored",
+    }
+}
+
+fn evidence(step: &StepRecord) -> String {
+    match &step.status {
+        StepStatus::Failed { message } | StepStatus::Errored { message } => message.clone(),
+        StepStatus::Ignored { reason } => reason.clone(),
+        StepStatus::Passed => step
+            .expectations
+            .last()
+            .map(|e| e.evidence.summary.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// A Mermaid node id: letters, digits and `_` only.
+fn node(name: &str) -> String {
+    let id: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("n_{id}[\"{name}\"]")
+}
+
+fn lock(padlock: Option<bool>) -> &'static str {
+    match padlock {
+        Some(true) => "🔒 mTLS",
+        Some(false) => "🔓 no mTLS",
+        None => "no traffic",
+    }
+}
+
+/// The edge graph of one step, as Kiali draws it: a padlock where telemetry saw mTLS.
+pub fn mermaid(rows: &[EdgeRow]) -> String {
+    let mut out = String::from("```mermaid\nflowchart LR\n");
+    for row in rows {
+        let wrong = row.padlock != Some(row.expected_padlock);
+        let label = if wrong {
+            format!(
+                "{} (expected {})",
+                lock(row.padlock),
+                if row.expected_padlock {
+                    "mTLS"
+                } else {
+                    "no mTLS"
+                }
+            )
+        } else {
+            lock(row.padlock).to_string()
+        };
+        let _ = writeln!(
+            out,
+            "  {} -- \"{label}\" --> {}",
+            node(&row.from),
+            node(&row.to)
+        );
+    }
+    out.push_str("```\n");
+    out
+}
+
+pub fn edge_table(rows: &[EdgeRow]) -> String {
+    let mut out = String::from(
+        "| edge | mutual_tls Δ | plaintext Δ | padlock (telemetry) | expected | proxy config |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} → {} | {} | {} | {} | {} | {} |",
+            r.from,
+            r.to,
+            r.mutual_tls,
+            r.plaintext,
+            lock(r.padlock),
+            if r.expected_padlock {
+                "🔒 mTLS"
+            } else {
+                "🔓 no mTLS"
+            },
+            match r.proxy_config_mtls {
+                Some(true) => "mTLS",
+                Some(false) => "plaintext",
+                None => "—",
+            }
+        );
+    }
+    out
+}
+
+pub fn render(record: &RunRecord) -> String {
+    let p = &record.properties;
+    let mut out = format!(
+        "## Istio mTLS conformance\n\nIstio {} · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
+        p.istio_version, p.kubernetes_version, p.kind_node_image, p.cluster_name, p.harness_version
+    );
+    for failure in &record.setup_failures {
+        let _ = writeln!(
+            out,
+            "⚠️ **{}**: {}\n",
+            failure.phase,
+            cell(&failure.message)
+        );
+    }
+    for (label, steps) in &record.suites {
+        let _ = writeln!(
+            out,
+            "### {label}\n\n| step | verdict | evidence | time |\n|---|---|---|---|"
+        );
+        for step in steps {
+            let _ = writeln!(
+                out,
+                "| {}{} | {} | {} | {:.1} s |",
+                step.slug,
+                step.outcome
+                    .as_deref()
+                    .map(|o| format!(" ({o})"))
+                    .unwrap_or_default(),
+                verdict(step),
+                cell(&evidence(step)),
+                step.duration.as_secs_f64()
+            );
+        }
+        out.push('\n');
+        for step in steps {
+            let rows: Vec<EdgeRow> = step.edges().cloned().collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "#### {}::{} — mTLS per edge\n", label, step.slug);
+            out.push_str(&mermaid(&rows));
+            out.push('\n');
+            out.push_str(&edge_table(&rows));
+            out.push('\n');
+        }
+        for step in steps.iter().filter(|s| s.diagnostics.is_some()) {
+            if let Some(dir) = &step.diagnostics {
+                let _ = writeln!(
+                    out,
+                    "Diagnostics of {}::{}: `{}`\n",
+                    label,
+                    step.slug,
+                    dir.display()
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Writes `summary.md` and appends to `$GITHUB_STEP_SUMMARY` when `step_summary` is set.
+pub fn write(
+    record: &RunRecord,
+    reports_dir: &Path,
+    step_summary: Option<&Path>,
+) -> Result<PathBuf, String> {
+    let text = render(record);
+    let path =
+        crate::report::write_atomically(&reports_dir.join(FILE_NAME), text.as_bytes(), false)?;
+    if let Some(target) = step_summary {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(target)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| {
+                format!(
+                    "cannot append to $GITHUB_STEP_SUMMARY ({}): {e}",
+                    target.display()
+                )
+            })?;
+    }
+    Ok(path)
+}

@@ -1,0 +1,219 @@
+//! The Markdown summary from a finished run's results: tables, the Mermaid edge graph
+//! and the edge table, checked line by line.
+
+use harness::report::summary;
+use harness::runner::record::{
+    EdgeRow, Evidence, ExpectationRecord, RunRecord, StepRecord, StepStatus, Verdict,
+};
+use std::time::Duration;
+
+fn step(slug: &str, outcome: &str, status: StepStatus, edges: Vec<EdgeRow>) -> StepRecord {
+    let mut evidence = Evidence::new("every edge as expected after 31.0 s");
+    evidence.edges = edges;
+    StepRecord {
+        suite: "mesh".into(),
+        slug: slug.into(),
+        title: String::new(),
+        outcome: Some(outcome.into()),
+        status,
+        duration: Duration::from_millis(31_500),
+        log: vec![],
+        expectations: vec![ExpectationRecord {
+            description: "telemetry".into(),
+            verdict: Verdict::Passed,
+            evidence,
+            elapsed: Duration::from_secs(31),
+        }],
+        diagnostics: None,
+    }
+}
+
+fn edge(
+    from: &str,
+    to: &str,
+    mtls: f64,
+    plain: f64,
+    expected: bool,
+    proxy: Option<bool>,
+) -> EdgeRow {
+    EdgeRow {
+        from: from.into(),
+        to: to.into(),
+        mutual_tls: mtls,
+        plaintext: plain,
+        expected_padlock: expected,
+        padlock: (mtls + plain > 0.0).then_some(mtls > 0.0),
+        proxy_config_mtls: proxy,
+    }
+}
+
+/// Splits a Markdown table row into cells, honouring `\|` escapes.
+fn cells(row: &str) -> Vec<String> {
+    let inner = row
+        .trim()
+        .strip_prefix('|')
+        .and_then(|r| r.strip_suffix('|'))
+        .expect("a table row");
+    let mut out = vec![String::new()];
+    let mut chars = inner.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' if chars.peek() == Some(&'|') => {
+                out.last_mut().unwrap().push('|');
+                chars.next();
+            }
+            '|' => out.push(String::new()),
+            c => out.last_mut().unwrap().push(c),
+        }
+    }
+    out.into_iter().map(|c| c.trim().to_string()).collect()
+}
+
+fn record() -> RunRecord {
+    let mut record = RunRecord::default();
+    record.properties.istio_version = "1.31.2".into();
+    record.push_step(
+        "mesh",
+        step("01-no-sidecars", "O1", StepStatus::Passed, vec![]),
+    );
+    record.push_step(
+        "mesh",
+        step(
+            "03-strict-partial-injection",
+            "O3",
+            StepStatus::Failed { message: "traffic fails: expected 20 consecutive http-500, saw 17 | codes: 500×17,\n200×3".into() },
+            vec![],
+        ),
+    );
+    record.push_step(
+        "mesh",
+        step(
+            "04-permissive-restores",
+            "O4",
+            StepStatus::Ignored {
+                reason: "mesh::03-strict-partial-injection did not pass".into(),
+            },
+            vec![],
+        ),
+    );
+    record.push_step(
+        "mesh",
+        step(
+            "06-destination-rule-subsets",
+            "O6",
+            StepStatus::Passed,
+            vec![
+                edge("sentences", "name-v1", 0.0, 21.0, false, Some(false)),
+                edge("sentences", "name-v2", 19.0, 0.0, true, Some(true)),
+            ],
+        ),
+    );
+    record
+}
+
+#[test]
+fn suite_tables_have_one_row_per_step_with_four_cells() {
+    let md = summary::render(&record());
+    let lines: Vec<&str> = md.lines().collect();
+    let header = lines
+        .iter()
+        .position(|l| *l == "| step | verdict | evidence | time |")
+        .expect("suite table");
+    assert_eq!(lines[header - 2], "### mesh");
+    let rows: Vec<Vec<String>> = lines[header + 2..]
+        .iter()
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| cells(l))
+        .collect();
+    assert_eq!(rows.len(), 4);
+    for row in &rows {
+        assert_eq!(row.len(), 4, "{row:?}");
+        assert_eq!(row[3], "31.5 s");
+    }
+    assert_eq!(rows[0][0], "01-no-sidecars (O1)");
+    assert_eq!(rows[0][1], "✅ passed");
+    assert_eq!(rows[1][1], "❌ failed");
+    assert_eq!(
+        rows[1][2],
+        "traffic fails: expected 20 consecutive http-500, saw 17 | codes: 500×17, 200×3",
+        "one line, pipe kept as text"
+    );
+    assert_eq!(rows[2][1], "⏭️ ignored");
+    assert_eq!(rows[2][2], "mesh::03-strict-partial-injection did not pass");
+}
+
+#[test]
+fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
+    let md = summary::render(&record());
+    assert!(md.contains("#### mesh::06-destination-rule-subsets — mTLS per edge"));
+    let start = md.find("```mermaid\n").expect("a mermaid block");
+    let block: Vec<&str> = md[start..]
+        .lines()
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .collect();
+    assert_eq!(block[0], "flowchart LR");
+    assert_eq!(
+        block[1],
+        r#"  n_sentences["sentences"] -- "🔓 no mTLS" --> n_name_v1["name-v1"]"#
+    );
+    assert_eq!(
+        block[2],
+        r#"  n_sentences["sentences"] -- "🔒 mTLS" --> n_name_v2["name-v2"]"#
+    );
+    assert_eq!(block.len(), 3, "one line per edge");
+    let table: Vec<Vec<String>> = md
+        .lines()
+        .skip_while(|l| !l.starts_with("| edge |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .collect();
+    assert_eq!(
+        table[0],
+        [
+            "sentences → name-v1",
+            "0",
+            "21",
+            "🔓 no mTLS",
+            "🔓 no mTLS",
+            "plaintext"
+        ]
+    );
+    assert_eq!(
+        table[1],
+        [
+            "sentences → name-v2",
+            "19",
+            "0",
+            "🔒 mTLS",
+            "🔒 mTLS",
+            "mTLS"
+        ]
+    );
+}
+
+#[test]
+fn a_wrong_edge_says_what_was_expected_in_the_graph() {
+    let rows = vec![edge("sentences", "name-v1", 5.0, 16.0, false, Some(false))];
+    let graph = summary::mermaid(&rows);
+    assert!(
+        graph.contains(r#"-- "🔒 mTLS (expected no mTLS)" -->"#),
+        "{graph}"
+    );
+}
+
+#[test]
+fn the_summary_is_written_and_appended_to_the_step_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let step_summary = dir.path().join("step-summary.md");
+    std::fs::write(&step_summary, "earlier step\n").unwrap();
+    summary::write(&record(), dir.path(), Some(&step_summary)).unwrap();
+    let written = std::fs::read_to_string(dir.path().join("summary.md")).unwrap();
+    assert!(written.starts_with("## Istio mTLS conformance\n"));
+    let appended = std::fs::read_to_string(&step_summary).unwrap();
+    assert!(
+        appended.starts_with("earlier step\n## Istio mTLS conformance"),
+        "appended, not replaced"
+    );
+}
