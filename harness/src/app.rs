@@ -37,13 +37,13 @@ pub fn run(cli: Cli) -> u8 {
         Err(e) => return fail(HarnessError::usage(e)),
     };
     if cli.libtest.list {
-        let trials = suites
-            .iter()
-            .flat_map(|s| {
-                s.steps
-                    .iter()
-                    .map(|step| libtest_mimic::Trial::test(step.trial_name(), || Ok(())))
-            })
+        let upgrade = cli
+            .upgrade_from
+            .as_deref()
+            .map(|from| (from, cli.istio_version.as_deref().unwrap_or("<target>")));
+        let trials = runner::trial_names(&suites, upgrade)
+            .into_iter()
+            .map(|name| libtest_mimic::Trial::test(name, || Ok(())))
             .collect();
         let _listed = libtest_mimic::run(&cli.libtest, trials);
         return exit::SUCCESS;
@@ -109,7 +109,11 @@ pub fn run_with_world(
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
     }
-    let _conclusion = runner::run(args, suites, world, shared, progress, config.keep);
+    let upgrade = config
+        .upgrade_from
+        .as_deref()
+        .map(|from| (from, config.istio_version.as_str()));
+    let _conclusion = runner::run(args, suites, world, shared, progress, config.keep, upgrade);
     let record = runner::lock(&shared.record).clone();
     write_report(&record, config);
     for failure in &record.setup_failures {

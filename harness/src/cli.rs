@@ -39,6 +39,11 @@ pub struct Cli {
     #[arg(long, value_name = "X.Y.Z")]
     pub istio_version: Option<String>,
 
+    /// Upgrade validation: install Istio at this version, run the suites, upgrade in
+    /// place to --istio-version, restart the app, check the data plane, run them again.
+    #[arg(long, value_name = "X.Y.Z")]
+    pub upgrade_from: Option<String>,
+
     /// Use the existing cluster of this kubeconfig instead of creating a kind cluster
     /// (KUBECONFIG is respected the same way).
     #[arg(long, value_name = "FILE")]

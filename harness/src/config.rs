@@ -89,7 +89,10 @@ pub fn parse_istio_version(text: &str) -> Result<(u32, u32, u32), String> {
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub reports_dir: PathBuf,
+    /// The version the run ends on (and the only one without an upgrade).
     pub istio_version: String,
+    /// The version installed first when validating an upgrade.
+    pub upgrade_from: Option<String>,
     pub versions: Versions,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -135,7 +138,16 @@ impl RunConfig {
             .istio_version
             .clone()
             .unwrap_or_else(|| versions.istio.default.clone());
-        parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
+        let target = parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
+        if let Some(from) = &cli.upgrade_from {
+            let start = parse_istio_version(from)
+                .map_err(|e| HarnessError::usage(format!("--upgrade-from: {e}")))?;
+            if start >= target {
+                return Err(HarnessError::usage(format!(
+                    "--upgrade-from {from} must be older than --istio-version {istio_version}"
+                )));
+            }
+        }
         for (flag, ns) in [
             ("--app-namespace", &cli.app_namespace),
             ("--ingress-namespace", &cli.ingress_namespace),
@@ -168,6 +180,7 @@ impl RunConfig {
         Ok(RunConfig {
             reports_dir: cli.reports_dir.clone(),
             istio_version,
+            upgrade_from: cli.upgrade_from.clone(),
             versions,
             kubeconfig: cli.kubeconfig.clone(),
             context: cli.context.clone(),
@@ -191,6 +204,11 @@ impl RunConfig {
         v.set("app_image", self.image.clone());
         v.set("host", HOST);
         v
+    }
+
+    /// The version setup installs: the upgrade's start, else the requested one.
+    pub fn install_version(&self) -> &str {
+        self.upgrade_from.as_deref().unwrap_or(&self.istio_version)
     }
 
     pub fn plan_dir(&self) -> PathBuf {

@@ -71,78 +71,128 @@ pub fn write(
     );
     let _ = writeln!(text, "{provisioning}");
     let mut global = 0usize;
-    for suite in suites {
-        let mut variables = config.variables();
-        let _ = writeln!(text, "suite {} — {}", suite.name, suite.title);
-        let mut sections: Vec<(String, String, &[Action], Option<&crate::suite::Step>)> = suite
-            .steps
-            .iter()
-            .map(|s| (s.slug(), s.trial_name(), s.actions.as_slice(), Some(s)))
-            .collect();
-        sections.push((
-            "teardown".into(),
-            format!("{}::teardown", suite.name),
-            suite.teardown.as_slice(),
-            None,
-        ));
-        for (slug, name, actions, step) in sections {
-            global += 1;
-            let folder = plan_dir.join(format!("{global:02}-{}-{slug}", suite.name));
-            match step {
-                Some(step) => {
-                    let outcome = step
-                        .outcome
-                        .as_deref()
-                        .map(|o| format!(" [{o}]"))
-                        .unwrap_or_default();
-                    let _ = writeln!(text, "  {name}{outcome}: {}", step.title);
-                }
-                None => {
-                    let _ = writeln!(text, "  {name}: unless --keep");
-                }
+    let upgrade = config
+        .upgrade_from
+        .as_deref()
+        .map(|from| (from, config.istio_version.as_str()));
+    let passes = crate::runner::passes(upgrade);
+    for (pass_index, pass) in passes.iter().enumerate() {
+        if let Some((from, to)) = upgrade {
+            if pass_index == 1 {
+                let _ = writeln!(
+                    text,
+                    "{}: upgrade Istio in place from {from} to {to}",
+                    crate::runner::upgrade_name(from, to)
+                );
+                let _ = writeln!(
+                    text,
+                    "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
+                    crate::cluster::istio::install_args(to, &config.versions.istio.hub)[1..]
+                        .iter()
+                        .fold("upgrade".to_string(), |a, b| format!("{a} {b}"))
+                );
+                let _ = writeln!(
+                    text,
+                    "    do:     wait for istiod and the ingress gateway; istiod must run {to}"
+                );
+                let _ = writeln!(
+                    text,
+                    "    do:     restart every deployment in {} and wait for the rollouts",
+                    config.app_namespace
+                );
+                let _ = writeln!(
+                    text,
+                    "    expect: every istio-proxy (app pods and ingress gateway) runs {to}"
+                );
             }
-            for (index, action) in actions.iter().enumerate() {
-                if let Action::IssuePki(_) = action {
-                    let mut pki = Pki::issue(crate::config::HOST)?;
-                    pki.write(&config.pki_dir())?;
-                    for (name, value) in pki.template_values() {
-                        variables.set(name, value);
+            let _ = writeln!(
+                text,
+                "pass {} on Istio {}:",
+                pass_index + 1,
+                if pass_index == 0 { from } else { to }
+            );
+        }
+        for suite in suites {
+            let mut variables = config.variables();
+            let label = format!("{}{}", suite.name, pass.suffix);
+            let _ = writeln!(text, "suite {label} — {}", suite.title);
+            let mut sections: Vec<(String, String, &[Action], Option<&crate::suite::Step>)> = suite
+                .steps
+                .iter()
+                .map(|s| {
+                    (
+                        s.slug(),
+                        format!("{label}::{}", s.slug()),
+                        s.actions.as_slice(),
+                        Some(s),
+                    )
+                })
+                .collect();
+            sections.push((
+                "teardown".into(),
+                format!("{label}::teardown"),
+                suite.teardown.as_slice(),
+                None,
+            ));
+            for (slug, name, actions, step) in sections {
+                global += 1;
+                let folder = plan_dir.join(format!("{global:02}-{label}-{slug}"));
+                match step {
+                    Some(step) => {
+                        let outcome = step
+                            .outcome
+                            .as_deref()
+                            .map(|o| format!(" [{o}]"))
+                            .unwrap_or_default();
+                        let _ = writeln!(text, "  {name}{outcome}: {}", step.title);
                     }
-                    let _ = writeln!(
-                        text,
-                        "    do:     {action} (PKI written to {})",
-                        config.pki_dir().display()
-                    );
-                } else {
-                    let _ = writeln!(text, "    do:     {action}");
+                    None => {
+                        let _ = writeln!(text, "  {name}: unless --keep");
+                    }
                 }
-                for (file, rendered) in rendered_manifests(suite, index, action, &variables)? {
-                    let path = folder.join(&file);
-                    crate::report::write_atomically(
-                        &path,
-                        rendered.text.as_bytes(),
-                        rendered.holds_secret,
-                    )?;
-                    let _ = writeln!(
-                        text,
-                        "            → {}{}",
-                        path.display(),
-                        if rendered.holds_secret {
-                            " (mode 0600: holds a private key)"
-                        } else {
-                            ""
+                for (index, action) in actions.iter().enumerate() {
+                    if let Action::IssuePki(_) = action {
+                        let mut pki = Pki::issue(crate::config::HOST)?;
+                        pki.write(&config.pki_dir())?;
+                        for (name, value) in pki.template_values() {
+                            variables.set(name, value);
                         }
-                    );
-                    written.push(path);
+                        let _ = writeln!(
+                            text,
+                            "    do:     {action} (PKI written to {})",
+                            config.pki_dir().display()
+                        );
+                    } else {
+                        let _ = writeln!(text, "    do:     {action}");
+                    }
+                    for (file, rendered) in rendered_manifests(suite, index, action, &variables)? {
+                        let path = folder.join(&file);
+                        crate::report::write_atomically(
+                            &path,
+                            rendered.text.as_bytes(),
+                            rendered.holds_secret,
+                        )?;
+                        let _ = writeln!(
+                            text,
+                            "            → {}{}",
+                            path.display(),
+                            if rendered.holds_secret {
+                                " (mode 0600: holds a private key)"
+                            } else {
+                                ""
+                            }
+                        );
+                        written.push(path);
+                    }
                 }
-            }
-            if let Some(step) = step {
-                let mut total = Duration::ZERO;
-                for expectation in &step.expect {
-                    total += expectation.deadline();
-                    let _ = writeln!(text, "    expect: {expectation}");
+                if let Some(step) = step {
+                    let mut total = Duration::ZERO;
+                    for expectation in &step.expect {
+                        total += expectation.deadline();
+                        let _ = writeln!(text, "    expect: {expectation}");
+                    }
+                    let _ = writeln!(text, "    deadline: {} for all expectations", human(total));
                 }
-                let _ = writeln!(text, "    deadline: {} for all expectations", human(total));
             }
         }
     }

@@ -162,3 +162,47 @@ fn a_run_without_docker_exits_3_within_seconds_and_leaves_a_junit_naming_the_cau
         if message.as_ref().unwrap().as_str().contains("no Docker engine"))
     );
 }
+
+#[test]
+fn dry_run_shows_the_upgrade_sequence() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(&[
+        "--dry-run",
+        "--upgrade-from",
+        "1.30.5",
+        "--istio-version",
+        "1.31.2",
+        "--reports-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let order = [
+        "--set tag=1.30.5",
+        "pass 1 on Istio 1.30.5:",
+        "mesh@1.30.5::01-no-sidecars",
+        "ingress@1.30.5::04-rejects-untrusted-client-certificate",
+        "upgrade::1.30.5-to-1.31.2: upgrade Istio in place from 1.30.5 to 1.31.2",
+        "istioctl upgrade -y --set profile=default --set hub=docker.io/istio --set tag=1.31.2",
+        "restart every deployment in sentences",
+        "every istio-proxy (app pods and ingress gateway) runs 1.31.2",
+        "pass 2 on Istio 1.31.2:",
+        "mesh@1.31.2::06-destination-rule-subsets",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = plan[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing or out of order in:\n{plan}"));
+        at += found + needle.len();
+    }
+    let out = harness(&[
+        "--dry-run",
+        "--upgrade-from",
+        "1.31.2",
+        "--istio-version",
+        "1.30.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("must be older"), "{}", stderr(&out));
+}

@@ -19,6 +19,7 @@ use std::time::Duration;
 #[derive(Default, Clone)]
 struct Script {
     setup_error: Option<String>,
+    upgrade_error: Option<String>,
     /// trial name → verdict of its first expectation (others pass)
     verdicts: HashMap<String, Verdict>,
     /// every action carried out, as "<suite>: <action>"
@@ -83,6 +84,18 @@ impl World for ScriptedWorld {
             verdict,
             evidence: Evidence::new(summary).with_details(vec!["codes: 500×17, 200×3".into()]),
             elapsed: Duration::from_millis(1500),
+        }
+    }
+    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError> {
+        self.0
+            .actions
+            .lock()
+            .unwrap()
+            .push(format!("upgrade to {version}"));
+        log.push(format!("upgraded to {version}"));
+        match &self.0.upgrade_error {
+            Some(m) => Err(EnvError::new("upgrade", m.clone())),
+            None => Ok(()),
         }
     }
     fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf> {
@@ -395,4 +408,92 @@ fn an_interrupted_run_is_reported_with_the_running_step() {
         if message.as_ref().unwrap().as_str().contains("interrupted"))
     );
     assert_eq!(record.exit_code(), 3);
+}
+
+#[test]
+fn an_upgrade_run_reports_both_passes_as_separate_testsuites() {
+    let script = Script::default();
+    let (code, report, dir) = run(
+        &script,
+        &["--upgrade-from", "1.30.5", "--istio-version", "1.31.2"],
+    );
+    assert_eq!(code, 0);
+    let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "mesh@1.30.5",
+            "ingress@1.30.5",
+            "upgrade",
+            "mesh@1.31.2",
+            "ingress@1.31.2"
+        ]
+    );
+    assert_eq!(
+        report.test_suites[2].test_cases[0].name.as_str(),
+        "1.30.5-to-1.31.2"
+    );
+    assert_eq!(report.test_suites[3].tests, 6);
+    let actions = script.actions.lock().unwrap().clone();
+    let upgrade_at = actions
+        .iter()
+        .position(|a| a == "upgrade to 1.31.2")
+        .expect("the upgrade ran");
+    assert!(
+        actions[..upgrade_at]
+            .iter()
+            .any(|a| a.starts_with("ingress: ")),
+        "pass 1 before the upgrade"
+    );
+    assert!(
+        actions[upgrade_at..]
+            .iter()
+            .any(|a| a.starts_with("mesh: ")),
+        "pass 2 after it"
+    );
+    let log = std::fs::read_to_string(dir.path().join("libtest.log")).unwrap();
+    assert!(log.contains("test upgrade::1.30.5-to-1.31.2"), "{log}");
+    assert!(
+        log.contains("test mesh@1.31.2::06-destination-rule-subsets"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_failed_upgrade_skips_the_second_pass_with_the_reason() {
+    let script = Script {
+        upgrade_error: Some(
+            "the data plane is not on 1.31.2: sentences-abc runs docker.io/istio/proxyv2:1.30.5"
+                .into(),
+        ),
+        ..Script::default()
+    };
+    let (code, report, _dir) = run(
+        &script,
+        &[
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "--suite",
+            "ingress",
+        ],
+    );
+    assert_eq!(code, 3);
+    let upgrade = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "upgrade")
+        .unwrap();
+    assert_eq!(upgrade.errors, 1);
+    let after = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "ingress@1.31.2")
+        .unwrap();
+    assert_eq!(after.skipped, 4);
+    assert!(
+        matches!(&after.test_cases[0].status, TestCaseStatus::Skipped { message, .. }
+        if message.as_ref().unwrap().as_str() == "upgrade::1.30.5-to-1.31.2 did not pass")
+    );
 }

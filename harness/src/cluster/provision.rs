@@ -25,6 +25,8 @@ pub struct Live {
     /// kind binary and cluster name when the harness created the cluster (to delete it).
     pub owned_cluster: Option<(PathBuf, String)>,
     pub kind: Option<PathBuf>,
+    /// `--kubeconfig`/`--context` for istioctl.
+    pub cluster_args: Vec<String>,
     pub http_address: SocketAddr,
     pub tls_address: SocketAddr,
     pub prometheus_url: String,
@@ -138,7 +140,7 @@ pub async fn setup(
     let cluster_args = istio::cluster_args(kubeconfig.as_deref(), config.context.as_deref());
 
     // Istio at the requested version.
-    let requested = &config.istio_version;
+    let requested = &config.install_version().to_string();
     let mut release = None;
     match istio::installed_version(&client)
         .await
@@ -290,6 +292,7 @@ pub async fn setup(
         applier,
         owned_cluster,
         kind: kind_path,
+        cluster_args,
         http_address,
         tls_address,
         prometheus_url,

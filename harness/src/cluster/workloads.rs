@@ -376,6 +376,71 @@ pub async fn census(
         .collect())
 }
 
+/// Restarts a deployment the way `kubectl rollout restart` does: a new pod template
+/// annotation, so every pod is replaced (and re-injected with the current proxy).
+pub async fn restart(
+    client: &Client,
+    namespace: &str,
+    deployment: &str,
+    stamp: &str,
+) -> Result<(), String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let patch = serde_json::json!({
+        "spec": { "template": { "metadata": { "annotations": { "kubectl.kubernetes.io/restartedAt": stamp } } } }
+    });
+    api.patch(deployment, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| format!("cannot restart deployment {namespace}/{deployment}: {e}"))
+}
+
+/// The names of the deployments in a namespace.
+pub async fn deployments(client: &Client, namespace: &str) -> Result<Vec<String>, String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    Ok(api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list deployments in {namespace}: {e}"))?
+        .items
+        .into_iter()
+        .filter_map(|d| d.metadata.name)
+        .collect())
+}
+
+/// The image of the `istio-proxy` container (classic or native) of a pod.
+pub fn proxy_image(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| c.name == SIDECAR_CONTAINER)
+        .and_then(|c| c.image.clone())
+}
+
+/// Every non-terminating pod of the namespace (matching `selector`) that runs a proxy,
+/// with the proxy's image.
+pub async fn proxy_images(
+    client: &Client,
+    namespace: &str,
+    selector: Option<&str>,
+) -> Result<Vec<(String, String)>, String> {
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let params = match selector {
+        Some(s) => ListParams::default().labels(s),
+        None => ListParams::default(),
+    };
+    let pods = api
+        .list(&params)
+        .await
+        .map_err(|e| format!("cannot list pods in {namespace}: {e}"))?;
+    Ok(pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter_map(|p| Some((p.metadata.name.clone()?, proxy_image(p)?)))
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

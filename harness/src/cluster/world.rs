@@ -125,15 +125,16 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
             config.context.as_deref().unwrap_or("current")
         ));
     }
-    let url = config.versions.istio_archive_url(&config.istio_version);
+    let install = config.install_version();
+    let url = config.versions.istio_archive_url(install);
     lines.push(format!(
         "  Istio {}: {url} (verified against {url}.sha256; istioctl from PATH if that version)",
-        config.istio_version
+        install
     ));
     lines.push(format!(
         "  istioctl {}   (skipped when istiod already runs {})",
-        istio::install_args(&config.istio_version, &config.versions.istio.hub).join(" "),
-        config.istio_version
+        istio::install_args(install, &config.versions.istio.hub).join(" "),
+        install
     ));
     lines.push(match &config.prometheus_url {
         Some(url) => format!("  Prometheus: {url} (--prometheus-url)"),
@@ -154,6 +155,109 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
             .unwrap_or_else(|| "port-forward to the pod port behind service port 443".into())
     ));
     lines.join("\n")
+}
+
+/// `istioctl upgrade` to `version`, then restart the app and check every proxy.
+async fn upgrade(
+    live: &Live,
+    config: &RunConfig,
+    version: &str,
+    log: &mut Vec<String>,
+) -> Result<(), EnvError> {
+    let env = |phase: &'static str| move |m: String| EnvError::new(phase, m);
+    let release = super::tools::istio(&config.versions, version, &super::download::cache_dir())
+        .await
+        .map_err(env("tools"))?;
+    istio::upgrade(
+        &release.istioctl,
+        version,
+        &config.versions.istio.hub,
+        &live.cluster_args,
+    )
+    .await
+    .map_err(env("upgrade"))?;
+    log.push(format!("istioctl upgrade to {version} done"));
+    let deadline = defaults::rollout_deadline().0;
+    workloads::wait_rollout(
+        &live.client,
+        istio::ISTIO_NAMESPACE,
+        istio::ISTIOD,
+        deadline,
+    )
+    .await
+    .map_err(env("upgrade"))?;
+    workloads::wait_rollout(
+        &live.client,
+        &config.ingress_namespace,
+        istio::INGRESS_GATEWAY,
+        deadline,
+    )
+    .await
+    .map_err(env("upgrade"))?;
+    match istio::installed_version(&live.client)
+        .await
+        .map_err(env("upgrade"))?
+    {
+        Some(v) if v == version => log.push(format!("istiod runs {v}")),
+        other => {
+            return Err(EnvError::new(
+                "upgrade",
+                format!("istiod runs {other:?} after the upgrade, expected {version}"),
+            ));
+        }
+    }
+    let stamp = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let names = workloads::deployments(&live.client, &config.app_namespace)
+        .await
+        .map_err(env("upgrade"))?;
+    for name in &names {
+        workloads::restart(&live.client, &config.app_namespace, name, &stamp)
+            .await
+            .map_err(env("upgrade"))?;
+    }
+    for name in &names {
+        workloads::wait_rollout(&live.client, &config.app_namespace, name, deadline)
+            .await
+            .map_err(env("upgrade"))?;
+    }
+    log.push(format!(
+        "restarted {} for the new proxies",
+        names.join(", ")
+    ));
+    let mut proxies = workloads::proxy_images(&live.client, &config.app_namespace, None)
+        .await
+        .map_err(env("upgrade"))?;
+    proxies.extend(
+        workloads::proxy_images(
+            &live.client,
+            &config.ingress_namespace,
+            Some("istio=ingressgateway"),
+        )
+        .await
+        .map_err(env("upgrade"))?,
+    );
+    let stale: Vec<String> = proxies
+        .iter()
+        .filter(|(_, image)| istio::image_tag(image) != Some(version))
+        .map(|(pod, image)| format!("{pod} runs {image}"))
+        .collect();
+    if !stale.is_empty() {
+        return Err(EnvError::new(
+            "upgrade",
+            format!("the data plane is not on {version}: {}", stale.join(", ")),
+        ));
+    }
+    log.push(format!(
+        "data plane on {version}: {} proxies checked",
+        proxies.len()
+    ));
+    Ok(())
 }
 
 fn record(description: String, judgement: Judgement) -> ExpectationRecord {
@@ -330,6 +434,17 @@ impl World for ClusterWorld {
             }
         });
         record(description, judgement)
+    }
+
+    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError> {
+        let config = self.config.clone();
+        let progress = self.progress.clone();
+        let runtime = self.runtime.clone();
+        let live = self.live()?;
+        let _wait = progress.wait(&format!("upgrading Istio to {version}"));
+        runtime.block_on(upgrade(live, &config, version, log))?;
+        self.properties.istio_version = format!("{} → {version}", config.install_version());
+        Ok(())
     }
 
     fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf> {

@@ -43,6 +43,9 @@ pub trait World: Send {
     /// Judges one expectation; the record carries the verdict and its evidence.
     fn judge(&mut self, suite: &Suite, step: &Step, expectation: &Expectation)
     -> ExpectationRecord;
+    /// Upgrades Istio in place to `version`, restarts the app so it gets the new
+    /// proxies, and checks that the data plane runs `version`.
+    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError>;
     /// Collects a diagnostics bundle for a step that did not pass.
     fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf>;
     /// Releases what the run holds (port-forwards, a cluster the harness created).
