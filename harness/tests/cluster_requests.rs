@@ -1,79 +1,13 @@
 //! Request shapes of the cluster layer against a mock API server (tower-test, kube's
 //! own pattern), and the preflight against real sockets.
 
+mod common;
+
+use common::kube_mock::{Seen, list, mock, not_found};
 use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
 use harness::cluster::{connect, workloads};
-use http::{Request, Response};
-use kube::Client;
-use kube::client::Body;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// One request as the mock API server saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    uri: String,
-    content_type: String,
-    body: Value,
-}
-
-type Log = Arc<Mutex<Vec<Seen>>>;
-
-/// A mock API server answering each request with `route(method, uri, n)` where `n`
-/// counts earlier requests to the same method and path.
-fn mock<F>(route: F) -> (Client, Log)
-where
-    F: Fn(&str, &str, usize) -> (u16, Value) + Send + 'static,
-{
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let log: Log = Arc::default();
-    let seen = Arc::clone(&log);
-    tokio::spawn(async move {
-        while let Some((request, respond)) = handle.next_request().await {
-            let method = request.method().to_string();
-            let uri = request.uri().to_string();
-            let content_type = request
-                .headers()
-                .get("content-type")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            let bytes = request.into_body().collect_bytes().await.unwrap();
-            let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let path = uri.split('?').next().unwrap().to_string();
-            let n = seen
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|s| s.method == method && s.uri.split('?').next().unwrap() == path)
-                .count();
-            seen.lock().unwrap().push(Seen {
-                method: method.clone(),
-                uri: uri.clone(),
-                content_type,
-                body,
-            });
-            let (status, reply) = route(&method, &uri, n);
-            respond.send_response(
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
-    (Client::new(service, "default"), log)
-}
-
-fn not_found(what: &str) -> (u16, Value) {
-    (
-        404,
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": format!("{what} not found")}),
-    )
-}
 
 fn istio_security_resources() -> Value {
     json!({
@@ -294,10 +228,6 @@ fn pod(name: &str, hash: &str, ip: &str, waiting: Option<&str>) -> Value {
             "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]);
     }
     json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash}}, "spec": {"containers": [{"name": "age"}]}, "status": status})
-}
-
-fn list(kind: &str, items: Vec<Value>) -> Value {
-    json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
 }
 
 #[tokio::test]

@@ -2,6 +2,8 @@
 //! decides per request (status and body, a connection reset, or silence).
 #![allow(dead_code)]
 
+pub mod kube_mock;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
