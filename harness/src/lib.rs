@@ -22,3 +22,13 @@ pub mod report;
 pub mod runner;
 pub mod suite;
 pub mod telemetry;
+
+/// Makes ring the process-wide rustls provider unless one is installed already. `main`
+/// installs it first thing; every HTTP/TLS client constructor calls this too, so the
+/// library works the same when embedded or tested (reqwest panics without a provider).
+pub fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race to another thread installing the same provider is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}

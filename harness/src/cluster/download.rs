@@ -43,6 +43,7 @@ fn hex(bytes: &[u8]) -> String {
 /// An HTTP client for downloads: verifies servers against the system's roots (rustls,
 /// ring provider), bounded connect time.
 pub fn http_client() -> Result<reqwest::Client, String> {
+    crate::ensure_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(15))
         .timeout(Duration::from_secs(600))

@@ -20,6 +20,7 @@ impl HttpProbe {
     /// Probes `http://<host>/` at `address`: the name resolves to the address, so the
     /// Host header is the gateway host the VirtualService routes.
     pub fn new(host: &str, address: SocketAddr) -> Result<Self, String> {
+        crate::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .resolve(host, address)
             .connect_timeout(CONNECT_TIMEOUT)

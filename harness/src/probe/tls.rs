@@ -86,6 +86,7 @@ impl TlsProbe {
         config: rustls::ClientConfig,
         identity: ClientIdentity,
     ) -> Result<Self, String> {
+        crate::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
             .resolve(host, address)

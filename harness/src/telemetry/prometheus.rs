@@ -37,6 +37,7 @@ struct Sample {
 
 impl Prometheus {
     pub fn new(base: &str) -> Result<Self, String> {
+        crate::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
