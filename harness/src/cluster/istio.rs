@@ -69,27 +69,35 @@ pub async fn installed_version(client: &Client) -> Result<Option<String>, String
     }))
 }
 
+/// `istioctl install` of `version` (from the same release's istioctl).
 pub async fn install(
     istioctl: &Path,
     version: &str,
     hub: &str,
     cluster: &[String],
 ) -> Result<(), String> {
-    let mut args = install_args(version, hub);
-    args.extend(cluster.iter().cloned());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(istioctl, &args, INSTALL_DEADLINE).await.map(|_| ())
+    istioctl_run(istioctl, "install", version, hub, cluster).await
 }
 
-/// `istioctl upgrade` in place to the release of `istioctl`.
+/// `istioctl upgrade` in place to `version` (with that release's istioctl).
 pub async fn upgrade(
     istioctl: &Path,
     version: &str,
     hub: &str,
     cluster: &[String],
 ) -> Result<(), String> {
+    istioctl_run(istioctl, "upgrade", version, hub, cluster).await
+}
+
+async fn istioctl_run(
+    istioctl: &Path,
+    verb: &str,
+    version: &str,
+    hub: &str,
+    cluster: &[String],
+) -> Result<(), String> {
     let mut args = install_args(version, hub);
-    args[0] = "upgrade".into();
+    args[0] = verb.to_string();
     args.extend(cluster.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(istioctl, &args, INSTALL_DEADLINE).await.map(|_| ())

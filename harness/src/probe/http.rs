@@ -53,15 +53,15 @@ pub async fn classify_request(request: reqwest::RequestBuilder) -> Observation {
     }
 }
 
+/// `GET url` naming the bare gateway host in the Host header (the URL carries the
+/// local port of the forward), classified. Shared by the HTTP and the TLS probe.
+pub async fn get_gateway(client: &reqwest::Client, url: &str, host: &str) -> Observation {
+    classify_request(client.get(url).header(reqwest::header::HOST, host)).await
+}
+
 impl Probe for HttpProbe {
     async fn once(&self) -> Observation {
-        // The bare host, as a client on port 80 would send it.
-        classify_request(
-            self.client
-                .get(&self.url)
-                .header(reqwest::header::HOST, &self.host),
-        )
-        .await
+        get_gateway(&self.client, &self.url, &self.host).await
     }
 
     fn target(&self) -> String {

@@ -6,7 +6,7 @@
 use super::Probe;
 use super::classify::{Observation, TlsSignal};
 use super::expect::{Judgement, Tally};
-use super::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, classify_request};
+use super::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, get_gateway};
 use crate::runner::record::{Evidence, Verdict};
 use crate::suite::model::{ClientIdentity, ResultClass};
 use rustls_pki_types::pem::PemObject;
@@ -109,12 +109,7 @@ impl TlsProbe {
 
 impl Probe for TlsProbe {
     async fn once(&self) -> Observation {
-        classify_request(
-            self.client
-                .get(&self.url)
-                .header(reqwest::header::HOST, &self.host),
-        )
-        .await
+        get_gateway(&self.client, &self.url, &self.host).await
     }
 
     fn target(&self) -> String {

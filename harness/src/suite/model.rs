@@ -328,14 +328,16 @@ impl Expectation {
     }
 }
 
+/// `a, b, c` from spanned names.
+fn names(list: &[Spanned<String>]) -> String {
+    list.iter()
+        .map(|s| s.value.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 impl fmt::Display for Expectation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |list: &[Spanned<String>]| {
-            list.iter()
-                .map(|s| s.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match self {
             Expectation::Sidecars(e) => {
                 let mut parts = Vec::new();
@@ -421,12 +423,6 @@ impl fmt::Display for Expectation {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = |list: &[Spanned<String>]| {
-            list.iter()
-                .map(|s| s.value.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
         match self {
             Action::Apply(m) => write!(f, "apply {}", names(m)),
             Action::Ensure(m) => {
