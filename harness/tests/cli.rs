@@ -206,3 +206,43 @@ fn dry_run_shows_the_upgrade_sequence() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("must be older"), "{}", stderr(&out));
 }
+
+#[test]
+fn ctrl_c_during_setup_writes_the_junit_and_exits_130() {
+    // A Docker socket that accepts and never answers keeps preflight waiting (bounded).
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let reports = dir.path().join("reports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["--reports-dir", reports.to_str().unwrap()])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the harness is in its setup (it says so), then interrupt it.
+    let started = Instant::now();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut line = String::new();
+    use std::io::BufRead;
+    while reader.read_line(&mut line).unwrap() > 0 && !line.contains("setting up the cluster") {
+        line.clear();
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(130));
+    let xml = std::fs::read_to_string(reports.join("junit.xml")).expect("JUnit written on Ctrl-C");
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let names: Vec<&str> = report.test_suites[0]
+        .test_cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(names, ["interrupted"], "{xml}");
+}

@@ -458,3 +458,102 @@ async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
         .unwrap();
     assert!(err.contains("context `nope`"), "{err}");
 }
+
+fn sidecar_pod(name: &str, app: &str, injected: bool) -> Value {
+    let mut spec = json!({"containers": [{"name": app}]});
+    if injected {
+        spec["initContainers"] = json!([{"name": "istio-proxy", "restartPolicy": "Always"}]);
+    }
+    json!({"metadata": {"name": name, "labels": {"app": app}}, "spec": spec})
+}
+
+fn sidecars_expectation(
+    present: &[&str],
+    absent: &[&str],
+    deadline: &str,
+) -> harness::suite::model::SidecarsExpectation {
+    let yaml = format!(
+        "present: [{}]\nabsent: [{}]\ndeadline: {deadline}\n",
+        present.join(", "),
+        absent.join(", ")
+    );
+    serde_saphyr::from_str(&yaml).unwrap()
+}
+
+#[tokio::test]
+async fn the_sidecars_verdict_reads_pods_per_workload_and_fails_on_the_wrong_injection() {
+    // age has a native sidecar, sentences has none.
+    let route = |_: &str, uri: &str, _: usize| {
+        let path = uri.split('?').next().unwrap();
+        match path {
+            "/apis/apps/v1/namespaces/sentences/deployments/age" => {
+                (200, deployment(1, 1, 1, 1, 1))
+            }
+            "/apis/apps/v1/namespaces/sentences/deployments/sentences" => (
+                200,
+                json!({
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sentences"},
+                "spec": {"selector": {"matchLabels": {"app": "sentences"}}, "template": {"metadata": {}, "spec": {"containers": [{"name": "sentences"}]}}}}),
+            ),
+            "/api/v1/namespaces/sentences/pods" if uri.contains("app%3Dage") => (
+                200,
+                list("PodList", vec![sidecar_pod("age-1", "age", true)]),
+            ),
+            "/api/v1/namespaces/sentences/pods" => (
+                200,
+                list(
+                    "PodList",
+                    vec![sidecar_pod("sentences-1", "sentences", false)],
+                ),
+            ),
+            _ => not_found(uri),
+        }
+    };
+    let (client, _) = mock(route);
+    let j = harness::cluster::judge::sidecars(
+        &client,
+        "sentences",
+        &sidecars_expectation(&["age"], &["sentences"], "2s"),
+    )
+    .await;
+    assert_eq!(
+        j.verdict,
+        harness::runner::record::Verdict::Passed,
+        "{:?}",
+        j.evidence
+    );
+    assert!(
+        j.evidence
+            .details
+            .iter()
+            .any(|d| d == "age: age-1 (native sidecar) — expected a sidecar"),
+        "{:?}",
+        j.evidence.details
+    );
+
+    // The wrong way round must fail, at the deadline, naming the pods.
+    let (client, _) = mock(route);
+    let started = Instant::now();
+    let j = harness::cluster::judge::sidecars(
+        &client,
+        "sentences",
+        &sidecars_expectation(&["sentences"], &["age"], "1s"),
+    )
+    .await;
+    assert_eq!(j.verdict, harness::runner::record::Verdict::Failed);
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert!(
+        j.evidence
+            .summary
+            .contains("sentences: sentences-1 (no sidecar) — expected a sidecar"),
+        "{}",
+        j.evidence.summary
+    );
+    assert!(
+        j.evidence
+            .summary
+            .contains("age: age-1 (native sidecar) — expected none"),
+        "{}",
+        j.evidence.summary
+    );
+}

@@ -343,3 +343,12 @@ async fn a_hold_with_too_few_requests_proves_nothing() {
     .await;
     assert_eq!(j.verdict, Verdict::Errored, "{}", j.evidence.summary);
 }
+
+#[tokio::test]
+async fn a_server_that_never_answers_is_a_timeout() {
+    let silent = serve(|_, _| Reply::Silent).await;
+    let o = probe(silent.addr).once().await;
+    assert_eq!(o.class, ResultClass::Timeout, "{}", o.short());
+    assert!(o.elapsed >= harness::probe::http::REQUEST_TIMEOUT);
+    assert!(!o.reached(), "a timeout proves nothing about Istio");
+}

@@ -34,20 +34,21 @@ fn errored(message: String, started: Instant) -> Judgement {
     }
 }
 
-pub async fn sidecars(live: &Live, config: &RunConfig, e: &SidecarsExpectation) -> Judgement {
+pub async fn sidecars(
+    client: &kube::Client,
+    namespace: &str,
+    e: &SidecarsExpectation,
+) -> Judgement {
     let started = Instant::now();
     loop {
         let mut lines = Vec::new();
         let mut failing = Vec::new();
         for (want, list) in [(true, &e.present), (false, &e.absent)] {
             for workload in list {
-                let pods =
-                    match workloads::census(&live.client, &config.app_namespace, &workload.value)
-                        .await
-                    {
-                        Ok(p) => p,
-                        Err(err) => return errored(err, started),
-                    };
+                let pods = match workloads::census(client, namespace, &workload.value).await {
+                    Ok(p) => p,
+                    Err(err) => return errored(err, started),
+                };
                 let ok = !pods.is_empty() && pods.iter().all(|(_, s)| s.is_some() == want);
                 let described: Vec<String> = pods
                     .iter()
@@ -362,26 +363,15 @@ pub async fn mtls(
         return judgement;
     }
     // The second oracle, per edge whose caller has a proxy we can read.
-    let mut disagreements = Vec::new();
-    for row in judgement.evidence.edges.iter_mut() {
+    let mut proxy = std::collections::BTreeMap::new();
+    for row in &judgement.evidence.edges {
         let readable = row.from == INGRESS_GATEWAY_WORKLOAD || suite.workloads.contains(&row.from);
         if !readable {
             continue;
         }
         match proxy_says(live, config, &row.from, &row.to).await {
             Ok(mtls) => {
-                row.proxy_config_mtls = Some(mtls);
-                if let Some(seen) = row.padlock
-                    && seen != mtls
-                {
-                    disagreements.push(format!(
-                        "{} → {}: telemetry says {}, proxy config says {}",
-                        row.from,
-                        row.to,
-                        if seen { "mTLS" } else { "no mTLS" },
-                        if mtls { "mTLS" } else { "plaintext" }
-                    ));
-                }
+                proxy.insert((row.from.clone(), row.to.clone()), mtls);
             }
             Err(err) => judgement
                 .evidence
@@ -389,6 +379,7 @@ pub async fn mtls(
                 .push(format!("proxy config of {} not read: {err}", row.from)),
         }
     }
+    let disagreements = oracle::cross_check(&mut judgement.evidence.edges, &proxy);
     if !disagreements.is_empty() {
         judgement.verdict = Verdict::Failed;
         judgement.evidence.summary = format!(

@@ -7,7 +7,7 @@ pub mod diagnostics;
 pub mod download;
 mod envoy_admin;
 pub mod istio;
-mod judge;
+pub mod judge;
 pub mod kind;
 pub mod portforward;
 pub mod preflight;

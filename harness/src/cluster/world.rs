@@ -411,7 +411,9 @@ impl World for ClusterWorld {
         let config = &self.config;
         let judgement = self.runtime.block_on(async {
             match expectation {
-                Expectation::Sidecars(e) => judge::sidecars(live, config, e).await,
+                Expectation::Sidecars(e) => {
+                    judge::sidecars(&live.client, &config.app_namespace, e).await
+                }
                 Expectation::Flows(e) => {
                     judge::consecutive(
                         live,

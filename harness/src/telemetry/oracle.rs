@@ -112,6 +112,31 @@ pub fn judge(
     (all, rows)
 }
 
+/// Puts the proxy-config oracle beside telemetry: fills each row's proxy column from
+/// `proxy` (keyed by (from, to)) and returns where the two disagree. A row without
+/// traffic has no telemetry verdict to disagree with.
+pub fn cross_check(rows: &mut [EdgeRow], proxy: &BTreeMap<(String, String), bool>) -> Vec<String> {
+    let mut disagreements = Vec::new();
+    for row in rows.iter_mut() {
+        let Some(&mtls) = proxy.get(&(row.from.clone(), row.to.clone())) else {
+            continue;
+        };
+        row.proxy_config_mtls = Some(mtls);
+        if let Some(seen) = row.padlock
+            && seen != mtls
+        {
+            disagreements.push(format!(
+                "{} → {}: telemetry says {}, proxy config says {}",
+                row.from,
+                row.to,
+                if seen { "mTLS" } else { "no mTLS" },
+                if mtls { "mTLS" } else { "plaintext" }
+            ));
+        }
+    }
+    disagreements
+}
+
 /// Whether a row can still change its verdict: counters only grow, so an edge that
 /// shows mTLS where none is expected is final.
 fn is_final_failure(row: &EdgeRow) -> bool {
@@ -334,6 +359,41 @@ mod tests {
             }
         );
         assert_eq!(d[&("sentences".into(), "name-v2".into())].mutual_tls, 4.0);
+    }
+
+    #[test]
+    fn the_oracles_disagreeing_is_reported_with_both_sides() {
+        let row = |to: &str, mtls: f64, plain: f64, expected: bool| EdgeRow {
+            from: "sentences".into(),
+            to: to.into(),
+            mutual_tls: mtls,
+            plaintext: plain,
+            expected_padlock: expected,
+            padlock: (mtls + plain > 0.0).then_some(mtls > 0.0),
+            proxy_config_mtls: None,
+        };
+        let mut rows = vec![
+            row("name-v1", 0.0, 20.0, false),
+            row("name-v2", 20.0, 0.0, true),
+            row("age", 0.0, 0.0, true),
+        ];
+        let proxy: BTreeMap<(String, String), bool> = [
+            (("sentences".into(), "name-v1".into()), false),
+            (("sentences".into(), "name-v2".into()), false), // config says plaintext, telemetry saw mTLS
+            (("sentences".into(), "age".into()), true),
+        ]
+        .into();
+        let disagreements = cross_check(&mut rows, &proxy);
+        assert_eq!(
+            disagreements,
+            ["sentences → name-v2: telemetry says mTLS, proxy config says plaintext"]
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.proxy_config_mtls).collect::<Vec<_>>(),
+            [Some(false), Some(false), Some(true)]
+        );
+        let mut agreeing = vec![row("name-v1", 0.0, 20.0, false)];
+        assert!(cross_check(&mut agreeing, &proxy).is_empty());
     }
 
     #[test]
