@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::kube_mock::{Seen, list, mock, not_found};
+use common::kube_mock::{Seen, deployment, list, mock, not_found, pod};
 use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
 use harness::cluster::{connect, workloads};
 use serde_json::{Value, json};
@@ -208,26 +208,6 @@ async fn injection_is_a_merge_patch_of_the_pod_template_label() {
         log[0].body,
         json!({"spec": {"template": {"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}}})
     );
-}
-
-fn deployment(generation: i64, observed: i64, updated: i32, available: i32, total: i32) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "age", "namespace": "sentences", "generation": generation,
-                     "annotations": {"deployment.kubernetes.io/revision": "2"}},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "age", "version": "v1"}},
-                 "template": {"metadata": {"labels": {"app": "age", "version": "v1", "sidecar.istio.io/inject": "true"}}, "spec": {"containers": [{"name": "age", "image": "katas"}]}}},
-        "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
-    })
-}
-
-fn pod(name: &str, hash: &str, ip: &str, waiting: Option<&str>) -> Value {
-    let mut status = json!({"podIPs": [{"ip": ip}]});
-    if let Some(reason) = waiting {
-        status["containerStatuses"] = json!([{"name": "age", "image": "ghcr.io/x/katas:nope", "imageID": "", "ready": false, "restartCount": 0,
-            "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]);
-    }
-    json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash}}, "spec": {"containers": [{"name": "age"}]}, "status": status})
 }
 
 #[tokio::test]

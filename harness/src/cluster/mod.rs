@@ -12,7 +12,7 @@ pub mod kind;
 pub mod portforward;
 pub mod preflight;
 mod process;
-mod provision;
+pub mod provision;
 pub mod tools;
 pub mod workloads;
 mod world;

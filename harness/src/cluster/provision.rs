@@ -31,7 +31,7 @@ pub struct Live {
     pub tls_address: SocketAddr,
     pub prometheus_url: String,
     /// Held for the run: dropping a forward stops it.
-    pub _forwards: Vec<Forward>,
+    pub forwards: Vec<Forward>,
 }
 
 fn env(phase: &str) -> impl Fn(String) -> EnvError + '_ {
@@ -296,7 +296,7 @@ pub async fn setup(
         http_address,
         tls_address,
         prometheus_url,
-        _forwards: forwards,
+        forwards,
     })
 }
 

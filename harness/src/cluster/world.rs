@@ -47,6 +47,19 @@ impl ClusterWorld {
         }
     }
 
+    /// A world on a cluster that is already reached (what `setup` would have found):
+    /// for embedding the harness, and for tests that drive the world against stand-ins.
+    pub fn from_live(
+        config: RunConfig,
+        runtime: tokio::runtime::Handle,
+        progress: Progress,
+        live: Live,
+    ) -> Self {
+        let mut world = ClusterWorld::new(config, runtime, progress);
+        world.live = Some(live);
+        world
+    }
+
     fn live(&mut self) -> Result<&mut Live, EnvError> {
         self.live.as_mut().ok_or_else(|| {
             EnvError::new("run", "the cluster was not set up; this is a harness bug")

@@ -75,3 +75,31 @@ pub fn not_found(what: &str) -> (u16, Value) {
 pub fn list(kind: &str, items: Vec<Value>) -> Value {
     json!({"apiVersion": "v1", "kind": kind, "metadata": {}, "items": items})
 }
+
+/// Deployment `age` (selector app=age,version=v1) at revision 2 with the given status.
+pub fn deployment(
+    generation: i64,
+    observed: i64,
+    updated: i32,
+    available: i32,
+    total: i32,
+) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "age", "namespace": "sentences", "generation": generation,
+                     "annotations": {"deployment.kubernetes.io/revision": "2"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "age", "version": "v1"}},
+                 "template": {"metadata": {"labels": {"app": "age", "version": "v1", "sidecar.istio.io/inject": "true"}}, "spec": {"containers": [{"name": "age", "image": "katas"}]}}},
+        "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
+    })
+}
+
+/// A pod of `age` of the given pod-template-hash and IP, optionally stuck pulling.
+pub fn pod(name: &str, hash: &str, ip: &str, waiting: Option<&str>) -> Value {
+    let mut status = json!({"podIPs": [{"ip": ip}]});
+    if let Some(reason) = waiting {
+        status["containerStatuses"] = json!([{"name": "age", "image": "ghcr.io/x/katas:nope", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]);
+    }
+    json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash}}, "spec": {"containers": [{"name": "age"}]}, "status": status})
+}

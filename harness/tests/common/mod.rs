@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod kube_mock;
+pub mod tls_server;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
