@@ -188,6 +188,12 @@ fn a_failed_step_ignores_the_rest_of_its_suite_and_the_next_suite_runs() {
                 "{message}"
             );
             assert!(
+                message.ends_with(
+                    " [diagnostics: reports/diagnostics/mesh-03-strict-partial-injection]"
+                ),
+                "the failure names the folder: {message}"
+            );
+            assert!(
                 description
                     .as_ref()
                     .unwrap()

@@ -62,6 +62,11 @@ pub fn execute(
     } else {
         world.diagnostics(suite, step)
     };
+    if let Some(dir) = &diagnostics
+        && let StepStatus::Failed { message } | StepStatus::Errored { message } = &mut status
+    {
+        message.push_str(&format!(" [diagnostics: {}]", dir.display()));
+    }
     StepRecord {
         suite: suite.name.clone(),
         slug: step.slug(),
