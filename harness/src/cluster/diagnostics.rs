@@ -171,7 +171,7 @@ async fn proxy_configs(client: &Client, config: &RunConfig, suite: &Suite, bundl
     for (namespace, deployment) in callers {
         let Some(selector) = bundle.note(
             &format!("selector of {deployment}"),
-            super::provision::selector_of(client, &namespace, &deployment).await,
+            super::workloads::selector_of(client, &namespace, &deployment).await,
         ) else {
             continue;
         };

@@ -3,7 +3,8 @@
 
 use super::envoy_admin;
 use super::portforward::ready_pod;
-use super::provision::{Live, selector_of};
+use super::provision::Live;
+use super::workloads::selector_of;
 use super::workloads::{self, Sidecar};
 use crate::config::{HOST, RunConfig};
 use crate::pki::{Pki, files};

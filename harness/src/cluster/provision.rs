@@ -38,33 +38,6 @@ fn env(phase: &str) -> impl Fn(String) -> EnvError + '_ {
     move |message| EnvError::new(phase, message)
 }
 
-/// `app=x,istio=y` from a deployment's selector.
-pub async fn selector_of(
-    client: &Client,
-    namespace: &str,
-    deployment: &str,
-) -> Result<String, String> {
-    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api
-        .get(deployment)
-        .await
-        .map_err(|e| format!("cannot read deployment {namespace}/{deployment}: {e}"))?;
-    let labels = d
-        .spec
-        .and_then(|s| s.selector.match_labels)
-        .unwrap_or_default();
-    if labels.is_empty() {
-        return Err(format!(
-            "deployment {namespace}/{deployment} has no matchLabels selector"
-        ));
-    }
-    Ok(labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(","))
-}
-
 pub async fn setup(
     config: &RunConfig,
     progress: &Progress,
@@ -238,9 +211,10 @@ pub async fn setup(
 
     // Reaching the gateway and Prometheus.
     let mut forwards = Vec::new();
-    let gateway_selector = selector_of(&client, &config.ingress_namespace, istio::INGRESS_GATEWAY)
-        .await
-        .map_err(env("port-forward"))?;
+    let gateway_selector =
+        workloads::selector_of(&client, &config.ingress_namespace, istio::INGRESS_GATEWAY)
+            .await
+            .map_err(env("port-forward"))?;
     let forward_gateway = |service_port: i32| {
         let client = client.clone();
         let namespace = config.ingress_namespace.clone();
@@ -275,9 +249,10 @@ pub async fn setup(
     let prometheus_url = match &config.prometheus_url {
         Some(url) => url.clone(),
         None => {
-            let selector = selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
-                .await
-                .map_err(env("port-forward"))?;
+            let selector =
+                workloads::selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
+                    .await
+                    .map_err(env("port-forward"))?;
             let f = portforward::start(client.clone(), istio::ISTIO_NAMESPACE, &selector, 9090)
                 .await
                 .map_err(env("port-forward"))?;

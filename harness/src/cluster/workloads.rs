@@ -232,13 +232,9 @@ pub async fn wait_rollout(
             .as_ref()
             .and_then(|s| s.selector.match_labels.clone())
             .unwrap_or_default();
-        let label_selector = selector
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
+        let pod_selector = label_selector(&selector);
         let pods = pods_api
-            .list(&ListParams::default().labels(&label_selector))
+            .list(&ListParams::default().labels(&pod_selector))
             .await
             .map_err(|e| read("the pods", e))?
             .items;
@@ -256,7 +252,7 @@ pub async fn wait_rollout(
                     .cloned()
                     .unwrap_or_default();
                 let new_hash = replica_sets
-                    .list(&ListParams::default().labels(&label_selector))
+                    .list(&ListParams::default().labels(&pod_selector))
                     .await
                     .map_err(|e| read("the replica sets", e))?
                     .items
@@ -343,6 +339,38 @@ pub async fn wait_rollout(
     ))
 }
 
+/// `app=age,version=v1`: a label selector from match labels.
+pub fn label_selector(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The label selector of a deployment's pods.
+pub async fn selector_of(
+    client: &Client,
+    namespace: &str,
+    deployment: &str,
+) -> Result<String, String> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
+    let d = api
+        .get(deployment)
+        .await
+        .map_err(|e| format!("cannot read deployment {namespace}/{deployment}: {e}"))?;
+    let labels = d
+        .spec
+        .and_then(|s| s.selector.match_labels)
+        .unwrap_or_default();
+    if labels.is_empty() {
+        return Err(format!(
+            "deployment {namespace}/{deployment} has no matchLabels selector"
+        ));
+    }
+    Ok(label_selector(&labels))
+}
+
 /// Every non-terminating pod of the deployment with its sidecar, for the `sidecars`
 /// expectation.
 pub async fn census(
@@ -350,19 +378,7 @@ pub async fn census(
     namespace: &str,
     deployment: &str,
 ) -> Result<Vec<(String, Option<Sidecar>)>, String> {
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let dep = deployments
-        .get(deployment)
-        .await
-        .map_err(|e| format!("cannot read deployment {namespace}/{deployment}: {e}"))?;
-    let selector = dep
-        .spec
-        .and_then(|s| s.selector.match_labels)
-        .unwrap_or_default()
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let selector = selector_of(client, namespace, deployment).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods
         .list(&ListParams::default().labels(&selector))
