@@ -101,6 +101,9 @@ async fn start_prometheus(
     process
 }
 
+/// The exporter's scrape job, as the addon's `kubernetes-pods` is for real sidecars.
+const TARGETS: &str = r#"up{job="istio"}"#;
+
 fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
     EdgeExpectation {
         from: from.into(),
@@ -144,7 +147,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     ];
     let c = Arc::clone(&counters);
     let started = Instant::now();
-    let result = phase(&prometheus, &o5, deadline, || async move {
+    let result = phase(&prometheus, TARGETS, &o5, deadline, || async move {
         for (src, dst) in [
             ("istio-ingressgateway", "sentences"),
             ("sentences", "age"),
@@ -181,7 +184,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
         edge("sentences", "name-v2", true),
     ];
     let c = Arc::clone(&counters);
-    let result = phase(&prometheus, &o6, deadline, || async move {
+    let result = phase(&prometheus, TARGETS, &o6, deadline, || async move {
         add(&c, "sentences", "name-v1", "none", 20.0);
         add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
         Ok("40 requests".to_string())
@@ -197,7 +200,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     // Mutation: v1 gets mTLS traffic in the phase → the verdict fails, at once.
     let c = Arc::clone(&counters);
     let started = Instant::now();
-    let result = phase(&prometheus, &o6, deadline, || async move {
+    let result = phase(&prometheus, TARGETS, &o6, deadline, || async move {
         add(&c, "sentences", "name-v1", "mutual_tls", 10.0);
         add(&c, "sentences", "name-v1", "none", 10.0);
         add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
@@ -219,10 +222,16 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
 
     // Mutation: no traffic at all on name-v2 → nothing proves its padlock → fails at the deadline.
     let c = Arc::clone(&counters);
-    let result = phase(&prometheus, &o6, Duration::from_secs(6), || async move {
-        add(&c, "sentences", "name-v1", "none", 20.0);
-        Ok("20 requests".to_string())
-    })
+    let result = phase(
+        &prometheus,
+        TARGETS,
+        &o6,
+        Duration::from_secs(6),
+        || async move {
+            add(&c, "sentences", "name-v1", "none", 20.0);
+            Ok("20 requests".to_string())
+        },
+    )
     .await;
     assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
     assert!(
@@ -230,6 +239,24 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
             .evidence
             .summary
             .contains("sentences → name-v2: no traffic in this phase"),
+        "{}",
+        result.evidence.summary
+    );
+
+    // Waiting on targets that do not exist is an environment error naming the selector.
+    let result = phase(
+        &prometheus,
+        r#"up{job="kubernetes-pods",namespace="nope"}"#,
+        &o6,
+        Duration::from_secs(3),
+        || async { Ok(String::new()) },
+    )
+    .await;
+    assert_eq!(result.verdict, Verdict::Errored, "{:#?}", result.evidence);
+    assert!(
+        result.evidence.summary.contains(
+            "no Prometheus target matches `up{job=\"kubernetes-pods\",namespace=\"nope\"}`"
+        ),
         "{}",
         result.evidence.summary
     );
@@ -244,6 +271,7 @@ async fn an_unreachable_prometheus_is_an_environment_error() {
     let prometheus = Prometheus::new(&format!("http://{closed}")).unwrap();
     let result = phase(
         &prometheus,
+        TARGETS,
         &[edge("a", "b", true)],
         Duration::from_secs(2),
         || async { Ok(String::new()) },

@@ -336,24 +336,30 @@ pub async fn mtls(
         .collect();
     let requests = e.requests;
     let probe_ref = &probe;
-    let result = oracle::phase(&prometheus, &expected, e.deadline.0, || async move {
-        let mut tally = Tally::default();
-        for _ in 0..requests {
-            tally.add(&probe_ref.once().await);
-        }
-        if tally.reached == 0 {
-            return Err(format!(
-                "no request reached the gateway ({})",
+    let result = oracle::phase(
+        &prometheus,
+        &oracle::sidecar_targets(&config.app_namespace),
+        &expected,
+        e.deadline.0,
+        || async move {
+            let mut tally = Tally::default();
+            for _ in 0..requests {
+                tally.add(&probe_ref.once().await);
+            }
+            if tally.reached == 0 {
+                return Err(format!(
+                    "no request reached the gateway ({})",
+                    tally.classes()
+                ));
+            }
+            Ok(format!(
+                "{} requests through {}: {}",
+                tally.sent,
+                probe_ref.target(),
                 tally.classes()
-            ));
-        }
-        Ok(format!(
-            "{} requests through {}: {}",
-            tally.sent,
-            probe_ref.target(),
-            tally.classes()
-        ))
-    })
+            ))
+        },
+    )
     .await;
     let mut judgement = Judgement {
         verdict: result.verdict,

@@ -10,6 +10,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 pub const METRIC_QUERY: &str = r#"istio_requests_total{reporter="destination"}"#;
+
+/// The scrape targets whose samples the verdict needs: the sidecars of the app
+/// namespace, which report `reporter="destination"`. Istio's Prometheus addon scrapes
+/// them in job `kubernetes-pods` every 15 s; waiting on every target instead would
+/// also wait on the addon's `*-slow` jobs (every 5 min).
+pub fn sidecar_targets(app_namespace: &str) -> String {
+    format!(r#"up{{job="kubernetes-pods",namespace="{app_namespace}"}}"#)
+}
 const POLL: Duration = Duration::from_millis(500);
 
 /// One edge to judge.
@@ -151,24 +159,31 @@ pub struct PhaseResult {
     pub elapsed: Duration,
 }
 
-/// Waits until every target was scraped after `moment` (Prometheus time).
+/// Waits until every target of `targets` was scraped after `moment` (Prometheus time).
 async fn scraped_after(
     prometheus: &Prometheus,
+    targets: &str,
     moment: f64,
     started: Instant,
     deadline: Duration,
 ) -> Result<f64, String> {
     loop {
-        if let Some(t) = prometheus.oldest_last_scrape().await?
+        let oldest = prometheus.oldest_last_scrape(targets).await?;
+        if let Some(t) = oldest
             && t > moment
         {
             return Ok(t);
         }
         if started.elapsed() >= deadline {
-            return Err(format!(
-                "Prometheus did not scrape every target within {} s (is a target down?)",
-                deadline.as_secs()
-            ));
+            return Err(match oldest {
+                None => {
+                    format!("no Prometheus target matches `{targets}`: are the sidecars scraped?")
+                }
+                Some(_) => format!(
+                    "Prometheus did not scrape every target of `{targets}` within {} s (is one down?)",
+                    deadline.as_secs()
+                ),
+            });
         }
         tokio::time::sleep(POLL).await;
     }
@@ -203,6 +218,7 @@ fn table(rows: &[EdgeRow]) -> Vec<String> {
 /// and again at every scrape until the verdict holds or the deadline passes.
 pub async fn phase<F, Fut>(
     prometheus: &Prometheus,
+    targets: &str,
     expected: &[EdgeExpectation],
     deadline: Duration,
     send_traffic: F,
@@ -221,7 +237,7 @@ where
         Ok(t) => t,
         Err(e) => return errored(e, started),
     };
-    if let Err(e) = scraped_after(prometheus, quiet_from, started, deadline).await {
+    if let Err(e) = scraped_after(prometheus, targets, quiet_from, started, deadline).await {
         return errored(e, started);
     }
     let before = match snapshot(prometheus).await {
@@ -242,11 +258,11 @@ where
         Err(e) => return errored(e, started),
     };
     // Two scrapes after the traffic before any verdict.
-    let first = match scraped_after(prometheus, traffic_end, started, deadline).await {
+    let first = match scraped_after(prometheus, targets, traffic_end, started, deadline).await {
         Ok(t) => t,
         Err(e) => return errored(e, started),
     };
-    let mut last_scrape = match scraped_after(prometheus, first, started, deadline).await {
+    let mut last_scrape = match scraped_after(prometheus, targets, first, started, deadline).await {
         Ok(t) => t,
         Err(e) => return errored(e, started),
     };
@@ -307,7 +323,8 @@ where
                 elapsed: started.elapsed(),
             };
         }
-        last_scrape = match scraped_after(prometheus, last_scrape, started, deadline).await {
+        last_scrape = match scraped_after(prometheus, targets, last_scrape, started, deadline).await
+        {
             Ok(t) => t,
             Err(_) => continue, // the deadline passed: the next round reports the verdict
         };

@@ -146,9 +146,10 @@ impl Prometheus {
             .ok_or_else(|| "Prometheus returned no value for time()".to_string())
     }
 
-    /// The time of the oldest "latest scrape" over all targets: once it passes a
-    /// moment, every target has been scraped since.
-    pub async fn oldest_last_scrape(&self) -> Result<Option<f64>, String> {
-        self.value("min(timestamp(up))").await
+    /// The time of the oldest "latest scrape" over the targets `up_selector` names
+    /// (e.g. `up{job="kubernetes-pods"}`): once it passes a moment, each of them has
+    /// been scraped since. None when no target matches.
+    pub async fn oldest_last_scrape(&self, up_selector: &str) -> Result<Option<f64>, String> {
+        self.value(&format!("min(timestamp({up_selector}))")).await
     }
 }
