@@ -87,9 +87,8 @@ pub fn write(
                 let _ = writeln!(
                     text,
                     "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
-                    crate::cluster::istio::install_args(to, &config.versions.istio.hub)[1..]
-                        .iter()
-                        .fold("upgrade".to_string(), |a, b| format!("{a} {b}"))
+                    crate::cluster::istio::istioctl_args("upgrade", to, &config.versions.istio.hub)
+                        .join(" ")
                 );
                 let _ = writeln!(
                     text,

@@ -120,7 +120,7 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     let live = Live {
         client: client.clone(),
         applier: Applier::new(client),
-        owned_cluster: None,
+        owns_cluster: false,
         kind: None,
         cluster_args: Vec::new(),
         http_address: http.addr,

@@ -61,12 +61,7 @@ pub async fn fetch_verified(
     checksum_url: &str,
     dest: &Path,
 ) -> Result<PathBuf, String> {
-    let record = dest.with_extension(format!(
-        "{}sha256",
-        dest.extension()
-            .map(|e| format!("{}.", e.to_string_lossy()))
-            .unwrap_or_default()
-    ));
+    let record = PathBuf::from(format!("{}.sha256", dest.display()));
     if dest.exists()
         && let Ok(recorded) = std::fs::read_to_string(&record)
         && sha256_file(dest)? == recorded.trim()

@@ -14,11 +14,11 @@ pub const INGRESS_GATEWAY: &str = "istio-ingressgateway";
 pub const PROMETHEUS: &str = "prometheus";
 const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 
-/// The arguments of `istioctl install`: profile `default`, images from `hub` at the
-/// exact version, access logs to stdout for diagnostics.
-pub fn install_args(version: &str, hub: &str) -> Vec<String> {
+/// The arguments of `istioctl <verb>` (`install` or `upgrade`): profile `default`,
+/// images from `hub` at the exact version, access logs to stdout for diagnostics.
+pub fn istioctl_args(verb: &str, version: &str, hub: &str) -> Vec<String> {
     vec![
-        "install".into(),
+        verb.into(),
         "-y".into(),
         "--set".into(),
         "profile=default".into(),
@@ -96,8 +96,7 @@ async fn istioctl_run(
     hub: &str,
     cluster: &[String],
 ) -> Result<(), String> {
-    let mut args = install_args(version, hub);
-    args[0] = verb.to_string();
+    let mut args = istioctl_args(verb, version, hub);
     args.extend(cluster.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(istioctl, &args, INSTALL_DEADLINE).await.map(|_| ())
@@ -123,7 +122,7 @@ mod tests {
 
     #[test]
     fn install_uses_docker_hub_images_at_the_exact_version_with_access_logs() {
-        let args = install_args("1.31.2", "docker.io/istio").join(" ");
+        let args = istioctl_args("install", "1.31.2", "docker.io/istio").join(" ");
         assert_eq!(
             args,
             "install -y --set profile=default --set hub=docker.io/istio --set tag=1.31.2 --set meshConfig.accessLogFile=/dev/stdout"

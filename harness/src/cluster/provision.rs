@@ -22,8 +22,9 @@ const READY_DEADLINE: Duration = Duration::from_secs(300);
 pub struct Live {
     pub client: Client,
     pub applier: Applier,
-    /// kind binary and cluster name when the harness created the cluster (to delete it).
-    pub owned_cluster: Option<(PathBuf, String)>,
+    /// The harness created the kind cluster `--cluster-name` (and deletes it at the end).
+    pub owns_cluster: bool,
+    /// The kind binary, when the cluster is a kind cluster of `--cluster-name`.
     pub kind: Option<PathBuf>,
     /// `--kubeconfig`/`--context` for istioctl.
     pub cluster_args: Vec<String>,
@@ -45,7 +46,7 @@ pub async fn setup(
 ) -> Result<Live, EnvError> {
     let uses_kind = config.kubeconfig.is_none() && config.context.is_none();
     let cache = super::download::cache_dir();
-    let mut owned_cluster = None;
+    let mut owns_cluster = false;
     let mut kind_path = None;
     let kubeconfig = if uses_kind {
         preflight::docker_reachable(&preflight::docker_endpoint())
@@ -85,7 +86,7 @@ pub async fn setup(
             )
             .await
             .map_err(env("provision"))?;
-            owned_cluster = Some((kind_bin.clone(), name.clone()));
+            owns_cluster = true;
             properties.kind_node_image = config.versions.kind.node_image.clone();
         }
         kind::export_kubeconfig(&kind_bin, name, &kubeconfig)
@@ -265,7 +266,7 @@ pub async fn setup(
     Ok(Live {
         client,
         applier,
-        owned_cluster,
+        owns_cluster,
         kind: kind_path,
         cluster_args,
         http_address,

@@ -146,7 +146,7 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
     ));
     lines.push(format!(
         "  istioctl {}   (skipped when istiod already runs {})",
-        istio::install_args(install, &config.versions.istio.hub).join(" "),
+        istio::istioctl_args("install", install, &config.versions.istio.hub).join(" "),
         install
     ));
     lines.push(match &config.prometheus_url {
@@ -470,14 +470,9 @@ impl World for ClusterWorld {
             step.slug()
         ));
         let kind = live
-            .owned_cluster
+            .kind
             .as_ref()
-            .map(|(k, n)| (k.clone(), n.clone()))
-            .or_else(|| {
-                live.kind
-                    .as_ref()
-                    .map(|k| (k.clone(), self.config.cluster_name.clone()))
-            });
+            .map(|k| (k.clone(), self.config.cluster_name.clone()));
         let report = self.runtime.block_on(super::diagnostics::collect(
             &live.client,
             &self.config,
@@ -518,7 +513,10 @@ impl World for ClusterWorld {
                 }
             }
         }
-        if let Some((kind_bin, name)) = &live.owned_cluster {
+        if live.owns_cluster
+            && let Some(kind_bin) = &live.kind
+        {
+            let name = &self.config.cluster_name;
             if self.config.keep_cluster {
                 self.progress.line(&format!(
                     "kept kind cluster `{name}` (--keep-cluster); kubeconfig: {}",

@@ -136,7 +136,9 @@ pub fn rejection(obs: &Observation) -> Option<String> {
 pub async fn rejections<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judgement {
     let started = Instant::now();
     let mut tally = Tally::default();
-    let mut seen = Vec::new();
+    // HTTP answers fail the outcome: how many, and the first one's status.
+    let mut http_answers = 0u32;
+    let mut first_http_status = None;
     let mut signatures: BTreeMap<String, u32> = BTreeMap::new();
     let mut run = 0;
     while started.elapsed() < deadline {
@@ -154,7 +156,10 @@ pub async fn rejections<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judg
                 tokio::time::sleep(Duration::from_millis(200).min(left)).await;
             }
         }
-        seen.push(obs);
+        if let Some(status) = obs.status {
+            http_answers += 1;
+            first_http_status.get_or_insert(status);
+        }
         if run >= k {
             let sigs = signatures
                 .iter()
@@ -173,7 +178,6 @@ pub async fn rejections<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judg
             };
         }
     }
-    let http_answers: Vec<&Observation> = seen.iter().filter(|o| o.status.is_some()).collect();
     let details = vec![
         format!("target: {}", probe.target()),
         format!("attempts: {}; classes: {}", tally.sent, tally.classes()),
@@ -186,13 +190,11 @@ pub async fn rejections<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judg
                 .unwrap_or_default()
         ),
     ];
-    let (verdict, summary) = if let Some(answer) = http_answers.first() {
+    let (verdict, summary) = if let Some(status) = first_http_status {
         (
             Verdict::Failed,
             format!(
-                "expected a rejection at the TLS layer, but the gateway answered HTTP {} ({} of {} attempts got an HTTP answer)",
-                answer.status.unwrap_or(0),
-                http_answers.len(),
+                "expected a rejection at the TLS layer, but the gateway answered HTTP {status} ({http_answers} of {} attempts got an HTTP answer)",
                 tally.sent
             ),
         )
