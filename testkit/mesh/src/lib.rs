@@ -1,0 +1,1 @@
+//! Istio's and the app's behaviour on loopback (work in progress).
