@@ -7,10 +7,11 @@
 mod common;
 
 use common::{Reply, serve};
-use harness::probe::expect::consecutive;
-use harness::probe::http::HttpProbe;
-use harness::runner::record::Verdict;
-use harness::suite::model::ResultClass;
+use harness::expect::traffic::flows;
+use harness::probe::http::{HttpProbe, Target};
+use harness::probe::sentence::Grammar;
+use harness::verdict::Verdict;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const K: u32 = 20;
@@ -19,11 +20,16 @@ const HOST: &str = "sentences.example.com";
 #[tokio::main]
 async fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = serve(|_, _| Reply::text(200, "Alice is 42 years")).await;
+    let server = serve(|_, _| Reply::text(200, "Peter is 42 years")).await;
 
-    let probe = HttpProbe::new(HOST, server.addr).expect("prober");
+    let probe = HttpProbe::new(
+        HOST,
+        Target::direct(server.addr),
+        Arc::new(Grammar::app_defaults()),
+    )
+    .expect("prober");
     let started = Instant::now();
-    let judgement = consecutive(&probe, ResultClass::Ok, K, Duration::from_secs(60)).await;
+    let judgement = flows(&probe, K, &[], Duration::from_secs(60)).await;
     let prober = started.elapsed();
     assert_eq!(
         judgement.verdict,

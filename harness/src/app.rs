@@ -1,16 +1,19 @@
 //! One run from parsed arguments to exit code: load and select suites, validate the
-//! configuration, then list, plan (`--dry-run`) or run. The JUnit file is written on
-//! every run that gets as far as running (also on setup failure and Ctrl-C).
+//! configuration, build the schedule, then list, plan (`--dry-run`) or run. The JUnit
+//! file is written on every run that gets as far as running (also on setup failure and
+//! on interruption).
 
 use crate::cli::Cli;
-use crate::cluster::ClusterWorld;
 use crate::config::RunConfig;
 use crate::exit::{self, HarnessError};
 use crate::progress::Progress;
 use crate::report::junit;
 use crate::runner::record::{RunRecord, SetupFailure};
+use crate::runner::schedule::Schedule;
 use crate::runner::{self, Shared, world::World};
 use crate::suite::{self, Catalog, source::SuiteSource};
+use crate::world::ClusterWorld;
+use std::io::Write;
 use std::sync::Arc;
 
 pub fn load_catalog(cli: &Cli) -> Result<Catalog, HarnessError> {
@@ -26,6 +29,43 @@ fn fail(e: HarnessError) -> u8 {
     e.code
 }
 
+/// The schedule of this run; a selection that selects no step is a usage error that
+/// names the steps there are.
+pub fn schedule(
+    cli: &Cli,
+    suites: &[Arc<suite::Suite>],
+    config: &RunConfig,
+) -> Result<Schedule, HarnessError> {
+    let upgrade = config
+        .upgrade_from
+        .as_deref()
+        .map(|from| (from, config.istio_version.as_str()));
+    let selection = cli.selection();
+    let schedule = Schedule::new(suites, &config.istio_version, upgrade, &selection);
+    if schedule.selected_names().is_empty() {
+        return Err(HarnessError::usage(format!(
+            "no step matches {}; steps are: {}",
+            selection.describe(),
+            schedule.all_names().join(", ")
+        )));
+    }
+    Ok(schedule)
+}
+
+/// `--list`: one line per trial that would run, as libtest prints them. A closed
+/// standard output (`--list | head`) ends the listing quietly.
+fn list(schedule: &Schedule) -> u8 {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for name in schedule.selected_names() {
+        if writeln!(out, "{name}: test").is_err() {
+            return exit::SUCCESS;
+        }
+    }
+    let _ = out.flush();
+    exit::SUCCESS
+}
+
 pub fn run(cli: Cli) -> u8 {
     let progress = Progress::new();
     let catalog = match load_catalog(&cli) {
@@ -36,25 +76,20 @@ pub fn run(cli: Cli) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(HarnessError::usage(e)),
     };
-    if cli.libtest.list {
-        let upgrade = cli
-            .upgrade_from
-            .as_deref()
-            .map(|from| (from, cli.istio_version.as_deref().unwrap_or("<target>")));
-        let trials = runner::trial_names(&suites, upgrade)
-            .into_iter()
-            .map(|name| libtest_mimic::Trial::test(name, || Ok(())))
-            .collect();
-        let _listed = libtest_mimic::run(&cli.libtest, trials);
-        return exit::SUCCESS;
-    }
     let config = match RunConfig::from_cli(&cli) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };
+    let schedule = match schedule(&cli, &suites, &config) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    if cli.list {
+        return list(&schedule);
+    }
     if cli.dry_run {
-        let provisioning = crate::cluster::provisioning_plan(&config);
-        return match crate::plan::write(&config, &suites, &provisioning) {
+        let provisioning = crate::cluster::provision::provisioning_plan(&config);
+        return match crate::plan::write(&config, &schedule, &provisioning) {
             Ok(plan) => {
                 print!("{}", plan.text);
                 exit::SUCCESS
@@ -80,14 +115,14 @@ pub fn run(cli: Cli) -> u8 {
         runtime.handle().clone(),
         progress.clone(),
     ));
-    run_with_world(&cli.libtest, &suites, world, &shared, &progress, &config)
+    run_with_world(&cli.libtest(), schedule, world, &shared, &progress, &config)
 }
 
 /// Setup, the trials, and the report; separate from [`run`] so tests can drive it
 /// with a world of their own.
 pub fn run_with_world(
     args: &libtest_mimic::Arguments,
-    suites: &[Arc<suite::Suite>],
+    schedule: Schedule,
     mut world: Box<dyn World>,
     shared: &Shared,
     progress: &Progress,
@@ -104,16 +139,17 @@ pub fn run_with_world(
             phase: format!("setup::{}", e.phase),
             message: e.message.clone(),
         });
-        let _ = world.finish();
+        if let Err(cleanup) = world.finish() {
+            record.setup_failures.push(SetupFailure {
+                phase: format!("setup::{}", cleanup.phase),
+                message: cleanup.message,
+            });
+        }
         write_report(&record, config);
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
     }
-    let upgrade = config
-        .upgrade_from
-        .as_deref()
-        .map(|from| (from, config.istio_version.as_str()));
-    let _conclusion = runner::run(args, suites, world, shared, progress, config.keep, upgrade);
+    let _conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
     let record = runner::lock(&shared.record).clone();
     write_report(&record, config);
     for failure in &record.setup_failures {
@@ -123,7 +159,7 @@ pub fn run_with_world(
 }
 
 /// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set).
-fn write_report(record: &RunRecord, config: &RunConfig) {
+pub fn write_report(record: &RunRecord, config: &RunConfig) {
     match junit::write(record, &config.reports_dir) {
         Ok(path) => eprintln!("JUnit report: {}", path.display()),
         Err(e) => eprintln!("error: {e}"),
@@ -144,7 +180,7 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     let config = config.clone();
     runtime.spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            let record = shared.interrupted_snapshot();
+            let record = shared.interrupted_snapshot("Ctrl-C");
             write_report(&record, &config);
             eprintln!("interrupted: JUnit written; a kind cluster the harness created is kept (delete it with `kind delete cluster --name {}`)", config.cluster_name);
             std::process::exit(i32::from(exit::INTERRUPTED));

@@ -1,120 +1,257 @@
-//! Command line: libtest's own flags (filter, --list, --exact, --skip, ...) plus the
-//! harness's.
+//! Command line: the harness's own options first, grouped (selection, cluster, reaching
+//! the cluster, reports), then the libtest-compatible ones under their own heading.
+//! The harness selects steps itself (see `runner::schedule`) and hands libtest-mimic
+//! only its output options.
 
-use clap::Parser;
+use crate::runner::schedule::Selection;
+use clap::{Parser, ValueEnum};
 use std::path::PathBuf;
 
-/// The image of the exercise; `--image` overrides it (e.g. a mirror).
-pub const DEFAULT_IMAGE: &str = "ghcr.io/michaelvl/istio-katas@sha256:430d3a01a502c2b13af2619ad41f2247e6e46282e1c100db4f27c917b2867555";
+/// The image of the exercise, pinned by digest as every manifest of its `deploy/mtls/`
+/// pins it; `--image` overrides it (e.g. a mirror). Where it comes from:
+/// `clusters/versions.yaml` (`app.image`).
+pub fn default_image() -> String {
+    crate::config::Versions::embedded().app.image
+}
 
 const ABOUT: &str = "Istio mutual-TLS conformance harness: proves every documented outcome of the exercise on a kind cluster";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Pretty,
+    Terse,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Color {
+    Auto,
+    Always,
+    Never,
+}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "harness",
     version,
-    about = "Istio mutual-TLS conformance harness: proves every documented outcome of the exercise on a kind cluster"
+    about = ABOUT,
+    long_about = ABOUT,
+    disable_version_flag = false,
+    help_template = "{name} {version}\n{about}\n\nUsage: {usage}\n\n{all-args}{after-help}",
+    after_help = "\nSteps are named <suite>::<NN>-<step> (<suite>@<version>::… in an upgrade run, where \
+                  a FILTER without the version selects the step in both passes). A selected step has the \
+                  actions of the earlier steps of its suite carried out first.\n\
+                  Exit codes: 0 all passed, 1 an outcome failed, 2 bad usage or input, \
+                  3 environment or setup error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
 )]
 pub struct Cli {
-    #[command(flatten)]
-    pub libtest: libtest_mimic::Arguments,
+    // ---- selection -------------------------------------------------------------
+    /// Run only the steps whose name contains FILTER (see --exact).
+    #[arg(value_name = "FILTER", help_heading = "Selection")]
+    pub filter: Option<String>,
+
+    /// Skip the steps whose name contains FILTER (repeatable).
+    #[arg(long, value_name = "FILTER", help_heading = "Selection")]
+    pub skip: Vec<String>,
+
+    /// Match FILTER and --skip against whole step names.
+    #[arg(long, help_heading = "Selection")]
+    pub exact: bool,
 
     /// Run only this suite (repeatable); default: every suite, in order.
-    #[arg(long = "suite", value_name = "NAME")]
+    #[arg(long = "suite", value_name = "NAME", help_heading = "Selection")]
     pub suites: Vec<String>,
 
+    /// List the steps a run would take, in order, and exit.
+    #[arg(long, help_heading = "Selection")]
+    pub list: bool,
+
     /// Load suites from this folder instead of the copy built into the binary.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Selection")]
     pub suites_dir: Option<PathBuf>,
 
-    /// Where junit.xml, the plan, the PKI and diagnostics are written.
-    #[arg(long, value_name = "DIR", default_value = "reports")]
-    pub reports_dir: PathBuf,
-
-    /// Print the ordered plan and write every rendered manifest; touch nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-
-    /// Istio version to install (exact, e.g. 1.31.2); default from clusters/versions.yaml.
-    #[arg(long, value_name = "X.Y.Z")]
+    // ---- cluster ---------------------------------------------------------------
+    /// Istio version to install: exact (1.31.2), a minor (1.31: its newest patch), or
+    /// `latest`; default from clusters/versions.yaml.
+    #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub istio_version: Option<String>,
 
-    /// Upgrade validation: install Istio at this version, run the suites, upgrade in
-    /// place to --istio-version, restart the app, check the data plane, run them again.
-    #[arg(long, value_name = "X.Y.Z")]
+    /// Upgrade validation: install Istio at this version, run the suites, upgrade to
+    /// --istio-version, run them again.
+    #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub upgrade_from: Option<String>,
 
-    /// Use the existing cluster of this kubeconfig instead of creating a kind cluster
-    /// (KUBECONFIG is respected the same way).
-    #[arg(long, value_name = "FILE")]
+    /// Use the existing cluster of this kubeconfig instead of creating a kind cluster.
+    #[arg(long, value_name = "FILE", help_heading = "Cluster")]
     pub kubeconfig: Option<PathBuf>,
 
-    /// Context of the kubeconfig to use.
-    #[arg(long, value_name = "NAME")]
+    /// Use this context of the kubeconfig (--kubeconfig, else KUBECONFIG or
+    /// ~/.kube/config) instead of creating a kind cluster.
+    #[arg(long, value_name = "NAME", help_heading = "Cluster")]
     pub context: Option<String>,
 
     /// Name of the kind cluster to create or reuse.
-    #[arg(long, value_name = "NAME", default_value = "istio-mtls")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "istio-mtls",
+        help_heading = "Cluster"
+    )]
     pub cluster_name: String,
 
-    /// Keep the kind cluster the harness created (a cluster it did not create is never deleted).
-    #[arg(long)]
+    /// Keep the kind cluster the harness created (a cluster it did not create is never
+    /// deleted).
+    #[arg(long, help_heading = "Cluster")]
     pub keep_cluster: bool,
 
     /// Keep what the suites created (app namespace, gateways, secrets) at the end.
-    #[arg(long)]
+    #[arg(long, help_heading = "Cluster")]
     pub keep: bool,
 
     /// Namespace of the app.
-    #[arg(long, value_name = "NS", default_value = "sentences")]
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "sentences",
+        help_heading = "Cluster"
+    )]
     pub app_namespace: String,
 
     /// Namespace of the ingress gateway pods (where the TLS secret and Gateway go).
-    #[arg(long, value_name = "NS", default_value = "istio-system")]
+    #[arg(
+        long,
+        value_name = "NS",
+        default_value = "istio-system",
+        help_heading = "Cluster"
+    )]
     pub ingress_namespace: String,
 
-    /// Image of the sentences app.
-    #[arg(long, value_name = "IMAGE", default_value = DEFAULT_IMAGE)]
-    pub image: String,
+    /// Image of the sentences app [default: the exercise's, by digest].
+    #[arg(long, value_name = "IMAGE", help_heading = "Cluster")]
+    pub image: Option<String>,
 
+    // ---- reaching the cluster -----------------------------------------------------
     /// Reach the ingress gateway's HTTP port here instead of port-forwarding.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Reaching the cluster")]
     pub ingress_address: Option<String>,
 
     /// Reach the ingress gateway's HTTPS port here instead of port-forwarding.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Reaching the cluster")]
     pub ingress_tls_address: Option<String>,
 
     /// Query this Prometheus instead of port-forwarding to the addon.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", help_heading = "Reaching the cluster")]
     pub prometheus_url: Option<String>,
+
+    // ---- reports -----------------------------------------------------------------
+    /// Where junit.xml, summary.md, the plan, the PKI and diagnostics are written.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "reports",
+        help_heading = "Reports"
+    )]
+    pub reports_dir: PathBuf,
+
+    /// Print the ordered plan and write every rendered manifest; touch nothing.
+    #[arg(long, help_heading = "Reports")]
+    pub dry_run: bool,
+
+    // ---- libtest compatibility ------------------------------------------------
+    /// Write the per-step result lines to this file instead of standard output.
+    #[arg(long, value_name = "PATH", help_heading = "Output (as libtest)")]
+    pub logfile: Option<PathBuf>,
+
+    /// Result lines: pretty (a line per step), terse (a character per step) or json.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "FORMAT",
+        help_heading = "Output (as libtest)"
+    )]
+    pub format: Option<Format>,
+
+    /// Same as --format terse.
+    #[arg(
+        short,
+        long,
+        conflicts_with = "format",
+        help_heading = "Output (as libtest)"
+    )]
+    pub quiet: bool,
+
+    /// Colour the result lines: auto (when standard output is a terminal), always, never.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "WHEN",
+        help_heading = "Output (as libtest)"
+    )]
+    pub color: Option<Color>,
+
+    /// Accepted for compatibility with libtest; steps always run one at a time, in order.
+    #[arg(
+        long,
+        value_name = "N",
+        help_heading = "Accepted for compatibility, no effect"
+    )]
+    pub test_threads: Option<usize>,
+
+    /// Accepted for compatibility with libtest; no step is ignored up front.
+    #[arg(long, help_heading = "Accepted for compatibility, no effect")]
+    pub ignored: bool,
+
+    /// Accepted for compatibility with libtest; no step is ignored up front.
+    #[arg(long, help_heading = "Accepted for compatibility, no effect")]
+    pub include_ignored: bool,
+
+    /// Accepted for compatibility with libtest.
+    #[arg(long, help_heading = "Accepted for compatibility, no effect")]
+    pub test: bool,
+
+    /// Accepted for compatibility with libtest; the result lines always show.
+    #[arg(long, help_heading = "Accepted for compatibility, no effect")]
+    pub nocapture: bool,
+
+    /// Accepted for compatibility with libtest; the result lines always show.
+    #[arg(long, help_heading = "Accepted for compatibility, no effect")]
+    pub show_output: bool,
 }
 
 impl Cli {
-    /// The command with our help and version: libtest's flattened arguments bring their
-    /// own template, which would hide the harness's name and disable `--version`.
-    pub fn command_with_help() -> clap::Command {
-        use clap::CommandFactory;
-        Cli::command()
-            .disable_version_flag(false)
-            .version(env!("CARGO_PKG_VERSION"))
-            .about(ABOUT)
-            .long_about(ABOUT)
-            .help_template("{name} {version}\n{about}\n\nUsage: {usage}\n\n{all-args}{after-help}")
-            .after_help(
-                "\nExit codes: 0 all passed, 1 an outcome failed, 2 bad usage or input, \
-                 3 environment or setup error, 130 interrupted.\n\
-                 Steps are named <suite>::<NN>-<step>; FILTER, --exact and --skip select them like libtest.",
-            )
-    }
-
     pub fn parse_from_args<I, T>(args: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        use clap::FromArgMatches;
-        let matches = Cli::command_with_help().try_get_matches_from(args)?;
-        Cli::from_arg_matches(&matches)
+        Cli::try_parse_from(args)
+    }
+
+    pub fn selection(&self) -> Selection {
+        Selection {
+            filter: self.filter.clone(),
+            skip: self.skip.clone(),
+            exact: self.exact,
+        }
+    }
+
+    /// The libtest-mimic arguments for the output: format, colour, logfile.
+    pub fn libtest(&self) -> libtest_mimic::Arguments {
+        libtest_mimic::Arguments {
+            quiet: self.quiet,
+            logfile: self.logfile.as_ref().map(|p| p.display().to_string()),
+            format: self.format.map(|f| match f {
+                Format::Pretty => libtest_mimic::FormatSetting::Pretty,
+                Format::Terse => libtest_mimic::FormatSetting::Terse,
+                Format::Json => libtest_mimic::FormatSetting::Json,
+            }),
+            color: self.color.map(|c| match c {
+                Color::Auto => libtest_mimic::ColorSetting::Auto,
+                Color::Always => libtest_mimic::ColorSetting::Always,
+                Color::Never => libtest_mimic::ColorSetting::Never,
+            }),
+            test_threads: Some(1),
+            ..libtest_mimic::Arguments::default()
+        }
     }
 }

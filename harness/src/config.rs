@@ -20,6 +20,13 @@ pub struct Versions {
     pub istio: IstioVersions,
     pub kind: KindVersions,
     pub kubernetes: KubernetesVersions,
+    pub app: AppVersions,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppVersions {
+    pub image: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -27,6 +34,8 @@ pub struct Versions {
 pub struct IstioVersions {
     pub default: String,
     pub supported: Vec<String>,
+    /// The oldest minor the harness supports (`1.28`).
+    pub minimum: String,
     pub hub: String,
     pub download_url: String,
 }
@@ -49,6 +58,16 @@ impl Versions {
     pub fn embedded() -> Versions {
         // The file is part of the build and checked by a test; a broken one is a bug.
         serde_saphyr::from_str(VERSIONS_YAML).expect("clusters/versions.yaml is valid")
+    }
+
+    /// `istio.minimum` as (major, minor).
+    pub fn minimum_istio(&self) -> (u32, u32) {
+        let mut parts = self
+            .istio
+            .minimum
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0));
+        (parts.next().unwrap_or(1), parts.next().unwrap_or(28))
     }
 
     pub fn istio_archive_url(&self, version: &str) -> String {
@@ -139,9 +158,24 @@ impl RunConfig {
             .clone()
             .unwrap_or_else(|| versions.istio.default.clone());
         let target = parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
+        let minimum = versions.minimum_istio();
+        let too_old = |flag: &str, text: &str, v: (u32, u32, u32)| {
+            ((v.0, v.1) < minimum).then(|| {
+                HarnessError::usage(format!(
+                    "{flag} {text} is older than the harness supports: it needs Istio {}.{} or newer (native sidecars, on Kubernetes {} or newer)",
+                    minimum.0, minimum.1, versions.kubernetes.minimum
+                ))
+            })
+        };
+        if let Some(e) = too_old("--istio-version", &istio_version, target) {
+            return Err(e);
+        }
         if let Some(from) = &cli.upgrade_from {
             let start = parse_istio_version(from)
                 .map_err(|e| HarnessError::usage(format!("--upgrade-from: {e}")))?;
+            if let Some(e) = too_old("--upgrade-from", from, start) {
+                return Err(e);
+            }
             if start >= target {
                 return Err(HarnessError::usage(format!(
                     "--upgrade-from {from} must be older than --istio-version {istio_version}"
@@ -164,10 +198,13 @@ impl RunConfig {
                 cli.cluster_name
             )));
         }
-        if cli.image.trim().is_empty() || cli.image.contains(char::is_whitespace) {
+        let image = cli
+            .image
+            .clone()
+            .unwrap_or_else(|| versions.app.image.clone());
+        if image.trim().is_empty() || image.contains(char::is_whitespace) {
             return Err(HarnessError::usage(format!(
-                "--image `{}` is not an image reference",
-                cli.image
+                "--image `{image}` is not an image reference"
             )));
         }
         if let Some(url) = &cli.prometheus_url
@@ -189,7 +226,7 @@ impl RunConfig {
             keep: cli.keep,
             app_namespace: cli.app_namespace.clone(),
             ingress_namespace: cli.ingress_namespace.clone(),
-            image: cli.image.clone(),
+            image,
             ingress_address: parse_address("--ingress-address", &cli.ingress_address)?,
             ingress_tls_address: parse_address("--ingress-tls-address", &cli.ingress_tls_address)?,
             prometheus_url: cli.prometheus_url.clone(),
@@ -238,10 +275,18 @@ mod tests {
         for version in &v.istio.supported {
             let (major, minor, _) = parse_istio_version(version).unwrap();
             assert!(
-                major == 1 && minor >= 28,
-                "{version}: native sidecars need Istio >= 1.28"
+                (major, minor) >= v.minimum_istio(),
+                "{version}: native sidecars need Istio >= {}",
+                v.istio.minimum
             );
         }
+        assert_eq!(v.minimum_istio(), (1, 28));
+        assert!(
+            v.app
+                .image
+                .starts_with("ghcr.io/michaelvl/istio-katas@sha256:9ec280c27e4cfc88"),
+            "the exercise's image by digest"
+        );
         assert_eq!(v.istio.hub, "docker.io/istio");
         assert!(
             v.istio_archive_url("1.31.2")

@@ -1,10 +1,15 @@
-//! `--dry-run`: the ordered plan as text, and every manifest the run would apply,
-//! rendered, under `<reports-dir>/plan/NN-<suite>-<step>/`. Nothing is touched.
+//! `--dry-run`: the ordered plan as text — provisioning, then the schedule with, per
+//! step, whether it is judged or only carried out as setup of a later selected step —
+//! and every manifest the run would apply, rendered, under
+//! `<reports-dir>/plan/NN-<suite>-<step>/`. Its PKI goes to `<reports-dir>/plan/pki/`,
+//! never over the `pki/` a kept cluster may still use. Nothing is touched.
 
 use crate::config::RunConfig;
 use crate::pki::Pki;
+use crate::runner::schedule::{Item, Schedule};
 use crate::suite::template::{self, Variables};
 use crate::suite::{Action, Suite};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,13 +28,7 @@ fn rendered_manifests(
     action: &Action,
     variables: &Variables,
 ) -> Result<Vec<(String, template::Rendered)>, String> {
-    let (verb, names): (&str, Vec<&str>) = match action {
-        Action::Apply(list) => ("apply", list.iter().map(|s| s.value.as_str()).collect()),
-        Action::Ensure(list) => ("ensure", list.iter().map(|s| s.value.as_str()).collect()),
-        Action::Delete(list) => ("delete", list.iter().map(|s| s.value.as_str()).collect()),
-        Action::IssuePki(p) => ("apply", vec![p.secret.value.as_str()]),
-        Action::Inject(_) => return Ok(Vec::new()),
-    };
+    let (verb, names) = action.manifests();
     let mut out = Vec::new();
     for name in names {
         let manifest = &suite.manifests[name];
@@ -49,152 +48,186 @@ fn human(d: Duration) -> String {
     crate::suite::duration::HumanDuration(d).to_string()
 }
 
-/// Builds the plan for `suites` and writes the rendered manifests.
+/// How a step of the schedule takes part in the run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Judged,
+    Setup,
+    NotRun,
+}
+
+/// Builds the plan for `schedule` and writes the rendered manifests.
 /// `provisioning` is the cluster side's own plan (kind, Istio, addon), printed first.
-pub fn write(
-    config: &RunConfig,
-    suites: &[std::sync::Arc<Suite>],
-    provisioning: &str,
-) -> Result<Plan, String> {
+pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Result<Plan, String> {
     let plan_dir = config.plan_dir();
     if plan_dir.exists() {
         std::fs::remove_dir_all(&plan_dir)
             .map_err(|e| format!("cannot clear the previous plan {}: {e}", plan_dir.display()))?;
     }
-    let mut text = String::new();
-    let mut written = Vec::new();
-    let steps: usize = suites.iter().map(|s| s.steps.len()).sum();
-    let _ = writeln!(
-        text,
-        "Plan: {} suite(s), {steps} step(s); nothing is touched (--dry-run)",
-        suites.len()
-    );
-    let _ = writeln!(text, "{provisioning}");
-    let mut global = 0usize;
-    let upgrade = config
-        .upgrade_from
-        .as_deref()
-        .map(|from| (from, config.istio_version.as_str()));
-    let passes = crate::runner::passes(upgrade);
-    for (pass_index, pass) in passes.iter().enumerate() {
-        if let Some((from, to)) = upgrade {
-            if pass_index == 1 {
-                let _ = writeln!(
-                    text,
-                    "{}: upgrade Istio in place from {from} to {to}",
-                    crate::runner::upgrade_name(from, to)
-                );
-                let _ = writeln!(
-                    text,
-                    "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
-                    crate::cluster::istio::istioctl_args("upgrade", to, &config.versions.istio.hub)
-                        .join(" ")
-                );
-                let _ = writeln!(
-                    text,
-                    "    do:     wait for istiod and the ingress gateway; istiod must run {to}"
-                );
-                let _ = writeln!(
-                    text,
-                    "    do:     restart every deployment in {} and wait for the rollouts",
-                    config.app_namespace
-                );
-                let _ = writeln!(
-                    text,
-                    "    expect: every istio-proxy (app pods and ingress gateway) runs {to}"
-                );
-            }
-            let _ = writeln!(
-                text,
-                "pass {} on Istio {}:",
-                pass_index + 1,
-                if pass_index == 0 { from } else { to }
-            );
-        }
-        for suite in suites {
-            let mut variables = config.variables();
-            let label = format!("{}{}", suite.name, pass.suffix);
-            let _ = writeln!(text, "suite {label} — {}", suite.title);
-            let mut sections: Vec<(String, String, &[Action], Option<&crate::suite::Step>)> = suite
-                .steps
-                .iter()
-                .map(|s| {
-                    (
-                        s.slug(),
-                        format!("{label}::{}", s.slug()),
-                        s.actions.as_slice(),
-                        Some(s),
-                    )
-                })
-                .collect();
-            sections.push((
-                "teardown".into(),
-                format!("{label}::teardown"),
-                suite.teardown.as_slice(),
-                None,
-            ));
-            for (slug, name, actions, step) in sections {
-                global += 1;
-                let folder = plan_dir.join(format!("{global:02}-{label}-{slug}"));
-                match step {
-                    Some(step) => {
-                        let outcome = step
-                            .outcome
-                            .as_deref()
-                            .map(|o| format!(" [{o}]"))
-                            .unwrap_or_default();
-                        let _ = writeln!(text, "  {name}{outcome}: {}", step.title);
-                    }
-                    None => {
-                        let _ = writeln!(text, "  {name}: unless --keep");
-                    }
-                }
-                for (index, action) in actions.iter().enumerate() {
-                    if let Action::IssuePki(_) = action {
-                        let mut pki = Pki::issue(crate::config::HOST)?;
-                        pki.write(&config.pki_dir())?;
-                        for (name, value) in pki.template_values() {
-                            variables.set(name, value);
-                        }
-                        let _ = writeln!(
-                            text,
-                            "    do:     {action} (PKI written to {})",
-                            config.pki_dir().display()
-                        );
-                    } else {
-                        let _ = writeln!(text, "    do:     {action}");
-                    }
-                    for (file, rendered) in rendered_manifests(suite, index, action, &variables)? {
-                        let path = folder.join(&file);
-                        crate::report::write_atomically(
-                            &path,
-                            rendered.text.as_bytes(),
-                            rendered.holds_secret,
-                        )?;
-                        let _ = writeln!(
-                            text,
-                            "            → {}{}",
-                            path.display(),
-                            if rendered.holds_secret {
-                                " (mode 0600: holds a private key)"
-                            } else {
-                                ""
-                            }
-                        );
-                        written.push(path);
-                    }
-                }
-                if let Some(step) = step {
-                    let mut total = Duration::ZERO;
-                    for expectation in &step.expect {
-                        total += expectation.deadline();
-                        let _ = writeln!(text, "    expect: {expectation}");
-                    }
-                    let _ = writeln!(text, "    deadline: {} for all expectations", human(total));
+    let pki_dir = plan_dir.join("pki");
+    // Which unselected steps run as setup of a selected one.
+    let mut roles: BTreeMap<usize, Role> = BTreeMap::new();
+    for (position, item) in schedule.items.iter().enumerate() {
+        if let Item::Step { selected: true, .. } = item {
+            roles.insert(position, Role::Judged);
+            let Item::Step { pass, suite, .. } = item else {
+                continue;
+            };
+            for index in schedule.prerequisites(position) {
+                if let Some(p) = schedule.items.iter().position(|i| matches!(i, Item::Step { pass: p, suite: s, index: x, .. } if p == pass && s.name == suite.name && *x == index)) {
+                    roles.insert(p, Role::Setup);
                 }
             }
         }
     }
+    let mut text = String::new();
+    let mut written = Vec::new();
+    let judged = roles.values().filter(|r| **r == Role::Judged).count();
+    let _ = writeln!(
+        text,
+        "Plan: {judged} step(s) judged of {} in the schedule; nothing is touched (--dry-run)",
+        schedule
+            .items
+            .iter()
+            .filter(|i| matches!(i, Item::Step { .. }))
+            .count()
+    );
+    let _ = writeln!(text, "{provisioning}");
+    let mut total = Duration::ZERO;
+    let mut folder_index = 0usize;
+    let mut variables_by_suite: BTreeMap<String, Variables> = BTreeMap::new();
+    let mut current_pass = usize::MAX;
+    for (position, item) in schedule.items.iter().enumerate() {
+        match item {
+            Item::Upgrade { from, to, selected } => {
+                let runs = schedule.runs_upgrade();
+                let _ = writeln!(
+                    text,
+                    "{}: upgrade Istio in place from {from} to {to}{}",
+                    crate::runner::schedule::upgrade_name(from, to),
+                    if *selected {
+                        ""
+                    } else if runs {
+                        " [setup: carried out before the first selected step on the new version]"
+                    } else {
+                        " [not run]"
+                    }
+                );
+                if runs {
+                    let _ = writeln!(
+                        text,
+                        "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
+                        crate::cluster::istio::istioctl_args(
+                            "upgrade",
+                            to,
+                            &config.versions.istio.hub
+                        )
+                        .join(" ")
+                    );
+                    let _ = writeln!(
+                        text,
+                        "    do:     wait for istiod and the ingress gateway; istiod must run {to}"
+                    );
+                    let _ = writeln!(
+                        text,
+                        "    do:     restart every deployment in {} and wait for the rollouts",
+                        config.app_namespace
+                    );
+                    let _ = writeln!(
+                        text,
+                        "    expect: every istio-proxy (app pods and ingress gateway) runs {to}"
+                    );
+                }
+            }
+            Item::Step {
+                pass, suite, index, ..
+            } => {
+                if *pass != current_pass {
+                    current_pass = *pass;
+                    if schedule.passes.len() > 1 {
+                        let _ = writeln!(
+                            text,
+                            "pass {} on Istio {}:",
+                            pass + 1,
+                            schedule.passes[*pass].version
+                        );
+                    }
+                }
+                let label = schedule.label(*pass, suite);
+                if *index == 0 {
+                    let _ = writeln!(text, "suite {label} — {}", suite.title);
+                    variables_by_suite.insert(label.clone(), config.variables());
+                }
+                let step = &suite.steps[*index];
+                let role = roles.get(&position).copied().unwrap_or(Role::NotRun);
+                let outcome = step
+                    .outcome
+                    .as_deref()
+                    .map(|o| format!(" [{o}]"))
+                    .unwrap_or_default();
+                let marker = match role {
+                    Role::Judged => "",
+                    Role::Setup => " [setup only: its actions run, it is not judged]",
+                    Role::NotRun => " [not run]",
+                };
+                let _ = writeln!(
+                    text,
+                    "  {label}::{}{outcome}: {}{marker}",
+                    step.slug(),
+                    step.title
+                );
+                if role == Role::NotRun {
+                    continue;
+                }
+                folder_index += 1;
+                let folder = plan_dir.join(format!("{folder_index:02}-{label}-{}", step.slug()));
+                let variables = variables_by_suite
+                    .entry(label.clone())
+                    .or_insert_with(|| config.variables());
+                written.extend(plan_actions(
+                    &mut text,
+                    suite,
+                    &step.actions,
+                    variables,
+                    &folder,
+                    &pki_dir,
+                    &mut total,
+                )?);
+                if role == Role::Judged {
+                    let mut expectations = Duration::ZERO;
+                    for expectation in &step.expect {
+                        expectations += expectation.deadline();
+                        let _ = writeln!(text, "    expect: {expectation}");
+                    }
+                    total += expectations;
+                    let _ = writeln!(
+                        text,
+                        "    deadline: {} for all expectations",
+                        human(expectations)
+                    );
+                }
+                if schedule.last_of_suite(position) && role == Role::Judged {
+                    let _ = writeln!(text, "  {label}::teardown: unless --keep");
+                    folder_index += 1;
+                    let folder = plan_dir.join(format!("{folder_index:02}-{label}-teardown"));
+                    written.extend(plan_actions(
+                        &mut text,
+                        suite,
+                        &suite.teardown,
+                        variables,
+                        &folder,
+                        &pki_dir,
+                        &mut total,
+                    )?);
+                }
+            }
+        }
+    }
+    let _ = writeln!(
+        text,
+        "Deadlines add up to {} at most (actions and expectations; provisioning not included)",
+        human(total)
+    );
     let _ = writeln!(
         text,
         "Rendered manifests: {} under {}",
@@ -202,4 +235,55 @@ pub fn write(
         plan_dir.display()
     );
     Ok(Plan { text, written })
+}
+
+fn plan_actions(
+    text: &mut String,
+    suite: &Suite,
+    actions: &[Action],
+    variables: &mut Variables,
+    folder: &std::path::Path,
+    pki_dir: &std::path::Path,
+    total: &mut Duration,
+) -> Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for (index, action) in actions.iter().enumerate() {
+        let deadline = action.deadline(suite);
+        *total += deadline;
+        if let Action::IssuePki(_) = action {
+            let mut pki = Pki::issue(crate::config::HOST)?;
+            pki.write(pki_dir)?;
+            for (name, value) in pki.template_values() {
+                variables.set(name, value);
+            }
+            let _ = writeln!(
+                text,
+                "    do:     {action} (within {}; the plan's PKI is written to {})",
+                human(deadline),
+                pki_dir.display()
+            );
+        } else {
+            let _ = writeln!(text, "    do:     {action} (within {})", human(deadline));
+        }
+        for (file, rendered) in rendered_manifests(suite, index, action, variables)? {
+            let path = folder.join(&file);
+            crate::report::write_atomically(
+                &path,
+                rendered.text.as_bytes(),
+                rendered.holds_secret,
+            )?;
+            let _ = writeln!(
+                text,
+                "            → {}{}",
+                path.display(),
+                if rendered.holds_secret {
+                    " (mode 0600: holds a private key)"
+                } else {
+                    ""
+                }
+            );
+            written.push(path);
+        }
+    }
+    Ok(written)
 }

@@ -93,13 +93,15 @@ fn dry_run_writes_the_rendered_plan_and_touches_nothing() {
     ] {
         assert!(plan.contains(needle), "plan lacks {needle}:\n{plan}");
     }
-    let app = std::fs::read_to_string(
-        reports.join("plan/01-mesh-01-no-sidecars/01-apply-shared-app.yaml"),
+    let name = std::fs::read_to_string(
+        reports.join("plan/01-mesh-01-no-sidecars/01-apply-shared-name.yaml"),
     )
     .unwrap();
-    assert!(app.contains("image: registry.local/katas:1") && app.contains("namespace: sentences"));
-    assert!(app.contains("sidecar.istio.io/inject: \"false\""));
-    assert!(!app.contains("{{"), "every placeholder rendered");
+    assert!(
+        name.contains("image: registry.local/katas:1") && name.contains("namespace: sentences")
+    );
+    assert!(name.contains("sidecar.istio.io/inject: 'false'"));
+    assert!(!name.contains("{{"), "every placeholder rendered");
     let secret = reports.join(
         "plan/09-ingress-02-mutual-gateway-accepts-client-certificate/01-apply-tls-secret.yaml",
     );
@@ -113,7 +115,7 @@ fn dry_run_writes_the_rendered_plan_and_touches_nothing() {
             0o600
         );
         assert_eq!(
-            std::fs::metadata(reports.join("pki/server.key"))
+            std::fs::metadata(reports.join("plan/pki/server.key"))
                 .unwrap()
                 .permissions()
                 .mode()
@@ -128,6 +130,67 @@ fn dry_run_writes_the_rendered_plan_and_touches_nothing() {
     assert!(
         !reports.join("junit.xml").exists(),
         "a dry run judges nothing"
+    );
+    assert!(
+        !reports.join("pki").exists(),
+        "the plan's PKI never replaces the pki/ a kept cluster still uses"
+    );
+}
+
+#[test]
+fn dry_run_shows_the_exercise_app_as_upstream_ships_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let out = harness(&["--dry-run", "--reports-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let folder = reports.join("plan/01-mesh-01-no-sidecars");
+    let read = |f: &str| std::fs::read_to_string(folder.join(f)).unwrap();
+    let digest = "image: ghcr.io/michaelvl/istio-katas@sha256:9ec280c27e4cfc88cef63866a35652e1e6238b3cbbbf4a46246343392310a31f";
+    for (file, facts) in [
+        (
+            "01-apply-shared-sentences.yaml",
+            &[
+                "name: sentences",
+                "app: sentences",
+                "mode: sentence",
+                "value: \"sentence\"",
+            ][..],
+        ),
+        (
+            "01-apply-shared-age.yaml",
+            &["name: age", "app: sentences-age", "mode: age"][..],
+        ),
+        (
+            "01-apply-shared-name.yaml",
+            &[
+                "name: name\n",
+                "name: name-v2",
+                "app: sentences-name",
+                "version: v1",
+                "version: v2",
+                "value: \"Athos (v2),Porthos (v2),Aramis (v2),d'Artagnan (v2)\"",
+            ][..],
+        ),
+    ] {
+        let text = read(file);
+        assert!(
+            text.contains(digest),
+            "{file}: the exercise's image by digest"
+        );
+        for fact in facts.iter().chain(&[
+            "app.kubernetes.io/part-of: sentences",
+            "sidecar.istio.io/inject: 'false'",
+            "name: api",
+            "appProtocol: http",
+            "port: 5000",
+        ]) {
+            assert!(text.contains(fact), "{file} lacks `{fact}`:\n{text}");
+        }
+    }
+    let namespace = read("01-apply-shared-namespace.yaml");
+    assert!(
+        namespace.contains("istio-injection: enabled"),
+        "{namespace}"
     );
 }
 

@@ -3,9 +3,10 @@
 
 mod common;
 
-use common::kube_mock::{Seen, deployment, list, mock, not_found, pod};
+use common::kube_mock::{Seen, deployment, endpoint, list, mock, not_found, pod, replica_set};
 use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
-use harness::cluster::{connect, workloads};
+use harness::cluster::{connect, rollout, workloads};
+use harness::verdict::Verdict;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -187,7 +188,7 @@ async fn delete_that_never_completes_is_an_error_at_the_deadline() {
 }
 
 #[tokio::test]
-async fn injection_is_a_merge_patch_of_the_pod_template_label() {
+async fn injection_removes_the_pod_template_annotation_with_a_merge_patch() {
     let (client, log) = mock(|_, _, _| {
         (
             200,
@@ -204,9 +205,13 @@ async fn injection_is_a_merge_patch_of_the_pod_template_label() {
         "/apis/apps/v1/namespaces/sentences/deployments/age"
     );
     assert_eq!(log[0].content_type, "application/merge-patch+json");
+    // The exercise's way: the annotation `sidecar.istio.io/inject: 'false'` removed
+    // (`grep -v inject`), and a label of the same name (which would win) too.
     assert_eq!(
         log[0].body,
-        json!({"spec": {"template": {"metadata": {"labels": {"sidecar.istio.io/inject": "true"}}}}})
+        json!({"spec": {"template": {"metadata": {
+            "annotations": {"sidecar.istio.io/inject": null},
+            "labels": {"sidecar.istio.io/inject": null}}}}})
     );
 }
 
@@ -224,16 +229,13 @@ async fn rollout_waits_for_status_and_for_old_endpoints_to_leave() {
             }
             ("GET", "/api/v1/namespaces/sentences/pods") => (
                 200,
-                list("PodList", vec![pod("age-new", "new", "10.0.0.2", None)]),
+                list("PodList", vec![pod("age-new-x1", "new", "10.0.0.2", None)]),
             ),
             ("GET", "/apis/apps/v1/namespaces/sentences/replicasets") => (
                 200,
                 list(
                     "ReplicaSetList",
-                    vec![
-                        json!({"metadata": {"name": "age-old", "labels": {"pod-template-hash": "old"}, "annotations": {"deployment.kubernetes.io/revision": "1"}}, "spec": {"selector": {}}}),
-                        json!({"metadata": {"name": "age-new", "labels": {"pod-template-hash": "new"}, "annotations": {"deployment.kubernetes.io/revision": "2"}}, "spec": {"selector": {}}}),
-                    ],
+                    vec![replica_set("old", "1"), replica_set("new", "2")],
                 ),
             ),
             ("GET", "/api/v1/namespaces/sentences/services") => (
@@ -246,13 +248,15 @@ async fn rollout_waits_for_status_and_for_old_endpoints_to_leave() {
                     ],
                 ),
             ),
-            // The old pod's address is still ready in the slice at first.
+            // The old pod (already gone from the pod list) is still a ready endpoint at
+            // first; another Deployment's pod behind the same Service never is stale.
             ("GET", "/apis/discovery.k8s.io/v1/namespaces/sentences/endpointslices") => {
-                let mut endpoints =
-                    vec![json!({"addresses": ["10.0.0.2"], "conditions": {"ready": true}})];
+                let mut endpoints = vec![
+                    endpoint("10.0.0.2", "age-new-x1", true),
+                    endpoint("10.0.0.7", "age-canary-7f9c-zz", true),
+                ];
                 if n == 0 {
-                    endpoints
-                        .push(json!({"addresses": ["10.0.0.1"], "conditions": {"ready": true}}));
+                    endpoints.push(endpoint("10.0.0.1", "age-old-q2", true));
                 }
                 (
                     200,
@@ -267,11 +271,11 @@ async fn rollout_waits_for_status_and_for_old_endpoints_to_leave() {
             _ => not_found(uri),
         }
     });
-    let rollout = workloads::wait_rollout(&client, "sentences", "age", Duration::from_secs(20))
+    let rollout = rollout::wait(&client, "sentences", "age", Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(rollout.revision, "2");
-    assert_eq!(rollout.pods, ["age-new"]);
+    assert_eq!(rollout.pods, ["age-new-x1"]);
     let log = log.lock().unwrap();
     let slices: Vec<&Seen> = log
         .iter()
@@ -302,14 +306,23 @@ async fn an_image_that_cannot_be_pulled_fails_the_rollout_at_once_naming_the_ima
                 200,
                 list(
                     "PodList",
-                    vec![pod("age-x", "new", "10.0.0.2", Some("ImagePullBackOff"))],
+                    vec![pod(
+                        "age-new-x",
+                        "new",
+                        "10.0.0.2",
+                        Some("ImagePullBackOff"),
+                    )],
                 ),
             ),
+            ("GET", "/apis/apps/v1/namespaces/sentences/replicasets") => {
+                (200, list("ReplicaSetList", vec![replica_set("new", "1")]))
+            }
+            ("GET", "/api/v1/namespaces/sentences/services") => (200, list("ServiceList", vec![])),
             _ => not_found(uri),
         },
     );
     let started = Instant::now();
-    let err = workloads::wait_rollout(&client, "sentences", "age", Duration::from_secs(60))
+    let err = rollout::wait(&client, "sentences", "age", Duration::from_secs(60))
         .await
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5), "not a timeout");
@@ -441,17 +454,20 @@ async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
 
 fn sidecar_pod(name: &str, app: &str, injected: bool) -> Value {
     let mut spec = json!({"containers": [{"name": app}]});
+    let mut status = json!({});
     if injected {
         spec["initContainers"] = json!([{"name": "istio-proxy", "restartPolicy": "Always"}]);
+        status["initContainerStatuses"] = json!([{"name": "istio-proxy", "ready": true, "started": true,
+            "restartCount": 0, "image": "docker.io/istio/proxyv2:1.31.2", "imageID": ""}]);
     }
-    json!({"metadata": {"name": name, "labels": {"app": app}}, "spec": spec})
+    json!({"metadata": {"name": name, "labels": {"app": app}}, "spec": spec, "status": status})
 }
 
 fn sidecars_expectation(
     present: &[&str],
     absent: &[&str],
     deadline: &str,
-) -> harness::suite::model::SidecarsExpectation {
+) -> harness::expect::sidecars::Sidecars {
     let yaml = format!(
         "present: [{}]\nabsent: [{}]\ndeadline: {deadline}\n",
         present.join(", "),
@@ -472,9 +488,12 @@ async fn the_sidecars_verdict_reads_pods_per_workload_and_fails_on_the_wrong_inj
             "/apis/apps/v1/namespaces/sentences/deployments/sentences" => (
                 200,
                 json!({
-                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sentences"},
-                "spec": {"selector": {"matchLabels": {"app": "sentences"}}, "template": {"metadata": {}, "spec": {"containers": [{"name": "sentences"}]}}}}),
+                "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "sentences", "generation": 1},
+                "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "sentences"}}, "template": {"metadata": {}, "spec": {"containers": [{"name": "sentences"}]}}},
+                "status": {"observedGeneration": 1, "updatedReplicas": 1, "availableReplicas": 1, "replicas": 1}}),
             ),
+            "/apis/apps/v1/namespaces/sentences/replicasets"
+            | "/api/v1/namespaces/sentences/services" => (200, list("List", vec![])),
             "/api/v1/namespaces/sentences/pods" if uri.contains("app%3Dage") => (
                 200,
                 list("PodList", vec![sidecar_pod("age-1", "age", true)]),
@@ -490,23 +509,15 @@ async fn the_sidecars_verdict_reads_pods_per_workload_and_fails_on_the_wrong_inj
         }
     };
     let (client, _) = mock(route);
-    let j = harness::cluster::judge::sidecars(
-        &client,
-        "sentences",
-        &sidecars_expectation(&["age"], &["sentences"], "2s"),
-    )
-    .await;
-    assert_eq!(
-        j.verdict,
-        harness::runner::record::Verdict::Passed,
-        "{:?}",
-        j.evidence
-    );
+    let j = sidecars_expectation(&["age"], &["sentences"], "2s")
+        .judge_in(&client, "sentences")
+        .await;
+    assert_eq!(j.verdict, Verdict::Passed, "{:?}", j.evidence);
     assert!(
         j.evidence
             .details
             .iter()
-            .any(|d| d == "age: age-1 (native sidecar) — expected a sidecar"),
+            .any(|d| d == "age: age-1 (ready native sidecar) — expected a ready sidecar"),
         "{:?}",
         j.evidence.details
     );
@@ -514,25 +525,32 @@ async fn the_sidecars_verdict_reads_pods_per_workload_and_fails_on_the_wrong_inj
     // The wrong way round must fail, at the deadline, naming the pods.
     let (client, _) = mock(route);
     let started = Instant::now();
-    let j = harness::cluster::judge::sidecars(
-        &client,
-        "sentences",
-        &sidecars_expectation(&["sentences"], &["age"], "1s"),
-    )
-    .await;
-    assert_eq!(j.verdict, harness::runner::record::Verdict::Failed);
-    assert!(started.elapsed() >= Duration::from_secs(1));
+    let j = sidecars_expectation(&["sentences"], &["age"], "30s")
+        .judge_in(&client, "sentences")
+        .await;
+    assert_eq!(j.verdict, Verdict::Failed);
+    // Both rollouts are complete: the pods will not change, so the verdict comes at once.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
     assert!(
         j.evidence
             .summary
-            .contains("sentences: sentences-1 (no sidecar) — expected a sidecar"),
+            .contains("sentences: sentences-1 (no sidecar) — expected a ready sidecar"),
         "{}",
         j.evidence.summary
     );
     assert!(
         j.evidence
             .summary
-            .contains("age: age-1 (native sidecar) — expected none"),
+            .contains("age: age-1 (ready native sidecar) — expected none"),
+        "{}",
+        j.evidence.summary
+    );
+    assert!(
+        j.evidence.summary.contains("rollout of"),
         "{}",
         j.evidence.summary
     );

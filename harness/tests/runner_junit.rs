@@ -6,10 +6,11 @@ use harness::config::RunConfig;
 use harness::progress::Progress;
 use harness::report::junit;
 use harness::runner::Shared;
-use harness::runner::record::{Evidence, ExpectationRecord, RunProperties, Verdict};
-use harness::runner::world::{EnvError, World};
+use harness::runner::record::RunProperties;
+use harness::runner::world::{EnvError, Phase, World};
 use harness::suite::source::SuiteSource;
 use harness::suite::{self, Action, Expectation, Step, Suite};
+use harness::verdict::{Evidence, Judged, Judgement, Verdict};
 use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -25,16 +26,30 @@ struct Script {
     /// every action carried out, as "<suite>: <action>"
     actions: Arc<Mutex<Vec<String>>>,
     judged: Arc<Mutex<Vec<String>>>,
+    /// The Istio version the cluster runs (changed by a successful upgrade); when it
+    /// never changes, an upgrade "succeeds" without upgrading.
+    istio: Arc<Mutex<String>>,
+    upgrade_changes_nothing: bool,
 }
 
 struct ScriptedWorld(Script);
 
+fn script() -> Script {
+    Script {
+        istio: Arc::new(Mutex::new("1.31.2".into())),
+        ..Script::default()
+    }
+}
+
 impl World for ScriptedWorld {
     fn setup(&mut self) -> Result<(), EnvError> {
         match &self.0.setup_error {
-            Some(m) => Err(EnvError::new("provision", m.clone())),
+            Some(m) => Err(EnvError::new(Phase::Provision, m.clone())),
             None => Ok(()),
         }
+    }
+    fn istio_version(&mut self) -> Option<String> {
+        Some(self.0.istio.lock().unwrap().clone())
     }
     fn properties(&self) -> RunProperties {
         RunProperties {
@@ -59,12 +74,7 @@ impl World for ScriptedWorld {
         log.push("done".into());
         Ok(())
     }
-    fn judge(
-        &mut self,
-        _suite: &Suite,
-        step: &Step,
-        expectation: &Expectation,
-    ) -> ExpectationRecord {
+    fn judge(&mut self, _suite: &Suite, step: &Step, expectation: &Expectation) -> Judged {
         self.0.judged.lock().unwrap().push(step.trial_name());
         let verdict = self
             .0
@@ -79,11 +89,13 @@ impl World for ScriptedWorld {
             Verdict::Errored => "port-forward to the ingress gateway died",
             Verdict::Passed => "10/10 ok",
         };
-        ExpectationRecord {
+        Judged {
             description: expectation.to_string(),
-            verdict,
-            evidence: Evidence::new(summary).with_details(vec!["codes: 500×17, 200×3".into()]),
-            elapsed: Duration::from_millis(1500),
+            judgement: Judgement {
+                verdict,
+                evidence: Evidence::new(summary).with_details(vec!["codes: 500×17, 200×3".into()]),
+                elapsed: Duration::from_millis(1500),
+            },
         }
     }
     fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError> {
@@ -94,14 +106,18 @@ impl World for ScriptedWorld {
             .push(format!("upgrade to {version}"));
         log.push(format!("upgraded to {version}"));
         match &self.0.upgrade_error {
-            Some(m) => Err(EnvError::new("upgrade", m.clone())),
-            None => Ok(()),
+            Some(m) => Err(EnvError::new(Phase::Upgrade, m.clone())),
+            None => {
+                if !self.0.upgrade_changes_nothing {
+                    *self.0.istio.lock().unwrap() = version.to_string();
+                }
+                Ok(())
+            }
         }
     }
-    fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf> {
+    fn diagnostics(&mut self, _suite: &Suite, step: &Step, label: &str) -> Option<PathBuf> {
         Some(PathBuf::from(format!(
-            "reports/diagnostics/{}-{}",
-            suite.name,
+            "reports/diagnostics/{label}-{}",
             step.slug()
         )))
     }
@@ -126,9 +142,13 @@ fn run(script: &Script, extra_args: &[&str]) -> (u8, Report, tempfile::TempDir) 
     let config = RunConfig::from_cli(&cli).unwrap();
     let catalog = suite::load(&SuiteSource::embedded()).unwrap();
     let suites: Vec<Arc<Suite>> = catalog.select(&cli.suites).unwrap();
+    let schedule = harness::app::schedule(&cli, &suites, &config).unwrap();
+    if let Some(from) = &config.upgrade_from {
+        *script.istio.lock().unwrap() = from.clone();
+    }
     let code = harness::app::run_with_world(
-        &cli.libtest,
-        &suites,
+        &cli.libtest(),
+        schedule,
         Box::new(ScriptedWorld(script.clone())),
         &Shared::default(),
         &Progress::new(),
@@ -149,7 +169,7 @@ fn property<'a>(suite: &'a quick_junit::TestSuite, name: &str) -> &'a str {
 
 #[test]
 fn a_failed_step_ignores_the_rest_of_its_suite_and_the_next_suite_runs() {
-    let mut script = Script::default();
+    let mut script = script();
     script
         .verdicts
         .insert("mesh::03-strict-partial-injection".into(), Verdict::Failed);
@@ -268,14 +288,14 @@ fn a_failed_step_ignores_the_rest_of_its_suite_and_the_next_suite_runs() {
     assert!(
         actions
             .iter()
-            .any(|a| a.starts_with("ingress: delete gateway-mutual")),
+            .any(|a| a.starts_with("ingress: delete virtual-service-mutual, gateway-mutual")),
         "{actions:?}"
     );
 }
 
 #[test]
 fn an_environment_error_is_a_junit_error_and_exit_code_3() {
-    let mut script = Script::default();
+    let mut script = script();
     script.verdicts.insert(
         "ingress::02-mutual-gateway-accepts-client-certificate".into(),
         Verdict::Errored,
@@ -312,7 +332,7 @@ fn an_environment_error_is_a_junit_error_and_exit_code_3() {
 fn setup_failure_still_writes_junit_naming_the_cause() {
     let script = Script {
         setup_error: Some("no Docker engine reachable at unix:///var/run/docker.sock".into()),
-        ..Script::default()
+        ..script()
     };
     let (code, report, _dir) = run(&script, &[]);
     assert_eq!(code, 3);
@@ -343,7 +363,7 @@ fn setup_failure_still_writes_junit_naming_the_cause() {
 
 #[test]
 fn a_filter_runs_the_earlier_steps_actions_as_setup_and_reports_only_the_selected_step() {
-    let script = Script::default();
+    let script = script();
     let (code, report, _dir) = run(&script, &["mesh::03", "--suite", "mesh"]);
     assert_eq!(code, 0);
     let mesh = &report.test_suites[0];
@@ -374,7 +394,7 @@ fn a_filter_runs_the_earlier_steps_actions_as_setup_and_reports_only_the_selecte
 
 #[test]
 fn keep_skips_the_suite_teardown() {
-    let script = Script::default();
+    let script = script();
     let (code, _report, _dir) = run(&script, &["--keep", "--suite", "ingress"]);
     assert_eq!(code, 0);
     assert!(
@@ -391,7 +411,7 @@ fn keep_skips_the_suite_teardown() {
 fn an_interrupted_run_is_reported_with_the_running_step() {
     let shared = Shared::default();
     *shared.current.lock().unwrap() = Some(("mesh".into(), "03-strict-partial-injection".into()));
-    let record = shared.interrupted_snapshot();
+    let record = shared.interrupted_snapshot("Ctrl-C");
     let dir = tempfile::tempdir().unwrap();
     junit::write(&record, dir.path()).unwrap();
     let report = Report::deserialize_from_str(
@@ -418,7 +438,7 @@ fn an_interrupted_run_is_reported_with_the_running_step() {
 
 #[test]
 fn an_upgrade_run_reports_both_passes_as_separate_testsuites() {
-    let script = Script::default();
+    let script = script();
     let (code, report, dir) = run(
         &script,
         &["--upgrade-from", "1.30.5", "--istio-version", "1.31.2"],
@@ -472,7 +492,7 @@ fn a_failed_upgrade_skips_the_second_pass_with_the_reason() {
             "the data plane is not on 1.31.2: sentences-abc runs docker.io/istio/proxyv2:1.30.5"
                 .into(),
         ),
-        ..Script::default()
+        ..script()
     };
     let (code, report, _dir) = run(
         &script,
@@ -500,6 +520,6 @@ fn a_failed_upgrade_skips_the_second_pass_with_the_reason() {
     assert_eq!(after.skipped, 4);
     assert!(
         matches!(&after.test_cases[0].status, TestCaseStatus::Skipped { message, .. }
-        if message.as_ref().unwrap().as_str() == "upgrade::1.30.5-to-1.31.2 did not pass")
+        if message.as_ref().unwrap().as_str().starts_with("the upgrade to 1.31.2 did not pass: upgrade: the data plane is not on 1.31.2"))
     );
 }

@@ -91,12 +91,12 @@ fn mesh_steps_expect_what_spec_section_3_documents() {
     assert!(
         matches!(&mesh.steps[1].expect[0], Expectation::Holds(h) if h.window.0.as_secs() >= 20)
     );
-    // O3: only age injected, then K consecutive HTTP 500 with a large K.
+    // O3: only age injected, then the frontend's 500 on every request over a window.
     assert!(
         matches!(&mesh.steps[2].actions[0], Action::Inject(i) if i.sidecar && i.workloads.len() == 1 && i.workloads[0].value == "age")
     );
     assert!(
-        matches!(&mesh.steps[2].expect[1], Expectation::Fails(f) if f.class.value.to_string() == "http-500" && f.consecutive >= 10)
+        matches!(&mesh.steps[2].expect[1], Expectation::Fails(f) if f.class.value.to_string() == "http-500" && f.consecutive >= 10 && f.window.0.as_secs() >= 10)
     );
     // O4: traffic restored.
     assert!(matches!(mesh.steps[3].expect[0], Expectation::Flows(_)));
@@ -104,12 +104,17 @@ fn mesh_steps_expect_what_spec_section_3_documents() {
     assert!(
         kinds(4)
             .iter()
-            .any(|k| k.contains("istio-ingressgateway → sentences mTLS"))
+            .any(|k| k.contains("istio-ingressgateway → sentences all mTLS"))
     );
     let o6 = kinds(5).join("\n");
     assert!(
-        o6.contains("sentences → name-v1 no mTLS") && o6.contains("sentences → name-v2 mTLS"),
+        o6.contains("sentences → name all plaintext")
+            && o6.contains("sentences → name-v2 all mTLS"),
         "{o6}"
+    );
+    assert!(
+        o6.contains("answered by each of name, name-v2"),
+        "both subsets must answer: {o6}"
     );
     assert!(
         o6.contains("name/name-v1 plaintext"),
@@ -231,7 +236,16 @@ fn unknown_template_variable_names_the_manifest_position() {
 fn semantic_guards_refuse_verdicts_that_could_pass_for_the_wrong_reason() {
     // `fails` on a transport class cannot tell Istio's behaviour from a dead port-forward.
     let err = load_err(&mesh_with("class: http-500", "class: refused"));
-    assert!(err.message.contains("HTTP error class"), "{err}");
+    assert!(err.message.contains("an HTTP class"), "{err}");
+    // `holds` too: a hold of `refused` would pass against a closed port.
+    let source = mesh_with("holds: { class: ok,", "holds: { class: refused,");
+    let err = load_err(&source);
+    assert!(err.message.contains("an HTTP class"), "{err}");
+    assert_eq!(
+        (err.line, err.column),
+        position(&source, "mesh/suite.yaml", "refused"),
+        "points at the class"
+    );
     // A negative TLS check without its positive control first.
     let original = SuiteSource::embedded().files[&PathBuf::from("ingress/suite.yaml")].clone();
     let mutated = original.replacen("      - tls-accepts: { client: trusted, consecutive: 1 }\n      - tls-rejects: { client: none", "      - tls-rejects: { client: none", 1);
@@ -240,7 +254,7 @@ fn semantic_guards_refuse_verdicts_that_could_pass_for_the_wrong_reason() {
     assert!(err.message.contains("positive control"), "{err}");
     // A manifest carrying keys can only be applied through issue-pki.
     let mutated = original.replacen(
-        "apply: [gateway-mutual]",
+        "apply: [gateway-mutual, virtual-service-mutual]",
         "apply: [gateway-mutual, tls-secret]",
         1,
     );

@@ -2,9 +2,8 @@
 //! and the edge table, checked line by line.
 
 use harness::report::summary;
-use harness::runner::record::{
-    EdgeRow, Evidence, ExpectationRecord, RunRecord, StepRecord, StepStatus, Verdict,
-};
+use harness::runner::record::{RunRecord, StepRecord, StepStatus};
+use harness::verdict::{EdgeRow, Evidence, Judged, Judgement, Padlock, Timing, Verdict};
 use std::time::Duration;
 
 fn step(slug: &str, outcome: &str, status: StepStatus, edges: Vec<EdgeRow>) -> StepRecord {
@@ -18,13 +17,17 @@ fn step(slug: &str, outcome: &str, status: StepStatus, edges: Vec<EdgeRow>) -> S
         status,
         duration: Duration::from_millis(31_500),
         log: vec![],
-        expectations: vec![ExpectationRecord {
+        expectations: vec![Judged {
             description: "telemetry".into(),
-            verdict: Verdict::Passed,
-            evidence,
-            elapsed: Duration::from_secs(31),
+            judgement: Judgement {
+                verdict: Verdict::Passed,
+                evidence,
+                elapsed: Duration::from_secs(31),
+            },
         }],
         diagnostics: None,
+        istio_version: Some("1.31.2".into()),
+        timing: Timing::default(),
     }
 }
 
@@ -41,8 +44,16 @@ fn edge(
         to: to.into(),
         mutual_tls: mtls,
         plaintext: plain,
-        expected_padlock: expected,
-        padlock: (mtls + plain > 0.0).then_some(mtls > 0.0),
+        other: 0.0,
+        errors: 0.0,
+        expected: Padlock::expected(expected),
+        padlock: if mtls + plain == 0.0 {
+            Padlock::NoTraffic
+        } else if mtls > 0.0 {
+            Padlock::Present
+        } else {
+            Padlock::Absent
+        },
         proxy_config_mtls: proxy,
     }
 }
@@ -103,7 +114,7 @@ fn record() -> RunRecord {
             "O6",
             StepStatus::Passed,
             vec![
-                edge("sentences", "name-v1", 0.0, 21.0, false, Some(false)),
+                edge("sentences", "name", 0.0, 21.0, false, Some(false)),
                 edge("sentences", "name-v2", 19.0, 0.0, true, Some(true)),
             ],
         ),
@@ -155,7 +166,7 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
     assert_eq!(block[0], "flowchart LR");
     assert_eq!(
         block[1],
-        r#"  n_sentences["sentences"] -- "🔓 no mTLS" --> n_name_v1["name-v1"]"#
+        r#"  n_sentences["sentences"] -- "🔓 no mTLS" --> n_name["name"]"#
     );
     assert_eq!(
         block[2],
@@ -172,11 +183,12 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
     assert_eq!(
         table[0],
         [
-            "sentences → name-v1",
+            "sentences → name",
             "0",
             "21",
+            "0",
             "🔓 no mTLS",
-            "🔓 no mTLS",
+            "🔓 plaintext only",
             "plaintext"
         ]
     );
@@ -186,8 +198,9 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
             "sentences → name-v2",
             "19",
             "0",
+            "0",
             "🔒 mTLS",
-            "🔒 mTLS",
+            "🔒 mTLS only",
             "mTLS"
         ]
     );
@@ -195,10 +208,18 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
 
 #[test]
 fn a_wrong_edge_says_what_was_expected_in_the_graph() {
-    let rows = vec![edge("sentences", "name-v1", 5.0, 16.0, false, Some(false))];
+    let rows = vec![edge("sentences", "name", 5.0, 16.0, false, Some(false))];
     let graph = summary::mermaid(&rows);
     assert!(
         graph.contains(r#"-- "🔒 mTLS (expected no mTLS)" -->"#),
+        "{graph}"
+    );
+    // Kiali shows error rates on edges; so does the graph.
+    let mut failing = edge("istio-ingressgateway", "sentences", 0.0, 20.0, false, None);
+    failing.errors = 20.0;
+    let graph = summary::mermaid(&[failing]);
+    assert!(
+        graph.contains(r#"-- "🔓 no mTLS, 100 % errors" -->"#),
         "{graph}"
     );
 }

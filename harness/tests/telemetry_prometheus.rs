@@ -5,9 +5,9 @@
 mod common;
 
 use common::{Reply, binary_or_skip, serve};
-use harness::runner::record::Verdict;
-use harness::telemetry::oracle::{EdgeExpectation, phase};
+use harness::telemetry::oracle::phase;
 use harness::telemetry::prometheus::Prometheus;
+use harness::verdict::{EdgeExpectation, Padlock, Verdict};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -105,11 +105,7 @@ async fn start_prometheus(
 const TARGETS: &str = r#"up{job="istio"}"#;
 
 fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
-    EdgeExpectation {
-        from: from.into(),
-        to: to.into(),
-        padlock,
-    }
+    EdgeExpectation::new(from, to, padlock)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +129,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     })
     .await;
     // Traffic from before the phases: mTLS everywhere, as after O5.
-    add(&counters, "sentences", "name-v1", "mutual_tls", 100.0);
+    add(&counters, "sentences", "name", "mutual_tls", 100.0);
     let prom = start_prometheus(&binary, exporter.addr).await;
     let prometheus = Prometheus::new(&prom.url).unwrap();
     let deadline = Duration::from_secs(20);
@@ -142,7 +138,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     let o5 = [
         edge("istio-ingressgateway", "sentences", true),
         edge("sentences", "age", true),
-        edge("sentences", "name-v1", true),
+        edge("sentences", "name", true),
         edge("sentences", "name-v2", true),
     ];
     let c = Arc::clone(&counters);
@@ -151,7 +147,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
         for (src, dst) in [
             ("istio-ingressgateway", "sentences"),
             ("sentences", "age"),
-            ("sentences", "name-v1"),
+            ("sentences", "name"),
             ("sentences", "name-v2"),
         ] {
             add(&c, src, dst, "mutual_tls", 20.0);
@@ -180,12 +176,12 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     // O6: v1 without mTLS, v2 with. The stale mutual_tls series of name-v1 (120 so far)
     // stays exported and must not put a padlock on v1.
     let o6 = [
-        edge("sentences", "name-v1", false),
+        edge("sentences", "name", false),
         edge("sentences", "name-v2", true),
     ];
     let c = Arc::clone(&counters);
     let result = phase(&prometheus, TARGETS, &o6, deadline, || async move {
-        add(&c, "sentences", "name-v1", "none", 20.0);
+        add(&c, "sentences", "name", "none", 20.0);
         add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
         Ok("40 requests".to_string())
     })
@@ -194,15 +190,15 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     let v1 = &result.evidence.edges[0];
     assert_eq!(
         (v1.mutual_tls, v1.plaintext, v1.padlock),
-        (0.0, 20.0, Some(false))
+        (0.0, 20.0, Padlock::Absent)
     );
 
     // Mutation: v1 gets mTLS traffic in the phase → the verdict fails, at once.
     let c = Arc::clone(&counters);
     let started = Instant::now();
     let result = phase(&prometheus, TARGETS, &o6, deadline, || async move {
-        add(&c, "sentences", "name-v1", "mutual_tls", 10.0);
-        add(&c, "sentences", "name-v1", "none", 10.0);
+        add(&c, "sentences", "name", "mutual_tls", 10.0);
+        add(&c, "sentences", "name", "none", 10.0);
         add(&c, "sentences", "name-v2", "mutual_tls", 20.0);
         Ok("40 requests".to_string())
     })
@@ -210,7 +206,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
     assert!(
         result.evidence.summary.contains(
-            "sentences → name-v1: padlock present (mutual_tls Δ 10, none Δ 10), expected absent"
+            "sentences → name: mutual_tls Δ 10, plaintext Δ 10 (Kiali: padlock shown), expected all plaintext"
         ),
         "{}",
         result.evidence.summary
@@ -218,6 +214,58 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     assert!(
         started.elapsed() < deadline,
         "a padlock that appeared cannot go away: no need to wait for the deadline"
+    );
+
+    // Mutation: 80 % of the calls to the ISTIO_MUTUAL subset are plaintext. Kiali would
+    // show the padlock (a mutual_tls share > 0); the verdict fails, at once.
+    let c = Arc::clone(&counters);
+    let started = Instant::now();
+    let result = phase(&prometheus, TARGETS, &o6, deadline, || async move {
+        add(&c, "sentences", "name", "none", 20.0);
+        add(&c, "sentences", "name-v2", "mutual_tls", 4.0);
+        add(&c, "sentences", "name-v2", "none", 16.0);
+        Ok("40 requests".to_string())
+    })
+    .await;
+    assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
+    let v2 = &result.evidence.edges[1];
+    assert_eq!((v2.padlock, v2.plaintext), (Padlock::Present, 16.0));
+    assert!(
+        result
+            .evidence
+            .summary
+            .contains("sentences → name-v2: mutual_tls Δ 4, plaintext Δ 16 (Kiali: padlock shown), expected all mTLS"),
+        "{}",
+        result.evidence.summary
+    );
+    assert!(
+        started.elapsed() < deadline,
+        "plaintext that arrived cannot go away"
+    );
+
+    // Mutation: one plaintext request under STRICT (O5) fails the edge.
+    let c = Arc::clone(&counters);
+    let result = phase(&prometheus, TARGETS, &o5, deadline, || async move {
+        for (src, dst) in [
+            ("istio-ingressgateway", "sentences"),
+            ("sentences", "age"),
+            ("sentences", "name"),
+            ("sentences", "name-v2"),
+        ] {
+            add(&c, src, dst, "mutual_tls", 20.0);
+        }
+        add(&c, "sentences", "age", "none", 1.0);
+        Ok("40 requests".to_string())
+    })
+    .await;
+    assert_eq!(result.verdict, Verdict::Failed, "{:#?}", result.evidence);
+    assert!(
+        result
+            .evidence
+            .summary
+            .contains("sentences → age: mutual_tls Δ 20, plaintext Δ 1"),
+        "{}",
+        result.evidence.summary
     );
 
     // Mutation: no traffic at all on name-v2 → nothing proves its padlock → fails at the deadline.
@@ -228,7 +276,7 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
         &o6,
         Duration::from_secs(6),
         || async move {
-            add(&c, "sentences", "name-v1", "none", 20.0);
+            add(&c, "sentences", "name", "none", 20.0);
             Ok("20 requests".to_string())
         },
     )

@@ -4,18 +4,17 @@
 
 mod common;
 
-use common::kube_mock::{Seen, deployment, list, mock, not_found, pod};
+use common::kube_mock::{Seen, deployment, endpoint, list, mock, not_found, pod, replica_set};
 use common::tls_server::{ServerSpec, Version, serve_on};
 use common::{Reply, serve};
 use harness::cli::Cli;
-use harness::cluster::ClusterWorld;
-use harness::cluster::apply::Applier;
-use harness::cluster::provision::Live;
+use harness::cluster::Live;
 use harness::config::RunConfig;
 use harness::progress::Progress;
-use harness::runner::record::Verdict;
 use harness::runner::world::World;
 use harness::suite::source::SuiteSource;
+use harness::verdict::Verdict;
+use harness::world::ClusterWorld;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,17 +54,11 @@ fn route(method: &str, uri: &str, _n: usize) -> (u16, Value) {
         }
         ("GET", "/api/v1/namespaces/sentences/pods") => (
             200,
-            list("PodList", vec![pod("age-new", "new", "10.0.0.2", None)]),
+            list("PodList", vec![pod("age-new-x1", "new", "10.0.0.2", None)]),
         ),
-        ("GET", "/apis/apps/v1/namespaces/sentences/replicasets") => (
-            200,
-            list(
-                "ReplicaSetList",
-                vec![
-                    json!({"metadata": {"name": "age-new", "labels": {"pod-template-hash": "new"}, "annotations": {"deployment.kubernetes.io/revision": "2"}}, "spec": {"selector": {}}}),
-                ],
-            ),
-        ),
+        ("GET", "/apis/apps/v1/namespaces/sentences/replicasets") => {
+            (200, list("ReplicaSetList", vec![replica_set("new", "2")]))
+        }
         ("GET", "/api/v1/namespaces/sentences/services") => (
             200,
             list(
@@ -78,7 +71,7 @@ fn route(method: &str, uri: &str, _n: usize) -> (u16, Value) {
             list(
                 "EndpointSliceList",
                 vec![
-                    json!({"metadata": {"name": "age-x"}, "addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.2"], "conditions": {"ready": true}}]}),
+                    json!({"metadata": {"name": "age-x"}, "addressType": "IPv4", "endpoints": [endpoint("10.0.0.2", "age-new-x1", true)]}),
                 ],
             ),
         ),
@@ -105,9 +98,14 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     let state = Arc::clone(&restored);
     let http = runtime.block_on(serve(move |_, _| {
         if state.load(Ordering::SeqCst) {
-            Reply::text(200, "Alice is 42 years")
+            Reply::text(200, "Peter is 42 years")
         } else {
-            Reply::text(500, "boom")
+            // Werkzeug's page: the frontend's own 500 when a backend reset it.
+            Reply::Http {
+                status: 500,
+                body: b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n".to_vec(),
+                content_type: "text/html",
+            }
         }
     }));
     // The HTTPS side: bound now, served once the world has issued its PKI.
@@ -117,17 +115,7 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     let tls_address = tls_listener.local_addr().unwrap();
 
     let (client, seen) = runtime.block_on(async { mock(route) });
-    let live = Live {
-        client: client.clone(),
-        applier: Applier::new(client),
-        owns_cluster: false,
-        kind: None,
-        cluster_args: Vec::new(),
-        http_address: http.addr,
-        tls_address,
-        prometheus_url: "http://127.0.0.1:1".into(),
-        forwards: Vec::new(),
-    };
+    let live = Live::direct(client, http.addr, tls_address, "http://127.0.0.1:1");
     let mut world =
         ClusterWorld::from_live(config, runtime.handle().clone(), Progress::new(), live);
     let catalog = harness::suite::load(&SuiteSource::embedded()).unwrap();
@@ -150,16 +138,20 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     assert!(
         log.iter()
             .any(|l| l.starts_with("age: revision 2 rolled out in")
-                && l.ends_with("serving pods: age-new")),
+                && l.ends_with("serving pods: age-new-x1")),
         "{log:?}"
     );
-    let record = world.judge(mesh, &mesh.steps[2], &mesh.steps[2].expect[1]);
+    let quick_fails: harness::suite::Expectation = serde_saphyr::from_str(
+        "fails: { class: http-500, consecutive: 10, window: 1s, min_requests: 5 }",
+    )
+    .unwrap();
+    let record = world.judge(mesh, &mesh.steps[2], &quick_fails).judgement;
     assert_eq!(record.verdict, Verdict::Passed, "{:?}", record.evidence);
     assert!(
         record
             .evidence
             .summary
-            .starts_with("20 consecutive http-500"),
+            .starts_with("every request failed with http-500 from the app"),
         "{}",
         record.evidence.summary
     );
@@ -167,14 +159,16 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     // mesh::04's expectation after the change: traffic restored.
     let quick: harness::suite::Expectation =
         serde_saphyr::from_str("flows: { consecutive: 10, deadline: 2s }").unwrap();
-    let record = world.judge(mesh, &mesh.steps[3], &quick);
+    let record = world.judge(mesh, &mesh.steps[3], &quick).judgement;
     assert_eq!(
         record.verdict,
         Verdict::Failed,
         "still 500s: the flows verdict must fail"
     );
     restored.store(true, Ordering::SeqCst);
-    let record = world.judge(mesh, &mesh.steps[3], &mesh.steps[3].expect[0]);
+    let record = world
+        .judge(mesh, &mesh.steps[3], &mesh.steps[3].expect[0])
+        .judgement;
     assert_eq!(record.verdict, Verdict::Passed, "{:?}", record.evidence);
 
     // ingress::02: the run's PKI, its Secret applied where the gateway pods run.
@@ -236,7 +230,9 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
             &read("ca.crt"),
         );
     }
-    let record = world.judge(ingress, &ingress.steps[1], &ingress.steps[1].expect[0]);
+    let record = world
+        .judge(ingress, &ingress.steps[1], &ingress.steps[1].expect[0])
+        .judgement;
     assert_eq!(record.verdict, Verdict::Passed, "O7: {:?}", record.evidence);
     let curl = record
         .evidence
@@ -256,7 +252,7 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     );
     for step in &ingress.steps[2..] {
         for expectation in &step.expect {
-            let record = world.judge(ingress, step, expectation);
+            let record = world.judge(ingress, step, expectation).judgement;
             assert_eq!(
                 record.verdict,
                 Verdict::Passed,
@@ -268,7 +264,9 @@ fn the_world_carries_out_actions_and_judges_through_its_endpoints() {
     }
 
     // Telemetry with Prometheus unreachable is an environment error, not a verdict.
-    let record = world.judge(mesh, &mesh.steps[5], &mesh.steps[5].expect[2]);
+    let record = world
+        .judge(mesh, &mesh.steps[5], &mesh.steps[5].expect[2])
+        .judgement;
     assert_eq!(record.verdict, Verdict::Errored, "{:?}", record.evidence);
     drop(world);
 }

@@ -158,27 +158,27 @@ impl Applier {
         }
     }
 
-    /// Deletes the object (absent is fine) and waits until it is gone.
+    /// Deletes the object and waits until it is gone; returns whether it existed.
     pub async fn delete_and_wait(
         &mut self,
         obj: &DynamicObject,
         deadline: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<bool, String> {
         let (api, name) = match self.api_for(obj).await {
             Ok(found) => found,
             // A kind the cluster does not serve has no objects to delete.
-            Err(e) if e.starts_with("the cluster does not serve") => return Ok(()),
+            Err(e) if e.starts_with("the cluster does not serve") => return Ok(false),
             Err(e) => return Err(e),
         };
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
             Err(e) => return Err(format!("cannot delete {}: {e}", describe(obj))),
         }
         let started = Instant::now();
         loop {
             match api.get_opt(&name).await {
-                Ok(None) => return Ok(()),
+                Ok(None) => return Ok(true),
                 Ok(Some(_)) if started.elapsed() < deadline => {
                     tokio::time::sleep(POLL_INTERVAL).await
                 }

@@ -1,14 +1,26 @@
 //! Reading a sidecar's Envoy admin API (port 15000, bound to the pod's loopback)
 //! through a port-forward: the config dump for the proxy-config oracle.
 
+use crate::deadlines::ENVOY_ADMIN as DEADLINE;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;
-use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const ADMIN_PORT: u16 = 15000;
-const DEADLINE: Duration = Duration::from_secs(20);
+
+/// `GET path` on the Envoy admin of a ready pod of `deployment` (an app workload, or
+/// the ingress gateway in its namespace).
+pub async fn get_json_of(
+    client: &Client,
+    namespace: &str,
+    deployment: &str,
+    path: &str,
+) -> Result<serde_json::Value, String> {
+    let selector = super::workloads::selector_of(client, namespace, deployment).await?;
+    let pod = super::portforward::ready_pod(client, namespace, &selector).await?;
+    get_json(client, namespace, &pod, path).await
+}
 
 /// `GET path` on the pod's Envoy admin port; the body as JSON.
 pub async fn get_json(

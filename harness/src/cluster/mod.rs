@@ -1,20 +1,22 @@
-//! The cluster side: preflight, provisioning (kind, Istio, Prometheus), applying
-//! manifests, rollouts, port-forwarding. [`ClusterWorld`] is what the runner drives.
+//! The cluster side, infrastructure only: preflight, tools and downloads, kind, Istio
+//! install/upgrade, the apply engine, rollouts, workloads and sidecars, port-forwards,
+//! Envoy's admin API, provisioning as a whole, and the diagnostics bundle. What the
+//! harness *concludes* from the cluster lives in `expect/`.
 
 pub mod apply;
 pub mod connect;
 pub mod diagnostics;
 pub mod download;
-mod envoy_admin;
+pub mod envoy_admin;
 pub mod istio;
-pub mod judge;
 pub mod kind;
+mod live;
 pub mod portforward;
 pub mod preflight;
 mod process;
 pub mod provision;
+pub mod rollout;
 pub mod tools;
 pub mod workloads;
-mod world;
 
-pub use world::{ClusterWorld, provisioning_plan};
+pub use live::Live;

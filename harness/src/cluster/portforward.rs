@@ -1,17 +1,54 @@
 //! Port-forwarding through the API server (works on kind and on any cluster): a local
 //! listener on an ephemeral port; each accepted connection opens a forward to a ready
 //! pod chosen at that moment, so a restarted or replaced pod is picked up by itself.
+//!
+//! The local connection is accepted before the forward exists, so a forward that cannot
+//! be opened (no ready pod, the API server refuses, the pod's port is closed) or that
+//! breaks can only show to the client as an EOF or a reset, exactly like a server that
+//! resets. Every such failure is therefore recorded in the forward's [`PathHealth`]:
+//! probes read it around each request and report "not reached" instead of a verdict.
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
+
+/// Failures of the harness's own path to a target, counted so a probe can tell
+/// whether one happened while its request was under way.
+#[derive(Debug, Default)]
+pub struct PathHealth {
+    inner: Mutex<(u64, String)>,
+}
+
+impl PathHealth {
+    pub fn failures(&self) -> u64 {
+        self.lock().0
+    }
+
+    /// The last failure's cause.
+    pub fn last(&self) -> String {
+        self.lock().1.clone()
+    }
+
+    pub fn record(&self, cause: String) {
+        tracing::debug!("path failure: {cause}");
+        let mut inner = self.lock();
+        inner.0 += 1;
+        inner.1 = cause;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, String)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
 
 /// A running forward; dropping it stops listening.
 pub struct Forward {
     pub local: SocketAddr,
     pub description: String,
+    pub health: Arc<PathHealth>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -21,7 +58,7 @@ impl Drop for Forward {
     }
 }
 
-fn is_ready(pod: &Pod) -> bool {
+pub fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod
             .status
@@ -56,42 +93,119 @@ pub async fn start(
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| format!("cannot listen on loopback for a port-forward: {e}"))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| format!("the port-forward's listener has no address: {e}"))?;
     let description = format!("{local} → {namespace}/{selector}:{port}");
-    let namespace = namespace.to_string();
-    let selector = selector.to_string();
+    let health = Arc::new(PathHealth::default());
+    let target = Target {
+        client,
+        namespace: namespace.to_string(),
+        selector: selector.to_string(),
+        port,
+        health: Arc::clone(&health),
+    };
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
+            let Ok((inbound, _)) = listener.accept().await else {
                 return;
             };
-            let client = client.clone();
-            let namespace = namespace.clone();
-            let selector = selector.clone();
-            tokio::spawn(async move {
-                let Ok(pod) = ready_pod(&client, &namespace, &selector).await else {
-                    return;
-                };
-                let pods: Api<Pod> = Api::namespaced(client, &namespace);
-                let Ok(mut forwarder) = pods.portforward(&pod, &[port]).await else {
-                    return;
-                };
-                let Some(mut upstream) = forwarder.take_stream(port) else {
-                    return;
-                };
-                // Closing either side ends the forward; errors show up to the prober as
-                // a reset or refused connection, which is what it classifies.
-                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut upstream).await;
-                drop(upstream);
-                let _ = forwarder.join().await;
-            });
+            let target = target.clone();
+            tokio::spawn(async move { target.serve(inbound).await });
         }
     });
     Ok(Forward {
         local,
         description,
+        health,
         task,
     })
+}
+
+#[derive(Clone)]
+struct Target {
+    client: Client,
+    namespace: String,
+    selector: String,
+    port: u16,
+    health: Arc<PathHealth>,
+}
+
+impl Target {
+    async fn serve(&self, mut inbound: tokio::net::TcpStream) {
+        let (namespace, port) = (&self.namespace, self.port);
+        let pod = match ready_pod(&self.client, namespace, &self.selector).await {
+            Ok(pod) => pod,
+            Err(e) => return self.health.record(format!("port-forward: {e}")),
+        };
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut forwarder = match pods.portforward(&pod, &[port]).await {
+            Ok(f) => f,
+            Err(e) => {
+                return self.health.record(format!(
+                    "port-forward to {namespace}/{pod}:{port} could not be opened: {e}"
+                ));
+            }
+        };
+        let (Some(mut upstream), Some(error)) =
+            (forwarder.take_stream(port), forwarder.take_error(port))
+        else {
+            return self.health.record(format!(
+                "port-forward to {namespace}/{pod}:{port} has no stream"
+            ));
+        };
+        // The kubelet reports a pod port it cannot reach (and other failures) on the
+        // port's error channel; a broken websocket ends the forwarder with an error.
+        let mut copy = Box::pin(tokio::io::copy_bidirectional(&mut inbound, &mut upstream));
+        let mut error = Box::pin(error);
+        let mut error_done = false;
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                result = &mut copy => {
+                    if let Err(e) = result && !is_client_gone(&e) {
+                        failure = Some(e.to_string());
+                    }
+                    break;
+                }
+                message = &mut error, if !error_done => {
+                    error_done = true;
+                    if let Some(message) = message {
+                        failure = Some(message);
+                        break;
+                    }
+                }
+            }
+        }
+        if failure.is_none()
+            && !error_done
+            && let Ok(Some(message)) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), &mut error).await
+        {
+            // The error message raced the close of the stream.
+            failure = Some(message);
+        }
+        drop(copy);
+        drop(upstream);
+        let joined = forwarder.join().await;
+        let failure = failure.or_else(|| joined.err().map(|e| e.to_string()));
+        if let Some(cause) = failure {
+            self.health.record(format!(
+                "port-forward to {namespace}/{pod}:{port} failed: {}",
+                crate::exit::one_line(&cause)
+            ));
+        }
+    }
+}
+
+/// The local client closing its side is not a failure of the path.
+fn is_client_gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::BrokenPipe
+            | std::io::ErrorKind::ConnectionAborted
+    )
 }
 
 /// The pod port behind a Service port (`targetPort`), e.g. 80 → 8080 on Istio's

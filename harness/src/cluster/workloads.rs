@@ -1,60 +1,146 @@
-//! Workloads of the app: turning sidecar injection on or off, waiting for the rollout
-//! until no old pod serves, and telling whether pods carry a sidecar.
+//! Workloads of the app: switching sidecar injection, telling whether pods carry a
+//! sidecar, restarting, and which proxy image pods run.
 
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::core::v1::{Pod, Service};
-use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::fmt;
 
-/// The pod template label Istio's injector reads per workload.
-pub const INJECT_LABEL: &str = "sidecar.istio.io/inject";
-const SIDECAR_CONTAINER: &str = "istio-proxy";
+/// The pod-template annotation (and label) Istio's injector reads per workload.
+pub const INJECT_KEY: &str = "sidecar.istio.io/inject";
+pub const SIDECAR_CONTAINER: &str = "istio-proxy";
 const SIDECAR_STATUS_ANNOTATION: &str = "sidecar.istio.io/status";
-const REVISION_ANNOTATION: &str = "deployment.kubernetes.io/revision";
-const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
-/// How a pod carries its sidecar.
+/// How a pod carries its `istio-proxy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sidecar {
-    /// `istio-proxy` in `spec.containers`.
+pub enum Placement {
+    /// In `spec.containers`.
     Classic,
-    /// `istio-proxy` in `spec.initContainers` (native sidecar, Kubernetes ≥ 1.33 with Istio ≥ 1.28).
+    /// In `spec.initContainers` with `restartPolicy: Always` (native sidecar, Istio ≥ 1.28
+    /// on Kubernetes ≥ 1.33).
     Native,
-    /// Only the injector's status annotation says so.
-    Annotated,
 }
 
-/// Whether the pod has a sidecar: a container named `istio-proxy` among the containers
-/// or the init containers, or the injector's status annotation. Containers are never
-/// counted (native sidecars are init containers; other injectors add containers).
-pub fn sidecar(pod: &Pod) -> Option<Sidecar> {
-    let spec = pod.spec.as_ref()?;
-    if spec.containers.iter().any(|c| c.name == SIDECAR_CONTAINER) {
-        return Some(Sidecar::Classic);
+/// What a pod shows about its sidecar.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sidecar {
+    /// An `istio-proxy` container that is ready (native: started and ready).
+    Ready(Placement),
+    /// An `istio-proxy` container that is not (yet) ready.
+    NotReady(Placement, String),
+    /// The injector's status annotation without any `istio-proxy` container: not a
+    /// sidecar.
+    AnnotatedOnly,
+    /// No sidecar.
+    None,
+}
+
+impl Sidecar {
+    /// Whether the pod has an `istio-proxy` container at all.
+    pub fn present(&self) -> bool {
+        matches!(self, Sidecar::Ready(_) | Sidecar::NotReady(..))
     }
-    if spec
+}
+
+impl fmt::Display for Sidecar {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Sidecar::Ready(Placement::Classic) => f.write_str("ready sidecar container"),
+            Sidecar::Ready(Placement::Native) => f.write_str("ready native sidecar"),
+            Sidecar::NotReady(p, why) => write!(
+                f,
+                "{} not ready: {why}",
+                if *p == Placement::Native {
+                    "native sidecar"
+                } else {
+                    "sidecar container"
+                }
+            ),
+            Sidecar::AnnotatedOnly => {
+                f.write_str("injector's annotation but no istio-proxy container")
+            }
+            Sidecar::None => f.write_str("no sidecar"),
+        }
+    }
+}
+
+/// Whether the pod has a sidecar: a container named `istio-proxy` among the containers,
+/// or among the init containers with `restartPolicy: Always`, and whether it is ready.
+/// Containers are never counted (native sidecars are init containers; other injectors
+/// add containers); the injector's annotation alone is not a sidecar.
+pub fn sidecar(pod: &Pod) -> Sidecar {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Sidecar::None;
+    };
+    let status = pod.status.as_ref();
+    let placement = if spec.containers.iter().any(|c| c.name == SIDECAR_CONTAINER) {
+        Some(Placement::Classic)
+    } else if spec
         .init_containers
         .iter()
         .flatten()
-        .any(|c| c.name == SIDECAR_CONTAINER)
+        .any(|c| c.name == SIDECAR_CONTAINER && c.restart_policy.as_deref() == Some("Always"))
     {
-        return Some(Sidecar::Native);
+        Some(Placement::Native)
+    } else {
+        None
+    };
+    let Some(placement) = placement else {
+        let annotated = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(SIDECAR_STATUS_ANNOTATION));
+        return if annotated {
+            Sidecar::AnnotatedOnly
+        } else {
+            Sidecar::None
+        };
+    };
+    let statuses = match placement {
+        Placement::Classic => status.and_then(|s| s.container_statuses.as_ref()),
+        Placement::Native => status.and_then(|s| s.init_container_statuses.as_ref()),
+    };
+    let Some(container) = statuses
+        .into_iter()
+        .flatten()
+        .find(|c| c.name == SIDECAR_CONTAINER)
+    else {
+        return Sidecar::NotReady(placement, "no status yet".into());
+    };
+    let started = container.started.unwrap_or(false);
+    if container.ready && (placement == Placement::Classic || started) {
+        Sidecar::Ready(placement)
+    } else {
+        let waiting = container
+            .state
+            .as_ref()
+            .and_then(|s| s.waiting.as_ref())
+            .and_then(|w| w.reason.clone());
+        Sidecar::NotReady(
+            placement,
+            waiting.unwrap_or_else(|| format!("ready={}, started={started}", container.ready)),
+        )
     }
-    let annotated = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(SIDECAR_STATUS_ANNOTATION));
-    annotated.then_some(Sidecar::Annotated)
 }
 
-/// The merge patch that sets the injection label on the pod template.
+/// The merge patch that switches injection the exercise's way: `true` removes the
+/// pod-template annotation `sidecar.istio.io/inject: 'false'` (`grep -v inject`),
+/// `false` sets it; any label of the same name is removed (it would win over the
+/// annotation).
 pub fn injection_patch(inject: bool) -> serde_json::Value {
+    let annotation = if inject {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String("false".into())
+    };
     serde_json::json!({
-        "spec": { "template": { "metadata": { "labels": { INJECT_LABEL: if inject { "true" } else { "false" } } } } }
+        "spec": { "template": { "metadata": {
+            "annotations": { INJECT_KEY: annotation },
+            "labels": { INJECT_KEY: null }
+        } } }
     })
 }
 
@@ -73,270 +159,11 @@ pub async fn set_injection(
     .await
     .map(|_| ())
     .map_err(|e| {
-        format!("cannot set {INJECT_LABEL}={inject} on deployment {namespace}/{deployment}: {e}")
+        format!(
+            "cannot {} sidecar injection of deployment {namespace}/{deployment}: {e}",
+            if inject { "enable" } else { "disable" }
+        )
     })
-}
-
-/// Where a deployment's rollout stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RolloutState {
-    Done,
-    /// Still rolling, with what is missing.
-    Progressing(String),
-}
-
-/// The controller has seen the latest spec and every replica is updated and available,
-/// with no extra (old) replica left.
-pub fn rollout_state(deployment: &Deployment) -> RolloutState {
-    let generation = deployment.metadata.generation.unwrap_or(0);
-    let desired = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
-    let Some(status) = deployment.status.as_ref() else {
-        return RolloutState::Progressing("no status yet".into());
-    };
-    let observed = status.observed_generation.unwrap_or(0);
-    if observed < generation {
-        return RolloutState::Progressing(format!(
-            "controller saw generation {observed} of {generation}"
-        ));
-    }
-    let updated = status.updated_replicas.unwrap_or(0);
-    let available = status.available_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if updated != desired || available != desired || total != desired {
-        return RolloutState::Progressing(format!(
-            "{updated} updated, {available} available, {total} in all of {desired} desired"
-        ));
-    }
-    RolloutState::Done
-}
-
-/// A pod whose image cannot be pulled, named with the image and the kubelet's reason.
-pub fn pull_failure(pods: &[Pod]) -> Option<String> {
-    for pod in pods {
-        let Some(status) = pod.status.as_ref() else {
-            continue;
-        };
-        let statuses = status
-            .container_statuses
-            .iter()
-            .flatten()
-            .chain(status.init_container_statuses.iter().flatten());
-        for container in statuses {
-            let waiting = container.state.as_ref().and_then(|s| s.waiting.as_ref());
-            if let Some(waiting) = waiting {
-                let reason = waiting.reason.as_deref().unwrap_or("");
-                if matches!(
-                    reason,
-                    "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull"
-                ) {
-                    return Some(format!(
-                        "image {} of pod {} cannot be pulled ({reason}: {}); check --image and the node's access to the registry",
-                        container.image,
-                        pod.metadata.name.as_deref().unwrap_or("?"),
-                        waiting.message.as_deref().unwrap_or("no message")
-                    ));
-                }
-            }
-        }
-    }
-    None
-}
-
-fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
-
-/// Ready endpoint addresses that no current pod of the rollout explains: an address of
-/// a terminating pod, or of a pod of the deployment that is not of its new revision.
-/// Empty means no old pod still serves.
-pub fn stale_endpoints(
-    slices: &[EndpointSlice],
-    pods: &[Pod],
-    deployment_selector: &BTreeMap<String, String>,
-    new_hash: &str,
-) -> Vec<String> {
-    let mut current = BTreeSet::new();
-    for pod in pods {
-        if pod.metadata.deletion_timestamp.is_some() {
-            continue;
-        }
-        let labels = pod.metadata.labels.clone().unwrap_or_default();
-        let ours = labels_match(deployment_selector, &labels);
-        if ours && labels.get("pod-template-hash").map(String::as_str) != Some(new_hash) {
-            continue;
-        }
-        for ip in pod.status.iter().flat_map(|s| s.pod_ips.iter().flatten()) {
-            current.insert(ip.ip.clone());
-        }
-    }
-    let mut stale = Vec::new();
-    for slice in slices {
-        for endpoint in &slice.endpoints {
-            let ready = endpoint
-                .conditions
-                .as_ref()
-                .and_then(|c| c.ready)
-                .unwrap_or(false);
-            if !ready {
-                continue;
-            }
-            stale.extend(
-                endpoint
-                    .addresses
-                    .iter()
-                    .filter(|a| !current.contains(*a))
-                    .cloned(),
-            );
-        }
-    }
-    stale
-}
-
-/// What a finished rollout looked like, for the step log.
-#[derive(Debug, Clone)]
-pub struct Rollout {
-    pub revision: String,
-    pub pods: Vec<String>,
-    pub elapsed: Duration,
-}
-
-/// Waits until the deployment's rollout is done and its Service's EndpointSlices hold
-/// only pods of the new revision. An image that cannot be pulled fails at once.
-pub async fn wait_rollout(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    deadline: Duration,
-) -> Result<Rollout, String> {
-    let started = Instant::now();
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let pods_api: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let replica_sets: Api<ReplicaSet> = Api::namespaced(client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let slices_api: Api<EndpointSlice> = Api::namespaced(client.clone(), namespace);
-    let read = |what: &str, e: kube::Error| {
-        format!("cannot read {what} of deployment {namespace}/{name}: {e}")
-    };
-    let mut last = String::from("not looked at yet");
-    while started.elapsed() < deadline {
-        let deployment = deployments
-            .get(name)
-            .await
-            .map_err(|e| read("the status", e))?;
-        let selector = deployment
-            .spec
-            .as_ref()
-            .and_then(|s| s.selector.match_labels.clone())
-            .unwrap_or_default();
-        let pod_selector = label_selector(&selector);
-        let pods = pods_api
-            .list(&ListParams::default().labels(&pod_selector))
-            .await
-            .map_err(|e| read("the pods", e))?
-            .items;
-        if let Some(failure) = pull_failure(&pods) {
-            return Err(failure);
-        }
-        match rollout_state(&deployment) {
-            RolloutState::Progressing(why) => last = why,
-            RolloutState::Done => {
-                let revision = deployment
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get(REVISION_ANNOTATION))
-                    .cloned()
-                    .unwrap_or_default();
-                let new_hash = replica_sets
-                    .list(&ListParams::default().labels(&pod_selector))
-                    .await
-                    .map_err(|e| read("the replica sets", e))?
-                    .items
-                    .into_iter()
-                    .find(|rs| {
-                        rs.metadata
-                            .annotations
-                            .as_ref()
-                            .and_then(|a| a.get(REVISION_ANNOTATION))
-                            == Some(&revision)
-                    })
-                    .and_then(|rs| {
-                        rs.metadata
-                            .labels
-                            .and_then(|l| l.get("pod-template-hash").cloned())
-                    });
-                let template_labels = deployment
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.template.metadata.as_ref())
-                    .and_then(|m| m.labels.clone())
-                    .unwrap_or_default();
-                let mut slices = Vec::new();
-                for service in services
-                    .list(&ListParams::default())
-                    .await
-                    .map_err(|e| read("the services", e))?
-                    .items
-                {
-                    let service_selector = service
-                        .spec
-                        .as_ref()
-                        .and_then(|s| s.selector.clone())
-                        .unwrap_or_default();
-                    if service_selector.is_empty()
-                        || !labels_match(&service_selector, &template_labels)
-                    {
-                        continue;
-                    }
-                    let service_name = service.metadata.name.unwrap_or_default();
-                    slices.extend(
-                        slices_api
-                            .list(
-                                &ListParams::default()
-                                    .labels(&format!("kubernetes.io/service-name={service_name}")),
-                            )
-                            .await
-                            .map_err(|e| read("the endpoint slices", e))?
-                            .items,
-                    );
-                }
-                match new_hash {
-                    None => last = format!("no replica set of revision {revision} yet"),
-                    Some(hash) => {
-                        let stale = stale_endpoints(&slices, &pods, &selector, &hash);
-                        if stale.is_empty() {
-                            let names = pods
-                                .iter()
-                                .filter(|p| {
-                                    p.metadata
-                                        .labels
-                                        .as_ref()
-                                        .and_then(|l| l.get("pod-template-hash"))
-                                        == Some(&hash)
-                                })
-                                .filter_map(|p| p.metadata.name.clone())
-                                .collect();
-                            return Ok(Rollout {
-                                revision,
-                                pods: names,
-                                elapsed: started.elapsed(),
-                            });
-                        }
-                        last = format!("endpoints of old pods still serve: {}", stale.join(", "));
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
-    Err(format!(
-        "the rollout of deployment {namespace}/{name} did not finish within {} s ({last})",
-        deadline.as_secs()
-    ))
 }
 
 /// `app=age,version=v1`: a label selector from match labels.
@@ -371,13 +198,12 @@ pub async fn selector_of(
     Ok(label_selector(&labels))
 }
 
-/// Every non-terminating pod of the deployment with its sidecar, for the `sidecars`
-/// expectation.
-pub async fn census(
+/// Every non-terminating pod of the deployment, for the `sidecars` expectation.
+pub async fn pods_of(
     client: &Client,
     namespace: &str,
     deployment: &str,
-) -> Result<Vec<(String, Option<Sidecar>)>, String> {
+) -> Result<Vec<Pod>, String> {
     let selector = selector_of(client, namespace, deployment).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods
@@ -386,9 +212,8 @@ pub async fn census(
         .map_err(|e| format!("cannot list pods of {namespace}/{deployment}: {e}"))?;
     Ok(list
         .items
-        .iter()
+        .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .map(|p| (p.metadata.name.clone().unwrap_or_default(), sidecar(p)))
         .collect())
 }
 
@@ -466,92 +291,61 @@ mod tests {
     }
 
     #[test]
-    fn classic_native_and_absent_sidecars_are_told_apart() {
-        let classic = pod(
-            serde_json::json!({"spec": {"containers": [{"name": "age"}, {"name": "istio-proxy"}]}}),
-        );
+    fn classic_native_annotated_and_absent_sidecars_are_told_apart() {
+        let classic = pod(serde_json::json!({
+            "spec": {"containers": [{"name": "age"}, {"name": "istio-proxy"}]},
+            "status": {"containerStatuses": [
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "proxyv2", "imageID": ""}]}}));
         let native = pod(serde_json::json!({"spec": {
             "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always"}],
-            "containers": [{"name": "age"}]}}));
+            "containers": [{"name": "age"}]},
+            "status": {"initContainerStatuses": [
+                {"name": "istio-proxy", "ready": true, "started": true, "restartCount": 0, "image": "proxyv2", "imageID": ""}]}}));
+        let starting = pod(serde_json::json!({"spec": {
+            "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}],
+            "containers": [{"name": "age"}]},
+            "status": {"initContainerStatuses": [
+                {"name": "istio-proxy", "ready": false, "started": false, "restartCount": 0, "image": "proxyv2", "imageID": "",
+                 "state": {"waiting": {"reason": "PodInitializing"}}}]}}));
+        let init_only = pod(serde_json::json!({"spec": {
+            "initContainers": [{"name": "istio-proxy"}], "containers": [{"name": "age"}]}}));
         let none = pod(
             serde_json::json!({"spec": {"containers": [{"name": "age"}, {"name": "log-shipper"}]}}),
         );
-        let annotated = pod(
-            serde_json::json!({"metadata": {"annotations": {"sidecar.istio.io/status": "{}"}}, "spec": {"containers": [{"name": "age"}]}}),
-        );
-        assert_eq!(sidecar(&classic), Some(Sidecar::Classic));
-        assert_eq!(sidecar(&native), Some(Sidecar::Native));
-        assert_eq!(sidecar(&none), None, "two containers is not a sidecar");
-        assert_eq!(sidecar(&annotated), Some(Sidecar::Annotated));
-    }
-
-    #[test]
-    fn rollout_is_done_only_when_every_replica_is_new_and_available() {
-        let dep = |generation: i64,
-                   observed: i64,
-                   updated: i32,
-                   available: i32,
-                   total: i32|
-         -> Deployment {
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"generation": generation}, "spec": {"replicas": 1, "selector": {}, "template": {}},
-                "status": {"observedGeneration": observed, "updatedReplicas": updated, "availableReplicas": available, "replicas": total}
-            }))
-            .unwrap()
-        };
-        assert_eq!(rollout_state(&dep(2, 2, 1, 1, 1)), RolloutState::Done);
-        assert!(
-            matches!(rollout_state(&dep(2, 1, 1, 1, 1)), RolloutState::Progressing(m) if m.contains("generation 1 of 2"))
-        );
-        assert!(
-            matches!(
-                rollout_state(&dep(2, 2, 1, 1, 2)),
-                RolloutState::Progressing(_)
-            ),
-            "an old pod is still there"
-        );
-        assert!(matches!(
-            rollout_state(&dep(2, 2, 1, 0, 1)),
-            RolloutState::Progressing(_)
-        ));
-    }
-
-    #[test]
-    fn endpoints_of_terminating_or_old_pods_are_stale() {
-        let selector: BTreeMap<String, String> = [
-            ("app".to_string(), "name".to_string()),
-            ("version".to_string(), "v1".to_string()),
-        ]
-        .into();
-        let pods: Vec<Pod> = vec![
-            pod(
-                serde_json::json!({"metadata": {"labels": {"app": "name", "version": "v1", "pod-template-hash": "new"}}, "status": {"podIPs": [{"ip": "10.0.0.2"}]}}),
-            ),
-            pod(
-                serde_json::json!({"metadata": {"labels": {"app": "name", "version": "v1", "pod-template-hash": "old"}}, "status": {"podIPs": [{"ip": "10.0.0.1"}]}}),
-            ),
-            // name-v2 shares the Service: its endpoint is not stale.
-            pod(
-                serde_json::json!({"metadata": {"labels": {"app": "name", "version": "v2", "pod-template-hash": "other"}}, "status": {"podIPs": [{"ip": "10.0.0.3"}]}}),
-            ),
-            pod(
-                serde_json::json!({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z", "labels": {"app": "name", "version": "v2", "pod-template-hash": "other"}}, "status": {"podIPs": [{"ip": "10.0.0.4"}]}}),
-            ),
-        ];
-        let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
-            "metadata": {}, "addressType": "IPv4",
-            "endpoints": [
-                {"addresses": ["10.0.0.1"], "conditions": {"ready": true}},
-                {"addresses": ["10.0.0.2"], "conditions": {"ready": true}},
-                {"addresses": ["10.0.0.3"], "conditions": {"ready": true}},
-                {"addresses": ["10.0.0.4"], "conditions": {"ready": true}},
-                {"addresses": ["10.0.0.9"], "conditions": {"ready": false}}
-            ]
-        }))
-        .unwrap();
+        let annotated = pod(serde_json::json!({
+            "metadata": {"annotations": {"sidecar.istio.io/status": "{}"}},
+            "spec": {"containers": [{"name": "age"}]}}));
+        assert_eq!(sidecar(&classic), Sidecar::Ready(Placement::Classic));
+        assert_eq!(sidecar(&native), Sidecar::Ready(Placement::Native));
         assert_eq!(
-            stale_endpoints(&[slice], &pods, &selector, "new"),
-            ["10.0.0.1", "10.0.0.4"]
+            sidecar(&starting),
+            Sidecar::NotReady(Placement::Native, "PodInitializing".into())
+        );
+        assert_eq!(
+            sidecar(&init_only),
+            Sidecar::None,
+            "an init container that exits is not a sidecar"
+        );
+        assert_eq!(
+            sidecar(&none),
+            Sidecar::None,
+            "two containers is not a sidecar"
+        );
+        assert_eq!(sidecar(&annotated), Sidecar::AnnotatedOnly);
+        assert!(!Sidecar::AnnotatedOnly.present());
+    }
+
+    #[test]
+    fn injection_is_switched_by_the_annotation_the_exercise_uses() {
+        assert_eq!(
+            injection_patch(true),
+            serde_json::json!({"spec": {"template": {"metadata": {
+                "annotations": {"sidecar.istio.io/inject": null},
+                "labels": {"sidecar.istio.io/inject": null}}}}})
+        );
+        assert_eq!(
+            injection_patch(false)["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"],
+            "false"
         );
     }
 }

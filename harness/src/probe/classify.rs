@@ -1,19 +1,11 @@
-//! Classifying one request's result: `ok` (200 and a sentence), `http-error` (any
-//! other answer, with its status), `reset`, `refused`, `timeout`, `tls`.
+//! Classifying one request's result: `ok` (200 and a sentence of the deployed app),
+//! `http-error` (any other answer, with its status and who produced it), `reset`,
+//! `refused`, `timeout`, `tls`.
 
-use crate::suite::model::ResultClass;
-use regex::Regex;
-use std::sync::LazyLock;
+pub use super::class::{Origin, ResultClass};
+use super::class::{is_app_error_page, is_envoy_local_reply};
+use super::sentence::{Grammar, Sentence};
 use std::time::Duration;
-
-/// What the frontend answers when both backends answered: `"<name> is <age> years"`.
-/// A backend error is pasted into a 200 body, so the status alone proves nothing.
-static SENTENCE: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^.+ is \d+ years$").expect("valid regex"));
-
-pub fn is_sentence(body: &str) -> bool {
-    SENTENCE.is_match(body.trim())
-}
 
 /// What the TLS layer said, when it said anything.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,6 +25,10 @@ pub enum TlsSignal {
 pub struct Observation {
     pub class: ResultClass,
     pub status: Option<u16>,
+    /// Who produced the HTTP answer, when there was one.
+    pub origin: Option<Origin>,
+    /// The parsed sentence of an `ok` answer.
+    pub sentence: Option<Sentence>,
     pub tls: Option<TlsSignal>,
     /// Error chain or a body excerpt, for the evidence.
     pub detail: String,
@@ -51,31 +47,54 @@ impl Observation {
     }
 
     /// Whether the request reached something that answers (HTTP or TLS), i.e. the path
-    /// to the gateway works; refused and timed-out requests did not.
+    /// to the gateway works; refused, timed-out and not-reached requests did not.
     pub fn reached(&self) -> bool {
-        !matches!(self.class, ResultClass::Refused | ResultClass::Timeout)
+        !matches!(
+            self.class,
+            ResultClass::Refused | ResultClass::Timeout | ResultClass::NotReached
+        )
+    }
+
+    /// The harness's own path failed while this request was under way (a port-forward
+    /// could not be opened or broke): `cause` says how. A result that is not an HTTP
+    /// answer then proves nothing about Istio.
+    pub fn path_failed(mut self, cause: &str) -> Observation {
+        if self.status.is_none() {
+            self.class = ResultClass::NotReached;
+            self.tls = None;
+            self.detail = format!("{cause} ({})", self.detail);
+        }
+        self
     }
 }
 
-/// Classifies an HTTP answer.
-pub fn answer(status: u16, body: &str, elapsed: Duration) -> Observation {
+/// Classifies an HTTP answer: `ok` only for 200 with a sentence `grammar` accepts.
+pub fn answer(status: u16, body: &str, elapsed: Duration, grammar: &Grammar) -> Observation {
     let excerpt: String = body.trim().chars().take(200).collect();
-    if status == 200 && is_sentence(body) {
-        Observation {
-            class: ResultClass::Ok,
-            status: Some(200),
-            tls: None,
-            detail: excerpt,
-            elapsed,
-        }
+    let sentence = if status == 200 {
+        grammar.parse(body)
     } else {
-        Observation {
-            class: ResultClass::HttpError(Some(status)),
-            status: Some(status),
-            tls: None,
-            detail: excerpt,
-            elapsed,
-        }
+        None
+    };
+    let origin = if sentence.is_some() || (status == 500 && is_app_error_page(body)) {
+        Origin::App
+    } else if is_envoy_local_reply(body) {
+        Origin::Envoy
+    } else {
+        Origin::Unknown
+    };
+    Observation {
+        class: if sentence.is_some() {
+            ResultClass::Ok
+        } else {
+            ResultClass::HttpError(Some(status))
+        },
+        status: Some(status),
+        origin: Some(origin),
+        sentence,
+        tls: None,
+        detail: excerpt,
+        elapsed,
     }
 }
 
@@ -107,6 +126,8 @@ pub fn transport_error(
     Observation {
         class,
         status: None,
+        origin: None,
+        sentence: None,
         tls: tls_signal(error),
         detail,
         elapsed,
@@ -191,22 +212,48 @@ mod tests {
     #[test]
     fn only_a_200_with_a_sentence_is_ok() {
         let d = Duration::ZERO;
-        assert_eq!(answer(200, "Alice is 42 years", d).class, ResultClass::Ok);
-        assert_eq!(answer(200, "Alice is 42 years\n", d).class, ResultClass::Ok);
-        // A backend error pasted into the sentence: still 200, not a sentence.
+        let g = Grammar::app_defaults();
         assert_eq!(
-            answer(
-                200,
-                "Alice is <html>500 Internal Server Error</html> years",
-                d
-            )
-            .class,
+            answer(200, "Peter is 42 years", d, &g).class,
+            ResultClass::Ok
+        );
+        assert_eq!(
+            answer(200, "Ray is 42 years\n", d, &g).class,
+            ResultClass::Ok
+        );
+        // A backend error pasted into the sentence: still 200, not a sentence.
+        let pasted = answer(200, "no healthy upstream is 42 years", d, &g);
+        assert_eq!(pasted.class, ResultClass::HttpError(Some(200)));
+        assert_eq!(pasted.origin, Some(Origin::Envoy));
+        assert_eq!(
+            answer(200, "", d, &g).class,
             ResultClass::HttpError(Some(200))
         );
-        assert_eq!(answer(200, "", d).class, ResultClass::HttpError(Some(200)));
         assert_eq!(
-            answer(500, "Alice is 42 years", d).class,
+            answer(500, "Peter is 42 years", d, &g).class,
             ResultClass::HttpError(Some(500))
+        );
+        // A name the app is not configured with is not its sentence.
+        assert_eq!(
+            answer(200, "Alice is 42 years", d, &g).class,
+            ResultClass::HttpError(Some(200))
+        );
+    }
+
+    #[test]
+    fn a_500_is_the_apps_only_with_its_own_error_page() {
+        let d = Duration::ZERO;
+        let g = Grammar::app_defaults();
+        let page = "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was unable to complete your request. Either the server is overloaded or there is an error in the application.</p>\n";
+        assert_eq!(answer(500, page, d, &g).origin, Some(Origin::App));
+        assert_eq!(answer(500, "", d, &g).origin, Some(Origin::Unknown));
+        assert_eq!(
+            answer(503, "no healthy upstream", d, &g).origin,
+            Some(Origin::Envoy)
+        );
+        assert_eq!(
+            answer(500, "upstream connect error or disconnect/reset before headers. reset reason: connection termination", d, &g).origin,
+            Some(Origin::Envoy)
         );
     }
 

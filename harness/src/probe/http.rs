@@ -1,28 +1,49 @@
 //! The HTTP prober: `GET /` with Host `sentences.example.com` to the gateway's address
-//! (a port-forward or `--ingress-address`), classified.
+//! (a port-forward or `--ingress-address`), classified against the deployed app.
 
 use super::Probe;
 use super::classify::{self, Observation};
+use super::sentence::Grammar;
+use crate::cluster::portforward::PathHealth;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How to reach the gateway: an address, and the health of the harness's own path to
+/// it when that path is a port-forward.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub address: SocketAddr,
+    pub health: Option<Arc<PathHealth>>,
+}
+
+impl Target {
+    pub fn direct(address: SocketAddr) -> Target {
+        Target {
+            address,
+            health: None,
+        }
+    }
+}
+
 pub struct HttpProbe {
     client: reqwest::Client,
     url: String,
     host: String,
-    address: SocketAddr,
+    target: Target,
+    grammar: Arc<Grammar>,
 }
 
 impl HttpProbe {
-    /// Probes `http://<host>/` at `address`: the name resolves to the address, so the
+    /// Probes `http://<host>/` at the target: the name resolves to the address, so the
     /// Host header is the gateway host the VirtualService routes.
-    pub fn new(host: &str, address: SocketAddr) -> Result<Self, String> {
+    pub fn new(host: &str, target: Target, grammar: Arc<Grammar>) -> Result<Self, String> {
         crate::ensure_crypto_provider();
         let client = reqwest::Client::builder()
-            .resolve(host, address)
+            .resolve(host, target.address)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             .pool_max_idle_per_host(4)
@@ -31,21 +52,22 @@ impl HttpProbe {
             .map_err(|e| format!("cannot build the HTTP prober: {e}"))?;
         Ok(HttpProbe {
             client,
-            url: format!("http://{host}:{}/", address.port()),
+            url: format!("http://{host}:{}/", target.address.port()),
             host: host.to_string(),
-            address,
+            target,
+            grammar,
         })
     }
 }
 
 /// Sends `request` and classifies the answer (shared with the TLS probe).
-pub async fn classify_request(request: reqwest::RequestBuilder) -> Observation {
+pub async fn classify_request(request: reqwest::RequestBuilder, grammar: &Grammar) -> Observation {
     let started = Instant::now();
     match request.send().await {
         Ok(response) => {
             let status = response.status().as_u16();
             match response.text().await {
-                Ok(body) => classify::answer(status, &body, started.elapsed()),
+                Ok(body) => classify::answer(status, &body, started.elapsed(), grammar),
                 Err(e) => classify::transport_error(&e, e.is_timeout(), started.elapsed()),
             }
         }
@@ -54,17 +76,39 @@ pub async fn classify_request(request: reqwest::RequestBuilder) -> Observation {
 }
 
 /// `GET url` naming the bare gateway host in the Host header (the URL carries the
-/// local port of the forward), classified. Shared by the HTTP and the TLS probe.
-pub async fn get_gateway(client: &reqwest::Client, url: &str, host: &str) -> Observation {
-    classify_request(client.get(url).header(reqwest::header::HOST, host)).await
+/// local port of the forward), classified; a failure of the harness's own path during
+/// the request turns a transport error into `not-reached`. Shared by both probes.
+pub async fn get_gateway(
+    client: &reqwest::Client,
+    url: &str,
+    host: &str,
+    target: &Target,
+    grammar: &Grammar,
+) -> Observation {
+    let before = target.health.as_ref().map(|h| h.failures());
+    let observation =
+        classify_request(client.get(url).header(reqwest::header::HOST, host), grammar).await;
+    match (&target.health, before) {
+        (Some(health), Some(before)) if health.failures() > before => {
+            observation.path_failed(&health.last())
+        }
+        _ => observation,
+    }
 }
 
 impl Probe for HttpProbe {
     async fn once(&self) -> Observation {
-        get_gateway(&self.client, &self.url, &self.host).await
+        get_gateway(
+            &self.client,
+            &self.url,
+            &self.host,
+            &self.target,
+            &self.grammar,
+        )
+        .await
     }
 
     fn target(&self) -> String {
-        format!("GET {} via {}", self.url, self.address)
+        format!("GET {} via {}", self.url, self.target.address)
     }
 }

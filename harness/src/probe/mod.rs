@@ -1,10 +1,12 @@
-//! Probes through the ingress gateway: one request at a time, each classified, and the
-//! expectations (flows, fails with a class, holds over a window) that poll them until
-//! they hold or their deadline passes, returning the evidence either way.
+//! Probes through the ingress gateway: one request at a time, each classified against
+//! what the deployed app can answer. The expectations that judge series of them live in
+//! `expect/`.
 
+pub mod class;
 pub mod classify;
-pub mod expect;
 pub mod http;
+pub mod sentence;
+pub mod tally;
 pub mod tls;
 
 pub use classify::Observation;

@@ -1,20 +1,61 @@
 //! The TLS probe of the MUTUAL gateway: `GET https://sentences.example.com/` at the
-//! gateway's address (SNI and Host name the gateway host), verifying the server against
-//! the run's CA, presenting the chosen client identity. And the rejection expectation:
-//! a refusal at the TLS layer, with its signature recorded.
+//! gateway's address (SNI and Host name the gateway host), always verifying the server
+//! against the run's CA, presenting the chosen client identity.
 
 use super::Probe;
 use super::classify::{Observation, TlsSignal};
-use super::expect::{Judgement, Tally};
-use super::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, get_gateway};
-use crate::runner::record::{Evidence, Verdict};
-use crate::suite::model::{ClientIdentity, ResultClass};
+use super::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, Target, get_gateway};
+use super::sentence::Grammar;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use serde::Deserialize;
+use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+
+/// Who the TLS client claims to be.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientIdentity {
+    /// The client certificate signed by this run's CA.
+    Trusted,
+    /// No client certificate at all.
+    None,
+    /// A client certificate from an unrelated CA.
+    Untrusted,
+}
+
+impl fmt::Display for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ClientIdentity::Trusted => "client certificate from the run's CA",
+            ClientIdentity::None => "no client certificate",
+            ClientIdentity::Untrusted => "client certificate from an unrelated CA",
+        })
+    }
+}
+
+impl ClientIdentity {
+    /// The alerts a server that rejects this client sends (SPEC §4): a missing
+    /// certificate is `certificate_required` under TLS 1.3 (read after the handshake)
+    /// or `handshake_failure` under TLS 1.2; a certificate from another CA is
+    /// `unknown_ca`, or `bad_certificate` / `decrypt_error` from some stacks. rustls
+    /// names them as below.
+    pub fn rejection_alerts(self) -> &'static [&'static str] {
+        match self {
+            ClientIdentity::Trusted => &[],
+            ClientIdentity::None => &["CertificateRequired", "HandshakeFailure"],
+            ClientIdentity::Untrusted => &["UnknownCA", "BadCertificate", "DecryptError"],
+        }
+    }
+}
+
+/// The TLS alert the server sent, if the request ended in one.
+pub fn alert(obs: &Observation) -> Option<&str> {
+    match &obs.tls {
+        Some(TlsSignal::Alert(alert)) => Some(alert.as_str()),
+        _ => None,
+    }
+}
 
 /// The client's TLS versions: both, so whichever the gateway picks is exercised.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +69,9 @@ pub struct TlsProbe {
     client: reqwest::Client,
     url: String,
     host: String,
-    address: SocketAddr,
+    target: Target,
     identity: ClientIdentity,
+    grammar: Arc<Grammar>,
 }
 
 fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -82,14 +124,15 @@ pub fn client_config(
 impl TlsProbe {
     pub fn new(
         host: &str,
-        address: SocketAddr,
+        target: Target,
         config: rustls::ClientConfig,
         identity: ClientIdentity,
+        grammar: Arc<Grammar>,
     ) -> Result<Self, String> {
         crate::ensure_crypto_provider();
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(config)
-            .resolve(host, address)
+            .resolve(host, target.address)
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // A new connection (and handshake) per request: each probe is a fresh client.
@@ -99,129 +142,31 @@ impl TlsProbe {
             .map_err(|e| format!("cannot build the TLS prober: {e}"))?;
         Ok(TlsProbe {
             client,
-            url: format!("https://{host}:{}/", address.port()),
+            url: format!("https://{host}:{}/", target.address.port()),
             host: host.to_string(),
-            address,
+            target,
             identity,
+            grammar,
         })
     }
 }
 
 impl Probe for TlsProbe {
     async fn once(&self) -> Observation {
-        get_gateway(&self.client, &self.url, &self.host).await
+        get_gateway(
+            &self.client,
+            &self.url,
+            &self.host,
+            &self.target,
+            &self.grammar,
+        )
+        .await
     }
 
     fn target(&self) -> String {
         format!(
             "GET {} via {} with {}",
-            self.url, self.address, self.identity
+            self.url, self.target.address, self.identity
         )
     }
-}
-
-/// The signature of a rejection at the TLS layer, or None when the result is anything
-/// else (an HTTP answer, refused, timeout, or this client distrusting the server).
-pub fn rejection(obs: &Observation) -> Option<String> {
-    match (&obs.class, &obs.tls) {
-        (ResultClass::Tls, Some(TlsSignal::Alert(alert))) => Some(format!("alert {alert}")),
-        (ResultClass::Reset, _) => Some("reset/EOF after connect".to_string()),
-        _ => None,
-    }
-}
-
-/// K consecutive rejections at the TLS layer. A refused connection, a timeout or an
-/// HTTP status is not a rejection; an HTTP answer fails the outcome, everything else
-/// that keeps the verdict from holding is an environment error.
-pub async fn rejections<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judgement {
-    let started = Instant::now();
-    let mut tally = Tally::default();
-    // HTTP answers fail the outcome: how many, and the first one's status.
-    let mut http_answers = 0u32;
-    let mut first_http_status = None;
-    let mut signatures: BTreeMap<String, u32> = BTreeMap::new();
-    let mut run = 0;
-    while started.elapsed() < deadline {
-        let obs = probe.once().await;
-        tally.add(&obs);
-        match rejection(&obs) {
-            Some(signature) => {
-                *signatures.entry(signature).or_default() += 1;
-                run += 1;
-                tally.longest_run = tally.longest_run.max(run);
-            }
-            None => {
-                run = 0;
-                let left = deadline.saturating_sub(started.elapsed());
-                tokio::time::sleep(Duration::from_millis(200).min(left)).await;
-            }
-        }
-        if let Some(status) = obs.status {
-            http_answers += 1;
-            first_http_status.get_or_insert(status);
-        }
-        if run >= k {
-            let sigs = signatures
-                .iter()
-                .map(|(s, n)| format!("{s}×{n}"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            return Judgement {
-                verdict: Verdict::Passed,
-                evidence: Evidence::new(format!(
-                    "{k} consecutive rejections at the TLS layer ({sigs}) after {} attempts in {:.1} s",
-                    tally.sent,
-                    started.elapsed().as_secs_f64()
-                ))
-                .with_details(vec![format!("target: {}", probe.target()), format!("attempts: {}; classes: {}", tally.sent, tally.classes())]),
-                elapsed: started.elapsed(),
-            };
-        }
-    }
-    let details = vec![
-        format!("target: {}", probe.target()),
-        format!("attempts: {}; classes: {}", tally.sent, tally.classes()),
-        format!(
-            "last: {}",
-            tally
-                .last
-                .as_ref()
-                .map(Observation::short)
-                .unwrap_or_default()
-        ),
-    ];
-    let (verdict, summary) = if let Some(status) = first_http_status {
-        (
-            Verdict::Failed,
-            format!(
-                "expected a rejection at the TLS layer, but the gateway answered HTTP {status} ({http_answers} of {} attempts got an HTTP answer)",
-                tally.sent
-            ),
-        )
-    } else if let Some(why) = &tally.server_untrusted {
-        (
-            Verdict::Errored,
-            format!(
-                "this client does not trust the gateway's certificate ({why}): the TLS secret or the SNI is wrong; no verdict on client certificates"
-            ),
-        )
-    } else {
-        (
-            Verdict::Errored,
-            format!(
-                "no rejection at the TLS layer and no HTTP answer ({}); a refused connection or a timeout is not a rejection: the path to the gateway is down",
-                tally.classes()
-            ),
-        )
-    };
-    Judgement {
-        verdict,
-        evidence: Evidence::new(summary).with_details(details),
-        elapsed: started.elapsed(),
-    }
-}
-
-/// The accepting side: K consecutive 200s with a sentence over mutual TLS.
-pub async fn accepts<P: Probe>(probe: &P, k: u32, deadline: Duration) -> Judgement {
-    super::expect::consecutive(probe, ResultClass::Ok, k, deadline).await
 }

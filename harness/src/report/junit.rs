@@ -1,7 +1,7 @@
 //! `<reports-dir>/junit.xml`: one testsuite per suite, one testcase per step, written
 //! atomically on every run.
 
-use crate::runner::record::{RunRecord, StepRecord, StepStatus, Verdict};
+use crate::runner::record::{RunRecord, StepRecord, StepStatus};
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 use std::path::Path;
 use std::time::Duration;
@@ -84,6 +84,19 @@ fn test_case(label: &str, step: &StepRecord) -> TestCase {
     if let Some(dir) = &step.diagnostics {
         case.add_property(Property::new("diagnostics", dir.display().to_string()));
     }
+    if let Some(version) = &step.istio_version {
+        case.add_property(Property::new("istio.version", version.as_str()));
+    }
+    if step.status != StepStatus::Passed || !step.expectations.is_empty() {
+        for (name, d) in [
+            ("time.actions", step.timing.actions),
+            ("time.convergence", step.timing.convergence),
+            ("time.traffic", step.timing.traffic),
+            ("time.telemetry", step.timing.telemetry),
+        ] {
+            case.add_property(Property::new(name, format!("{:.3}", d.as_secs_f64())));
+        }
+    }
     let mut out = step.log.join("\n");
     let evidence = evidence_text(step);
     if !evidence.is_empty() {
@@ -101,41 +114,31 @@ fn test_case(label: &str, step: &StepRecord) -> TestCase {
 /// Every expectation's verdict and evidence, with the edge table where there is one.
 pub fn evidence_text(step: &StepRecord) -> String {
     let mut lines = Vec::new();
-    for e in &step.expectations {
-        let mark = match e.verdict {
-            Verdict::Passed => "PASS",
-            Verdict::Failed => "FAIL",
-            Verdict::Errored => "ERROR",
-        };
+    for judged in &step.expectations {
+        let j = &judged.judgement;
         lines.push(format!(
-            "[{mark}] {} — {} ({:.1} s)",
-            e.description,
-            e.evidence.summary,
-            e.elapsed.as_secs_f64()
+            "[{}] {} — {} ({:.1} s)",
+            j.verdict.mark(),
+            judged.description,
+            j.evidence.summary,
+            j.elapsed.as_secs_f64()
         ));
-        lines.extend(e.evidence.details.iter().map(|d| format!("    {d}")));
-        if !e.evidence.edges.is_empty() {
+        lines.extend(j.evidence.details.iter().map(|d| format!("    {d}")));
+        if !j.evidence.edges.is_empty() {
             lines.push(
-                "    edge | mutual_tls Δ | plaintext Δ | padlock seen | expected | proxy config"
+                "    edge | mutual_tls Δ | plaintext Δ | errors | padlock (Kiali) | expected | proxy config"
                     .into(),
             );
-            for row in &e.evidence.edges {
+            for row in &j.evidence.edges {
                 lines.push(format!(
-                    "    {} → {} | {} | {} | {} | {} | {}",
+                    "    {} → {} | {} | {} | {} | {} | {} | {}",
                     row.from,
                     row.to,
                     row.mutual_tls,
                     row.plaintext,
-                    match row.padlock {
-                        Some(true) => "mTLS",
-                        Some(false) => "no mTLS",
-                        None => "no traffic",
-                    },
-                    if row.expected_padlock {
-                        "mTLS"
-                    } else {
-                        "no mTLS"
-                    },
+                    row.errors,
+                    row.padlock,
+                    row.expected,
                     match row.proxy_config_mtls {
                         Some(true) => "mTLS",
                         Some(false) => "plaintext",
@@ -144,6 +147,9 @@ pub fn evidence_text(step: &StepRecord) -> String {
                 ));
             }
         }
+    }
+    if !step.expectations.is_empty() {
+        lines.push(format!("time: {}", step.timing.describe()));
     }
     if let Some(dir) = &step.diagnostics {
         lines.push(format!("diagnostics: {}", dir.display()));

@@ -3,7 +3,8 @@
 //! followed by the same data as a table. Written to `<reports-dir>/summary.md` on every
 //! run and appended to `$GITHUB_STEP_SUMMARY` when it is set.
 
-use crate::runner::record::{EdgeRow, RunRecord, StepRecord, StepStatus};
+use crate::runner::record::{RunRecord, StepRecord, StepStatus};
+use crate::verdict::{EdgeRow, Padlock};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,7 +37,7 @@ fn evidence(step: &StepRecord) -> String {
         StepStatus::Passed => step
             .expectations
             .last()
-            .map(|e| e.evidence.summary.clone())
+            .map(|e| e.judgement.evidence.summary.clone())
             .unwrap_or_default(),
     }
 }
@@ -50,32 +51,19 @@ fn node(name: &str) -> String {
     format!("n_{id}[\"{name}\"]")
 }
 
-fn lock(padlock: Option<bool>) -> &'static str {
-    match padlock {
-        Some(true) => "🔒 mTLS",
-        Some(false) => "🔓 no mTLS",
-        None => "no traffic",
-    }
-}
-
-/// The edge graph of one step, as Kiali draws it: a padlock where telemetry saw mTLS.
+/// The edge graph of one step, as Kiali draws it: a padlock where telemetry saw mTLS,
+/// the error rate where there were errors.
 pub fn mermaid(rows: &[EdgeRow]) -> String {
     let mut out = String::from("```mermaid\nflowchart LR\n");
     for row in rows {
-        let wrong = row.padlock != Some(row.expected_padlock);
-        let label = if wrong {
-            format!(
-                "{} (expected {})",
-                lock(row.padlock),
-                if row.expected_padlock {
-                    "mTLS"
-                } else {
-                    "no mTLS"
-                }
-            )
-        } else {
-            lock(row.padlock).to_string()
-        };
+        let wrong = row.padlock != row.expected;
+        let mut label = row.padlock.icon().to_string();
+        if let Some(rate) = row.error_rate().filter(|r| *r > 0.0) {
+            label.push_str(&format!(", {rate:.0} % errors"));
+        }
+        if wrong {
+            label.push_str(&format!(" (expected {})", row.expected));
+        }
         let _ = writeln!(
             out,
             "  {} -- \"{label}\" --> {}",
@@ -89,21 +77,22 @@ pub fn mermaid(rows: &[EdgeRow]) -> String {
 
 pub fn edge_table(rows: &[EdgeRow]) -> String {
     let mut out = String::from(
-        "| edge | mutual_tls Δ | plaintext Δ | padlock (telemetry) | expected | proxy config |\n|---|---|---|---|---|---|\n",
+        "| edge | mutual_tls Δ | plaintext Δ | errors | padlock (telemetry) | expected | proxy config |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} → {} | {} | {} | {} | {} | {} |",
+            "| {} → {} | {} | {} | {} | {} | {} | {} |",
             r.from,
             r.to,
             r.mutual_tls,
             r.plaintext,
-            lock(r.padlock),
-            if r.expected_padlock {
-                "🔒 mTLS"
-            } else {
-                "🔓 no mTLS"
+            r.errors,
+            r.padlock.icon(),
+            match r.expected {
+                Padlock::Present => "🔒 mTLS only",
+                Padlock::Absent => "🔓 plaintext only",
+                Padlock::NoTraffic => "no traffic",
             },
             match r.proxy_config_mtls {
                 Some(true) => "mTLS",

@@ -1,22 +1,26 @@
-//! The runner: one libtest trial per step, in suite order, on one thread. A step that
-//! does not pass makes the rest of its suite ignored (with the reason); the next suite
+//! The runner: one libtest trial per selected step (and the upgrade between the passes
+//! of an upgrade run), in schedule order, on one thread. A step that does not pass
+//! makes the rest of its suite (in its pass) skipped with the reason; the next suite
 //! still runs. Results are collected as a [`record::RunRecord`] for the reports.
 
 pub mod record;
+pub mod schedule;
 mod step;
 pub mod world;
 
 use crate::progress::Progress;
-use crate::suite::Suite;
+use crate::verdict::Timing;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use record::{RunRecord, SetupFailure, StepRecord, StepStatus};
+use schedule::{Item, Schedule};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use world::World;
 
 pub use step::execute as execute_step;
 
-/// State shared by the trials and the Ctrl-C handler.
+/// State shared by the trials and the interrupt handler.
 #[derive(Clone)]
 pub struct Shared {
     pub record: Arc<Mutex<RunRecord>>,
@@ -42,7 +46,7 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Shared {
     /// The record as it stands, with the running step (if any) marked interrupted.
-    pub fn interrupted_snapshot(&self) -> RunRecord {
+    pub fn interrupted_snapshot(&self, signal: &str) -> RunRecord {
         let mut record = lock(&self.record).clone();
         if let Some((suite, slug)) = lock(&self.current).clone() {
             record.push_step(
@@ -53,306 +57,250 @@ impl Shared {
                     title: String::new(),
                     outcome: None,
                     status: StepStatus::Errored {
-                        message: "interrupted (Ctrl-C) while this step ran".into(),
+                        message: format!("interrupted ({signal}) while this step ran"),
                     },
-                    duration: std::time::Duration::ZERO,
+                    duration: Duration::ZERO,
                     log: Vec::new(),
                     expectations: Vec::new(),
                     diagnostics: None,
+                    istio_version: None,
+                    timing: Timing::default(),
                 },
             );
         }
         record.setup_failures.push(SetupFailure {
             phase: "setup::interrupted".into(),
-            message:
-                "the run was interrupted with Ctrl-C; steps after the interruption did not run"
-                    .into(),
+            message: format!(
+                "the run was interrupted ({signal}); steps after the interruption did not run"
+            ),
         });
         record
     }
 }
 
-/// One pass over the suites; an upgrade run has two, the second behind the upgrade.
+/// How the upgrade between the passes went, once it ran.
 #[derive(Clone, Debug)]
-pub struct Pass {
-    /// Appended to suite names in trial names and reports, e.g. `@1.30.5`.
-    pub suffix: String,
-    /// A trial that must have passed first (the upgrade), by name.
-    pub after: Option<String>,
+enum UpgradeState {
+    NotYet,
+    Done,
+    Failed(String),
 }
 
-impl Pass {
-    pub fn single() -> Self {
-        Pass {
-            suffix: String::new(),
-            after: None,
-        }
+struct RunState {
+    world: Box<dyn World>,
+    /// Labels of suites (in a pass) whose remaining steps are skipped, with the trial
+    /// that did not pass.
+    blocked: HashMap<String, String>,
+    upgrade: UpgradeState,
+}
+
+/// The libtest arguments the runner hands to libtest-mimic: its output options, never
+/// its filters (the schedule selected already), one thread.
+pub fn libtest_arguments(base: &Arguments) -> Arguments {
+    let mut args = base.clone();
+    args.filter = None;
+    args.skip.clear();
+    args.exact = false;
+    args.list = false;
+    args.ignored = false;
+    args.include_ignored = false;
+    // Steps change one cluster in order: never in parallel.
+    args.test_threads = Some(1);
+    args
+}
+
+/// Carries out the upgrade, records it as a step of suite `upgrade` when `as_trial`.
+fn do_upgrade(
+    state: &mut RunState,
+    shared: &Shared,
+    progress: &Progress,
+    from: &str,
+    to: &str,
+    log: &mut Vec<String>,
+) -> Result<(), String> {
+    match &state.upgrade {
+        UpgradeState::Done => return Ok(()),
+        UpgradeState::Failed(why) => return Err(why.clone()),
+        UpgradeState::NotYet => {}
+    }
+    let slug = format!("{from}-to-{to}");
+    *lock(&shared.current) = Some(("upgrade".into(), slug));
+    progress.line(&format!("upgrading Istio in place from {from} to {to}"));
+    let result = state.world.upgrade(to, log).map_err(|e| e.to_string());
+    *lock(&shared.current) = None;
+    state.upgrade = match &result {
+        Ok(()) => UpgradeState::Done,
+        Err(e) => UpgradeState::Failed(e.clone()),
+    };
+    result
+}
+
+fn completion(status: &StepStatus) -> Result<Completion, Failed> {
+    match status {
+        StepStatus::Passed => Ok(Completion::Completed),
+        StepStatus::Ignored { reason } => Ok(Completion::ignored_with(reason.clone())),
+        StepStatus::Failed { message } => Err(Failed::from(message)),
+        StepStatus::Errored { message } => Err(Failed::from(format!(
+            "ERROR (harness/environment, not an Istio verdict): {message}"
+        ))),
     }
 }
 
-/// Steps that did not pass, by suite label; the upgrade trial records itself here too.
-type Blocked = Arc<Mutex<HashMap<String, String>>>;
+fn verdict_word(status: &StepStatus) -> &'static str {
+    match status {
+        StepStatus::Passed => "passed",
+        StepStatus::Failed { .. } => "FAILED",
+        StepStatus::Errored { .. } => "ERROR",
+        StepStatus::Ignored { .. } => "skipped",
+    }
+}
 
-/// Trials for `suites` in one pass, each running its step against `world`. `keep`
-/// skips suite teardowns.
-#[allow(clippy::too_many_arguments)]
-pub fn trials(
-    args: &Arguments,
-    suites: &[Arc<Suite>],
-    world: Arc<Mutex<Box<dyn World>>>,
+/// The trials of `schedule`, each running against the shared world.
+fn trials(
+    schedule: &Arc<Schedule>,
+    state: &Arc<Mutex<RunState>>,
     shared: &Shared,
     progress: &Progress,
     keep: bool,
-    pass: &Pass,
-    blocked: &Blocked,
 ) -> Vec<Trial> {
-    // Which steps the filters select: unselected steps before a selected one still
-    // have their actions carried out, so the cluster is in the state the step expects.
     let mut out = Vec::new();
-    for suite in suites {
-        let label = format!("{}{}", suite.name, pass.suffix);
-        let name_of = |step: &crate::suite::Step| format!("{label}::{}", step.slug());
-        let selected: Vec<bool> = suite
-            .steps
-            .iter()
-            .map(|s| !args.is_filtered_out(&Trial::test(name_of(s), || Ok(()))))
-            .collect();
-        let last_selected = selected.iter().rposition(|s| *s);
-        let mut previous_selected: Option<usize> = None;
-        for (index, step) in suite.steps.iter().enumerate() {
-            let name = name_of(step);
-            if !selected[index] {
-                out.push(Trial::test(name, || Ok(())));
-                continue;
-            }
-            let prerequisites: Vec<usize> =
-                (previous_selected.map_or(0, |p| p + 1)..index).collect();
-            previous_selected = Some(index);
-            let suite = Arc::clone(suite);
-            let world = Arc::clone(&world);
-            let shared = shared.clone();
-            let progress = progress.clone();
-            let blocked = Arc::clone(blocked);
-            let is_last = Some(index) == last_selected;
-            let after = pass.after.clone();
-            let label = label.clone();
-            out.push(Trial::ignorable_test(name.clone(), move || {
-                let step = &suite.steps[index];
-                let blocker = {
-                    let blocked = lock(&blocked);
-                    blocked
-                        .get(&label)
-                        .or_else(|| after.as_ref().and_then(|a| blocked.get(a)))
-                        .cloned()
-                };
-                let record = match blocker {
-                    Some(blocker) => StepRecord {
-                        suite: label.clone(),
-                        slug: step.slug(),
-                        title: step.title.clone(),
-                        outcome: step.outcome.clone(),
-                        status: StepStatus::Ignored {
-                            reason: format!("{blocker} did not pass"),
+    for (position, item) in schedule.items.iter().enumerate() {
+        if !Schedule::is_selected(item) {
+            continue;
+        }
+        let name = schedule.name(item);
+        let schedule = Arc::clone(schedule);
+        let state = Arc::clone(state);
+        let shared = shared.clone();
+        let progress = progress.clone();
+        match item.clone() {
+            Item::Upgrade { from, to, .. } => {
+                out.push(Trial::test(name.clone(), move || {
+                    let started = Instant::now();
+                    let title = format!("upgrade Istio in place from {from} to {to}");
+                    progress.step_started(&name, &title);
+                    let mut state = lock(&state);
+                    let mut log = Vec::new();
+                    let result = do_upgrade(&mut state, &shared, &progress, &from, &to, &mut log);
+                    let status = match &result {
+                        Ok(()) => StepStatus::Passed,
+                        Err(e) => StepStatus::Errored { message: e.clone() },
+                    };
+                    progress.step_finished(&name, verdict_word(&status), started.elapsed());
+                    lock(&shared.record).push_step(
+                        "upgrade",
+                        StepRecord {
+                            suite: "upgrade".into(),
+                            slug: format!("{from}-to-{to}"),
+                            title,
+                            outcome: None,
+                            status: status.clone(),
+                            duration: started.elapsed(),
+                            log,
+                            expectations: Vec::new(),
+                            diagnostics: None,
+                            istio_version: None,
+                            timing: Timing::default(),
                         },
-                        duration: std::time::Duration::ZERO,
-                        log: Vec::new(),
-                        expectations: Vec::new(),
-                        diagnostics: None,
-                    },
-                    None => {
-                        *lock(&shared.current) = Some((label.clone(), step.slug()));
-                        progress.step_started(&name, &step.title);
-                        let mut world = lock(&world);
-                        let mut record =
-                            step::execute(world.as_mut(), &suite, index, &prerequisites);
-                        record.suite = label.clone();
-                        let verdict = match &record.status {
-                            StepStatus::Passed => "passed",
-                            StepStatus::Failed { .. } => "FAILED",
-                            StepStatus::Errored { .. } => "ERROR",
-                            StepStatus::Ignored { .. } => "ignored",
-                        };
-                        progress.step_finished(&name, verdict, record.duration);
-                        *lock(&shared.current) = None;
-                        record
+                    );
+                    completion(&status).map(|_| ())
+                }));
+            }
+            Item::Step {
+                pass, suite, index, ..
+            } => {
+                let label = schedule.label(pass, &suite);
+                let is_last = schedule.last_of_suite(position);
+                let prerequisites = schedule.prerequisites(position);
+                let version = schedule.passes[pass].version.clone();
+                let upgrade = schedule.items.iter().find_map(|i| match i {
+                    Item::Upgrade { from, to, .. } if pass == 1 => Some((from.clone(), to.clone())),
+                    _ => None,
+                });
+                out.push(Trial::ignorable_test(name.clone(), move || {
+                    let step = &suite.steps[index];
+                    let mut state = lock(&state);
+                    let mut setup_log = Vec::new();
+                    let blocker = match (state.blocked.get(&label), &upgrade) {
+                        (Some(blocker), _) => Some(format!("{blocker} did not pass")),
+                        (None, Some((from, to))) => {
+                            let here = matches!(state.upgrade, UpgradeState::NotYet);
+                            match do_upgrade(&mut state, &shared, &progress, from, to, &mut setup_log) {
+                                Ok(()) => {
+                                    if here {
+                                        setup_log.insert(0, format!("(setup) upgraded Istio from {from} to {to} before this step"));
+                                    }
+                                    None
+                                }
+                                Err(e) => Some(format!("the upgrade to {to} did not pass: {e}")),
+                            }
+                        }
+                        (None, None) => None,
+                    };
+                    let record = match blocker {
+                        Some(reason) => StepRecord::without_run(&label, step, StepStatus::Ignored { reason }),
+                        None => {
+                            *lock(&shared.current) = Some((label.clone(), step.slug()));
+                            progress.step_started(&name, &step.title);
+                            let mut record = step::execute(
+                                state.world.as_mut(),
+                                &suite,
+                                index,
+                                &prerequisites,
+                                &label,
+                                Some(&version),
+                            );
+                            setup_log.append(&mut record.log);
+                            record.log = setup_log;
+                            progress.step_finished(&name, verdict_word(&record.status), record.duration);
+                            *lock(&shared.current) = None;
+                            record
+                        }
+                    };
+                    if !matches!(record.status, StepStatus::Passed | StepStatus::Ignored { .. }) {
+                        state.blocked.insert(label.clone(), name.clone());
                     }
-                };
-                if !matches!(
-                    record.status,
-                    StepStatus::Passed | StepStatus::Ignored { .. }
-                ) {
-                    lock(&blocked).insert(label.clone(), name.clone());
-                }
-                let status = record.status.clone();
-                lock(&shared.record).push_step(&label, record);
-                if is_last && !keep {
-                    let mut world = lock(&world);
-                    if let Err(e) = step::teardown(world.as_mut(), &suite, &progress) {
+                    let status = record.status.clone();
+                    lock(&shared.record).push_step(&label, record);
+                    if is_last
+                        && !keep
+                        && let Err(e) = step::teardown(state.world.as_mut(), &suite, &progress)
+                    {
                         lock(&shared.record).setup_failures.push(SetupFailure {
                             phase: format!("teardown::{label}"),
                             message: e.to_string(),
                         });
                     }
-                }
-                match status {
-                    StepStatus::Passed => Ok(Completion::Completed),
-                    StepStatus::Ignored { reason } => Ok(Completion::ignored_with(reason)),
-                    StepStatus::Failed { message } => Err(Failed::from(message)),
-                    StepStatus::Errored { message } => Err(Failed::from(format!(
-                        "ERROR (harness/environment, not an Istio verdict): {message}"
-                    ))),
-                }
-            }));
+                    completion(&status)
+                }));
+            }
         }
     }
     out
 }
 
-pub fn upgrade_name(from: &str, to: &str) -> String {
-    format!("upgrade::{from}-to-{to}")
-}
-
-/// The passes of a run: one, or two around an upgrade.
-pub fn passes(upgrade: Option<(&str, &str)>) -> Vec<Pass> {
-    match upgrade {
-        None => vec![Pass::single()],
-        Some((from, to)) => vec![
-            Pass {
-                suffix: format!("@{from}"),
-                after: None,
-            },
-            Pass {
-                suffix: format!("@{to}"),
-                after: Some(upgrade_name(from, to)),
-            },
-        ],
-    }
-}
-
-/// Every trial name of a run, in order (for `--list`).
-pub fn trial_names(suites: &[Arc<Suite>], upgrade: Option<(&str, &str)>) -> Vec<String> {
-    let mut names = Vec::new();
-    for (i, pass) in passes(upgrade).iter().enumerate() {
-        if i == 1
-            && let Some((from, to)) = upgrade
-        {
-            names.push(upgrade_name(from, to));
-        }
-        for suite in suites {
-            names.extend(
-                suite
-                    .steps
-                    .iter()
-                    .map(|s| format!("{}{}::{}", suite.name, pass.suffix, s.slug())),
-            );
-        }
-    }
-    names
-}
-
-/// The trial that upgrades Istio between two passes, recorded as suite `upgrade`.
-fn upgrade_trial(
-    from: &str,
-    to: String,
-    world: Arc<Mutex<Box<dyn World>>>,
-    shared: &Shared,
-    progress: &Progress,
-    blocked: &Blocked,
-) -> Trial {
-    let slug = format!("{from}-to-{to}");
-    let trial_name = upgrade_name(from, &to);
-    let shared = shared.clone();
-    let progress = progress.clone();
-    let blocked = Arc::clone(blocked);
-    Trial::test(trial_name.clone(), move || {
-        let started = std::time::Instant::now();
-        progress.step_started(&trial_name, &format!("upgrade Istio in place to {to}"));
-        *lock(&shared.current) = Some(("upgrade".into(), slug.clone()));
-        let mut log = Vec::new();
-        let result = lock(&world).upgrade(&to, &mut log);
-        *lock(&shared.current) = None;
-        let status = match &result {
-            Ok(()) => StepStatus::Passed,
-            Err(e) => StepStatus::Errored {
-                message: e.to_string(),
-            },
-        };
-        if result.is_err() {
-            lock(&blocked).insert(trial_name.clone(), trial_name.clone());
-        }
-        progress.step_finished(
-            &trial_name,
-            if result.is_ok() { "passed" } else { "ERROR" },
-            started.elapsed(),
-        );
-        lock(&shared.record).push_step(
-            "upgrade",
-            StepRecord {
-                suite: "upgrade".into(),
-                slug: slug.clone(),
-                title: format!("upgrade Istio in place to {to}"),
-                outcome: None,
-                status,
-                duration: started.elapsed(),
-                log,
-                expectations: Vec::new(),
-                diagnostics: None,
-            },
-        );
-        result.map_err(|e| {
-            Failed::from(format!(
-                "ERROR (harness/environment, not an Istio verdict): {e}"
-            ))
-        })
-    })
-}
-
-/// Runs the selected suites against `world` with libtest's output and summary; the
-/// record holds every result afterwards. With `upgrade = Some((from, to))` the suites
-/// run twice, before and after an in-place upgrade.
+/// Runs the schedule against `world` with libtest's output and summary; the record
+/// holds every result afterwards.
 pub fn run(
     args: &Arguments,
-    suites: &[Arc<Suite>],
+    schedule: Schedule,
     world: Box<dyn World>,
     shared: &Shared,
     progress: &Progress,
     keep: bool,
-    upgrade: Option<(&str, &str)>,
 ) -> Conclusion {
-    let mut args = args.clone();
-    // Steps change one cluster in order: never in parallel.
-    args.test_threads = Some(1);
-    let world = Arc::new(Mutex::new(world));
-    let blocked: Blocked = Arc::default();
-    let mut all = Vec::new();
-    for (i, pass) in passes(upgrade).iter().enumerate() {
-        if i == 1
-            && let Some((from, to)) = upgrade
-        {
-            all.push(upgrade_trial(
-                from,
-                to.to_string(),
-                Arc::clone(&world),
-                shared,
-                progress,
-                &blocked,
-            ));
-        }
-        all.extend(trials(
-            &args,
-            suites,
-            Arc::clone(&world),
-            shared,
-            progress,
-            keep,
-            pass,
-            &blocked,
-        ));
-    }
+    let args = libtest_arguments(args);
+    let state = Arc::new(Mutex::new(RunState {
+        world,
+        blocked: HashMap::new(),
+        upgrade: UpgradeState::NotYet,
+    }));
+    let schedule = Arc::new(schedule);
+    let all = trials(&schedule, &state, shared, progress, keep);
     let conclusion = libtest_mimic::run(&args, all);
-    let mut world = lock(&world);
-    lock(&shared.record).properties = world.properties();
-    if let Err(e) = world.finish() {
+    let mut state = lock(&state);
+    lock(&shared.record).properties = state.world.properties();
+    if let Err(e) = state.world.finish() {
         lock(&shared.record).setup_failures.push(SetupFailure {
             phase: format!("setup::{}", e.phase),
             message: e.message,

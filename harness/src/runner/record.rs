@@ -1,67 +1,9 @@
-//! What a run found, as data: every verdict with its evidence. Reports are rendered
-//! from this and nothing else.
+//! What a run found, as data: every step with its verdicts and evidence. Reports are
+//! rendered from this and nothing else.
 
+use crate::verdict::{EdgeRow, Judged, Timing};
 use std::path::PathBuf;
 use std::time::Duration;
-
-/// The verdict on one expectation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    /// The documented outcome held.
-    Passed,
-    /// Istio (or the app) did not behave as documented.
-    Failed,
-    /// The harness or the environment could not judge (cluster unreachable, tool
-    /// missing, rollout timed out): not a statement about Istio.
-    Errored,
-}
-
-/// The proof behind a verdict: a one-line summary and the detail lines.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Evidence {
-    /// e.g. "expected 20 consecutive http-500, saw 17; codes: 500×17, 200×3; after 42.1 s".
-    pub summary: String,
-    pub details: Vec<String>,
-    /// The per-edge mTLS table, where the expectation judged telemetry.
-    pub edges: Vec<EdgeRow>,
-}
-
-impl Evidence {
-    pub fn new(summary: impl Into<String>) -> Self {
-        Evidence {
-            summary: summary.into(),
-            ..Evidence::default()
-        }
-    }
-
-    pub fn with_details(mut self, details: Vec<String>) -> Self {
-        self.details = details;
-        self
-    }
-}
-
-/// One edge of the app graph as telemetry (and the second oracle) saw it in a phase.
-#[derive(Clone, Debug, PartialEq)]
-pub struct EdgeRow {
-    pub from: String,
-    pub to: String,
-    /// Request deltas of the phase by `connection_security_policy`.
-    pub mutual_tls: f64,
-    pub plaintext: f64,
-    pub expected_padlock: bool,
-    /// Kiali's rule: traffic and a `mutual_tls` share > 0. None when there was no traffic.
-    pub padlock: Option<bool>,
-    /// What the client's proxy config says, when the second oracle looked.
-    pub proxy_config_mtls: Option<bool>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ExpectationRecord {
-    pub description: String,
-    pub verdict: Verdict,
-    pub evidence: Evidence,
-    pub elapsed: Duration,
-}
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum StepStatus {
@@ -91,12 +33,33 @@ pub struct StepRecord {
     pub duration: Duration,
     /// What the step did, line by line, for system-out.
     pub log: Vec<String>,
-    pub expectations: Vec<ExpectationRecord>,
+    pub expectations: Vec<Judged>,
     /// Where the diagnostics bundle of a failed step was written.
     pub diagnostics: Option<PathBuf>,
+    /// The Istio version istiod ran when the step started.
+    pub istio_version: Option<String>,
+    /// Where the step's time went.
+    pub timing: Timing,
 }
 
 impl StepRecord {
+    /// A step that did not run (or ran no expectation), with this status.
+    pub fn without_run(suite: &str, step: &crate::suite::Step, status: StepStatus) -> StepRecord {
+        StepRecord {
+            suite: suite.to_string(),
+            slug: step.slug(),
+            title: step.title.clone(),
+            outcome: step.outcome.clone(),
+            status,
+            duration: Duration::ZERO,
+            log: Vec::new(),
+            expectations: Vec::new(),
+            diagnostics: None,
+            istio_version: None,
+            timing: Timing::default(),
+        }
+    }
+
     pub fn trial_name(&self) -> String {
         format!("{}::{}", self.suite, self.slug)
     }
@@ -105,7 +68,7 @@ impl StepRecord {
     pub fn edges(&self) -> impl Iterator<Item = &EdgeRow> {
         self.expectations
             .iter()
-            .flat_map(|e| e.evidence.edges.iter())
+            .flat_map(|e| e.judgement.evidence.edges.iter())
     }
 }
 

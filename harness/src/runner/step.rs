@@ -1,54 +1,82 @@
-//! Executing one step: its actions in order, then its expectations in order, stopping
-//! at the first that does not pass.
+//! Executing one step: its actions in order (after the actions of earlier steps that
+//! were not selected, as setup), then its expectations in order, stopping at the first
+//! that does not pass; the diagnostics bundle when it did not pass.
 
-use super::record::{StepRecord, StepStatus, Verdict};
+use super::record::{StepRecord, StepStatus};
 use super::world::{EnvError, World};
 use crate::progress::Progress;
 use crate::suite::Suite;
+use crate::verdict::{Timing, Verdict};
 use std::time::Instant;
 
-/// Runs step `index` of `suite`. The actions of `prerequisites` (steps the filters left
-/// out) run first, so the cluster is in the state this step assumes.
+/// Runs step `index` of `suite`, reported under `label` (the suite with its pass). The
+/// actions of `prerequisites` (steps the filters left out) run first, so the cluster is
+/// in the state this step assumes. When `version` is given, istiod must run it: a step
+/// whose pass names another version than the cluster runs is an error, never a pass.
 pub fn execute(
     world: &mut dyn World,
     suite: &Suite,
     index: usize,
     prerequisites: &[usize],
+    label: &str,
+    version: Option<&str>,
 ) -> StepRecord {
     let step = &suite.steps[index];
     let started = Instant::now();
     let mut log = Vec::new();
     let mut expectations = Vec::new();
     let mut status = StepStatus::Passed;
+    let mut timing = Timing::default();
     let mut actions: Vec<(String, &crate::suite::Action)> = Vec::new();
     for &p in prerequisites {
         let pre = &suite.steps[p];
         actions.extend(
             pre.actions
                 .iter()
-                .map(|a| (format!("(setup from {}) ", pre.trial_name()), a)),
+                .map(|a| (format!("(setup from {label}::{}) ", pre.slug()), a)),
         );
     }
     actions.extend(step.actions.iter().map(|a| (String::new(), a)));
-    for (prefix, action) in actions {
-        log.push(format!("do: {prefix}{action}"));
-        if let Err(EnvError { phase, message }) = world.act(suite, action, &mut log) {
-            status = StepStatus::Errored {
-                message: format!("{prefix}{action}: {phase}: {message}"),
-            };
-            break;
+    let istio_version = world.istio_version();
+    if let (Some(want), Some(runs)) = (version, istio_version.as_deref())
+        && want != runs
+    {
+        status = StepStatus::Errored {
+            message: format!(
+                "this step belongs to the pass on Istio {want}, but istiod runs {runs}; not judged"
+            ),
+        };
+    }
+    if let Some(runs) = &istio_version {
+        log.push(format!("istiod runs Istio {runs}"));
+    }
+    let actions_started = Instant::now();
+    if status == StepStatus::Passed {
+        for (prefix, action) in actions {
+            log.push(format!("do: {prefix}{action}"));
+            if let Err(EnvError { phase, message }) = world.act(suite, action, &mut log) {
+                status = StepStatus::Errored {
+                    message: format!("{prefix}{action}: {phase}: {message}"),
+                };
+                break;
+            }
         }
     }
+    timing.actions = actions_started.elapsed();
     if status == StepStatus::Passed {
         for expectation in &step.expect {
-            let record = world.judge(suite, step, expectation);
+            let judged = world.judge(suite, step, expectation);
+            let j = &judged.judgement;
             log.push(format!(
-                "expect: {} → {:?}: {}",
-                record.description, record.verdict, record.evidence.summary
+                "expect: {} → {}: {}",
+                judged.description,
+                j.verdict.mark(),
+                j.evidence.summary
             ));
-            let message = format!("{}: {}", record.description, record.evidence.summary);
-            let verdict = record.verdict;
-            expectations.push(record);
+            timing.add(&j.evidence.timing);
+            let message = format!("{}: {}", judged.description, j.evidence.summary);
+            let verdict = j.verdict;
+            expectations.push(judged);
             match verdict {
                 Verdict::Passed => continue,
                 Verdict::Failed => status = StepStatus::Failed { message },
@@ -60,7 +88,7 @@ pub fn execute(
     let diagnostics = if status == StepStatus::Passed {
         None
     } else {
-        world.diagnostics(suite, step)
+        world.diagnostics(suite, step, label)
     };
     if let Some(dir) = &diagnostics
         && let StepStatus::Failed { message } | StepStatus::Errored { message } = &mut status
@@ -68,7 +96,7 @@ pub fn execute(
         message.push_str(&format!(" [diagnostics: {}]", dir.display()));
     }
     StepRecord {
-        suite: suite.name.clone(),
+        suite: label.to_string(),
         slug: step.slug(),
         title: step.title.clone(),
         outcome: step.outcome.clone(),
@@ -77,6 +105,8 @@ pub fn execute(
         log,
         expectations,
         diagnostics,
+        istio_version,
+        timing,
     }
 }
 

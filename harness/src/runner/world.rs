@@ -1,38 +1,98 @@
 //! What the runner drives: the system under test. The cluster implements it for real
 //! runs; the runner itself knows only this interface.
 
-use super::record::{ExpectationRecord, RunProperties};
+use super::record::RunProperties;
 use crate::suite::{Action, Expectation, Step, Suite};
+use crate::verdict::Judged;
+use std::fmt;
 use std::path::PathBuf;
 
+/// Where a harness or environment failure happened; it names the synthetic JUnit test
+/// case of a setup failure (`setup::<phase>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    Preflight,
+    Tools,
+    Provision,
+    Istio,
+    Prometheus,
+    PortForward,
+    Render,
+    Apply,
+    Delete,
+    Inject,
+    Rollout,
+    Pki,
+    Upgrade,
+    Cleanup,
+    Reports,
+    Interrupted,
+    /// A step ran without the cluster being set up: a harness bug.
+    Run,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Preflight => "preflight",
+            Phase::Tools => "tools",
+            Phase::Provision => "provision",
+            Phase::Istio => "istio",
+            Phase::Prometheus => "prometheus",
+            Phase::PortForward => "port-forward",
+            Phase::Render => "render",
+            Phase::Apply => "apply",
+            Phase::Delete => "delete",
+            Phase::Inject => "inject",
+            Phase::Rollout => "rollout",
+            Phase::Pki => "pki",
+            Phase::Upgrade => "upgrade",
+            Phase::Cleanup => "cleanup",
+            Phase::Reports => "reports",
+            Phase::Interrupted => "interrupted",
+            Phase::Run => "run",
+        })
+    }
+}
+
 /// A failure of the harness or the environment, never a verdict on Istio.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EnvError {
-    /// Where it happened, e.g. `provision`, `preflight`.
-    pub phase: String,
+    pub phase: Phase,
     pub message: String,
 }
 
 impl EnvError {
-    pub fn new(phase: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(phase: Phase, message: impl Into<String>) -> Self {
         EnvError {
-            phase: phase.into(),
+            phase,
             message: message.into(),
         }
     }
+
+    /// `map_err(EnvError::at(Phase::Istio))`
+    pub fn at(phase: Phase) -> impl Fn(String) -> EnvError {
+        move |message| EnvError::new(phase.clone(), message)
+    }
 }
 
-impl std::fmt::Display for EnvError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.phase, self.message)
     }
 }
+
+impl std::error::Error for EnvError {}
 
 pub trait World: Send {
     /// Preflight and provisioning: everything before the first step.
     fn setup(&mut self) -> Result<(), EnvError>;
     /// Facts about the system under test known so far.
     fn properties(&self) -> RunProperties;
+    /// The Istio version the cluster runs now (read from istiod), for the step's record.
+    fn istio_version(&mut self) -> Option<String> {
+        None
+    }
     /// Carries out one action; the log gets a line per thing done.
     fn act(
         &mut self,
@@ -40,14 +100,14 @@ pub trait World: Send {
         action: &Action,
         log: &mut Vec<String>,
     ) -> Result<(), EnvError>;
-    /// Judges one expectation; the record carries the verdict and its evidence.
-    fn judge(&mut self, suite: &Suite, step: &Step, expectation: &Expectation)
-    -> ExpectationRecord;
+    /// Judges one expectation: the verdict and its evidence.
+    fn judge(&mut self, suite: &Suite, step: &Step, expectation: &Expectation) -> Judged;
     /// Upgrades Istio in place to `version`, restarts the app so it gets the new
     /// proxies, and checks that the data plane runs `version`.
     fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError>;
-    /// Collects a diagnostics bundle for a step that did not pass.
-    fn diagnostics(&mut self, suite: &Suite, step: &Step) -> Option<PathBuf>;
+    /// Collects a diagnostics bundle for a step that did not pass; `label` is the suite
+    /// as the report names it (with the pass of an upgrade run, e.g. `mesh@1.30.5`).
+    fn diagnostics(&mut self, suite: &Suite, step: &Step, label: &str) -> Option<PathBuf>;
     /// Releases what the run holds (port-forwards, a cluster the harness created).
     fn finish(&mut self) -> Result<(), EnvError>;
 }

@@ -1,14 +1,18 @@
-//! Suites as data: the vocabulary, where suite files come from, loading with strict
-//! validation, and manifest templating.
+//! Suites as data: the files, where they come from, loading with strict validation,
+//! manifest templating, and what the manifests deploy. What a step does and expects is
+//! in `action/` and `expect/`.
 
+pub mod app;
 pub mod duration;
 mod load;
 pub mod model;
 pub mod source;
 pub mod template;
+pub mod validation;
 
+pub use crate::action::Action;
+pub use crate::expect::Expectation;
 pub use load::{SuiteError, load};
-pub use model::{Action, Expectation};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +30,8 @@ pub struct Suite {
     pub teardown: Vec<Action>,
     /// Every manifest the suite's actions name, by the name they use.
     pub manifests: BTreeMap<String, Manifest>,
+    /// What the manifests deploy (and so what a success looks like).
+    pub app: Arc<app::App>,
 }
 
 #[derive(Debug)]
@@ -41,7 +47,7 @@ pub struct Step {
 }
 
 impl Step {
-    /// `<suite>::<NN>-<id>`, the libtest trial name.
+    /// `<suite>::<NN>-<id>`, the libtest trial name (without a pass label).
     pub fn trial_name(&self) -> String {
         format!("{}::{}", self.suite, self.slug())
     }
@@ -61,6 +67,8 @@ pub struct Manifest {
     pub template: String,
     /// Uses variables that exist only after `issue-pki`.
     pub uses_pki: bool,
+    /// The kinds of its documents, in order.
+    pub kinds: Vec<String>,
 }
 
 /// The loaded suites in run order.

@@ -1,11 +1,13 @@
-//! Judging mTLS per edge from Prometheus, as Kiali draws its padlock
-//! (kiali `graph/telemetry/istio/appender/security_policy.go`): the destination-reported
-//! request rate grouped by `connection_security_policy`; padlock when the `mutual_tls`
-//! share is > 0. Counters only grow and old series stay, so only deltas since a phase
-//! start mean anything; a series absent at the start counts as 0.
+//! Judging mTLS per edge from Prometheus. Kiali draws its padlock
+//! (kiali `graph/telemetry/istio/appender/security_policy.go`) from the
+//! destination-reported request rate grouped by `connection_security_policy`: padlock
+//! when the `mutual_tls` share is > 0. The padlock is shown; the verdict is stricter:
+//! an edge expected with mTLS must carry no plaintext at all, an edge expected without
+//! must carry no mTLS. Counters only grow and old series stay, so only deltas since a
+//! phase start mean anything; a series absent at the start counts as 0.
 
 use super::prometheus::{Labels, Prometheus};
-use crate::runner::record::{EdgeRow, Evidence, Verdict};
+use crate::verdict::{EdgeExpectation, EdgeRow, Evidence, Judgement, Padlock, Verdict};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -20,16 +22,6 @@ pub fn sidecar_targets(app_namespace: &str) -> String {
 }
 const POLL: Duration = Duration::from_millis(500);
 
-/// One edge to judge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EdgeExpectation {
-    /// `source_workload` (the ingress gateway is `istio-ingressgateway`).
-    pub from: String,
-    /// `destination_workload`.
-    pub to: String,
-    pub padlock: bool,
-}
-
 /// Counter values at one moment, keyed by the full label set of each series.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
@@ -37,12 +29,14 @@ pub struct Snapshot {
     pub series: BTreeMap<Labels, f64>,
 }
 
-/// Request deltas of one edge by policy.
+/// Request deltas of one edge by policy, and how many of them were errors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EdgeDelta {
     pub mutual_tls: f64,
     pub none: f64,
     pub other: f64,
+    /// Requests with a `response_code` outside 2xx.
+    pub errors: f64,
 }
 
 impl EdgeDelta {
@@ -50,9 +44,35 @@ impl EdgeDelta {
         self.mutual_tls + self.none + self.other
     }
 
-    /// Kiali's padlock: None without traffic, else whether any request was mTLS.
-    pub fn padlock(&self) -> Option<bool> {
-        (self.total() > 0.0).then_some(self.mutual_tls > 0.0)
+    /// Kiali's padlock.
+    pub fn padlock(&self) -> Padlock {
+        if self.total() <= 0.0 {
+            Padlock::NoTraffic
+        } else if self.mutual_tls > 0.0 {
+            Padlock::Present
+        } else {
+            Padlock::Absent
+        }
+    }
+}
+
+/// Whether an edge's deltas are what the expectation asks: with a padlock, every
+/// request mTLS (and at least one); without, every request plaintext (and at least one).
+pub fn holds(expected: Padlock, d: &EdgeDelta) -> bool {
+    match expected {
+        Padlock::Present => d.mutual_tls > 0.0 && d.none == 0.0,
+        Padlock::Absent => d.none > 0.0 && d.mutual_tls == 0.0,
+        Padlock::NoTraffic => d.total() == 0.0,
+    }
+}
+
+/// Counters only grow: once an edge carried what its expectation forbids, no later
+/// scrape can make it hold.
+pub fn is_final_failure(row: &EdgeRow) -> bool {
+    match row.expected {
+        Padlock::Present => row.plaintext > 0.0,
+        Padlock::Absent => row.mutual_tls > 0.0,
+        Padlock::NoTraffic => row.total() > 0.0,
     }
 }
 
@@ -81,6 +101,9 @@ pub fn deltas(before: &Snapshot, after: &Snapshot) -> BTreeMap<(String, String),
             label(labels, "destination_workload").to_string(),
         );
         let edge = edges.entry(key).or_default();
+        if !label(labels, "response_code").starts_with('2') {
+            edge.errors += delta;
+        }
         match label(labels, "connection_security_policy") {
             "mutual_tls" => edge.mutual_tls += delta,
             "none" => edge.none += delta,
@@ -91,7 +114,7 @@ pub fn deltas(before: &Snapshot, after: &Snapshot) -> BTreeMap<(String, String),
 }
 
 /// The table rows for `expected` and whether every edge is as expected. A row without
-/// traffic does not hold (nothing proves the padlock either way).
+/// traffic does not hold (nothing proves anything either way).
 pub fn judge(
     expected: &[EdgeExpectation],
     deltas: &BTreeMap<(String, String), EdgeDelta>,
@@ -100,19 +123,18 @@ pub fn judge(
     let rows = expected
         .iter()
         .map(|e| {
-            let d = deltas
-                .get(&(e.from.clone(), e.to.clone()))
-                .cloned()
-                .unwrap_or_default();
-            let padlock = d.padlock();
-            all &= padlock == Some(e.padlock);
+            let d = deltas.get(&e.key()).cloned().unwrap_or_default();
+            let want = Padlock::expected(e.padlock);
+            all &= holds(want, &d);
             EdgeRow {
-                from: e.from.clone(),
-                to: e.to.clone(),
+                from: e.from.value.clone(),
+                to: e.to.value.clone(),
                 mutual_tls: d.mutual_tls,
                 plaintext: d.none,
-                expected_padlock: e.padlock,
-                padlock,
+                other: d.other,
+                errors: d.errors,
+                expected: want,
+                padlock: d.padlock(),
                 proxy_config_mtls: None,
             }
         })
@@ -130,7 +152,12 @@ pub fn cross_check(rows: &mut [EdgeRow], proxy: &BTreeMap<(String, String), bool
             continue;
         };
         row.proxy_config_mtls = Some(mtls);
-        if let Some(seen) = row.padlock
+        let seen = match row.padlock {
+            Padlock::Present => Some(true),
+            Padlock::Absent => Some(false),
+            Padlock::NoTraffic => None,
+        };
+        if let Some(seen) = seen
             && seen != mtls
         {
             disagreements.push(format!(
@@ -143,20 +170,6 @@ pub fn cross_check(rows: &mut [EdgeRow], proxy: &BTreeMap<(String, String), bool
         }
     }
     disagreements
-}
-
-/// Whether a row can still change its verdict: counters only grow, so an edge that
-/// shows mTLS where none is expected is final.
-fn is_final_failure(row: &EdgeRow) -> bool {
-    !row.expected_padlock && row.mutual_tls > 0.0
-}
-
-/// What a phase found.
-#[derive(Debug, Clone)]
-pub struct PhaseResult {
-    pub verdict: Verdict,
-    pub evidence: Evidence,
-    pub elapsed: Duration,
 }
 
 /// Waits until every target of `targets` was scraped after `moment` (Prometheus time).
@@ -189,28 +202,43 @@ async fn scraped_after(
     }
 }
 
-fn table(rows: &[EdgeRow]) -> Vec<String> {
+/// One line per edge: the deltas, Kiali's padlock, and what was expected.
+pub fn table(rows: &[EdgeRow]) -> Vec<String> {
     rows.iter()
         .map(|r| {
             format!(
-                "{} → {}: mutual_tls Δ {}, none Δ {}; padlock {} (expected {})",
+                "{} → {}: mutual_tls Δ {}, plaintext Δ {}{}; padlock {} (expected {}{})",
                 r.from,
                 r.to,
                 r.mutual_tls,
                 r.plaintext,
-                match r.padlock {
-                    Some(true) => "present",
-                    Some(false) => "absent",
-                    None => "unknown: no traffic",
-                },
-                if r.expected_padlock {
-                    "present"
+                if r.other > 0.0 {
+                    format!(", other Δ {}", r.other)
                 } else {
-                    "absent"
+                    String::new()
+                },
+                r.padlock,
+                r.expected,
+                match r.expected {
+                    Padlock::Present => ", no plaintext",
+                    Padlock::Absent => ", no mTLS",
+                    Padlock::NoTraffic => "",
                 }
             )
         })
         .collect()
+}
+
+fn holds_row(r: &EdgeRow) -> bool {
+    holds(
+        r.expected,
+        &EdgeDelta {
+            mutual_tls: r.mutual_tls,
+            none: r.plaintext,
+            other: r.other,
+            errors: r.errors,
+        },
+    )
 }
 
 /// One phase: wait for quiet (every target scraped since now), take the baseline, send
@@ -222,17 +250,14 @@ pub async fn phase<F, Fut>(
     expected: &[EdgeExpectation],
     deadline: Duration,
     send_traffic: F,
-) -> PhaseResult
+) -> Judgement
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<String, String>>,
 {
     let started = Instant::now();
-    let errored = |message: String, started: Instant| PhaseResult {
-        verdict: Verdict::Errored,
-        evidence: Evidence::new(message),
-        elapsed: started.elapsed(),
-    };
+    let errored =
+        |message: String, started: Instant| Judgement::errored(message, started.elapsed());
     let quiet_from = match prometheus.now().await {
         Ok(t) => t,
         Err(e) => return errored(e, started),
@@ -244,6 +269,7 @@ where
         Ok(s) => s,
         Err(e) => return errored(e, started),
     };
+    let quiet = started.elapsed();
     let traffic = match send_traffic().await {
         Ok(summary) => summary,
         Err(e) => {
@@ -257,6 +283,7 @@ where
         Ok(t) => t,
         Err(e) => return errored(e, started),
     };
+    let traffic_time = started.elapsed() - quiet;
     // Two scrapes after the traffic before any verdict.
     let first = match scraped_after(prometheus, targets, traffic_end, started, deadline).await {
         Ok(t) => t,
@@ -295,20 +322,22 @@ where
             } else {
                 let wrong: Vec<String> = rows
                     .iter()
-                    .filter(|r| r.padlock != Some(r.expected_padlock))
+                    .filter(|r| {
+                        !holds_row(r)
+                    })
                     .map(|r| match r.padlock {
-                        None => format!("{} → {}: no traffic in this phase", r.from, r.to),
-                        Some(seen) => format!(
-                            "{} → {}: padlock {} (mutual_tls Δ {}, none Δ {}), expected {}",
+                        Padlock::NoTraffic => format!("{} → {}: no traffic in this phase", r.from, r.to),
+                        seen => format!(
+                            "{} → {}: mutual_tls Δ {}, plaintext Δ {} (Kiali: padlock {}), expected {}",
                             r.from,
                             r.to,
-                            if seen { "present" } else { "absent" },
                             r.mutual_tls,
                             r.plaintext,
-                            if r.expected_padlock {
-                                "present"
-                            } else {
-                                "absent"
+                            if seen == Padlock::Present { "shown" } else { "absent" },
+                            match r.expected {
+                                Padlock::Present => "all mTLS",
+                                Padlock::Absent => "all plaintext",
+                                Padlock::NoTraffic => "no traffic",
                             }
                         ),
                     })
@@ -317,7 +346,9 @@ where
             };
             let mut evidence = Evidence::new(summary).with_details(details);
             evidence.edges = rows;
-            return PhaseResult {
+            evidence.timing.traffic = traffic_time;
+            evidence.timing.telemetry = started.elapsed().saturating_sub(traffic_time);
+            return Judgement {
                 verdict,
                 evidence,
                 elapsed: started.elapsed(),
@@ -335,11 +366,12 @@ where
 mod tests {
     use super::*;
 
-    fn series(src: &str, dst: &str, policy: &str, pod: &str) -> Labels {
+    fn series(src: &str, dst: &str, policy: &str, code: &str, pod: &str) -> Labels {
         [
             ("source_workload", src),
             ("destination_workload", dst),
             ("connection_security_policy", policy),
+            ("response_code", code),
             ("pod", pod),
         ]
         .iter()
@@ -347,32 +379,48 @@ mod tests {
         .collect()
     }
 
+    fn delta(mutual_tls: f64, none: f64) -> EdgeDelta {
+        EdgeDelta {
+            mutual_tls,
+            none,
+            ..EdgeDelta::default()
+        }
+    }
+
     #[test]
     fn absent_series_count_as_zero_and_resets_count_from_zero() {
         let before = Snapshot {
             at: 0.0,
             series: [
-                (series("sentences", "name-v1", "mutual_tls", "a"), 50.0),
-                (series("sentences", "name-v2", "mutual_tls", "b"), 30.0),
+                (series("sentences", "name", "mutual_tls", "200", "a"), 50.0),
+                (
+                    series("sentences", "name-v2", "mutual_tls", "200", "b"),
+                    30.0,
+                ),
             ]
             .into(),
         };
         let after = Snapshot {
             at: 1.0,
             series: [
-                (series("sentences", "name-v1", "mutual_tls", "a"), 50.0), // stale: no new mTLS
-                (series("sentences", "name-v1", "none", "a"), 12.0),       // new series
-                (series("sentences", "name-v2", "mutual_tls", "b"), 4.0),  // reset after a restart
+                (series("sentences", "name", "mutual_tls", "200", "a"), 50.0), // stale: no new mTLS
+                (series("sentences", "name", "none", "200", "a"), 12.0),       // new series
+                (series("sentences", "name", "none", "503", "a"), 2.0),        // new, errors
+                (
+                    series("sentences", "name-v2", "mutual_tls", "200", "b"),
+                    4.0,
+                ), // reset after a restart
             ]
             .into(),
         };
         let d = deltas(&before, &after);
         assert_eq!(
-            d[&("sentences".into(), "name-v1".into())],
+            d[&("sentences".into(), "name".into())],
             EdgeDelta {
                 mutual_tls: 0.0,
-                none: 12.0,
-                other: 0.0
+                none: 14.0,
+                other: 0.0,
+                errors: 2.0
             }
         );
         assert_eq!(d[&("sentences".into(), "name-v2".into())].mutual_tls, 4.0);
@@ -385,17 +433,19 @@ mod tests {
             to: to.into(),
             mutual_tls: mtls,
             plaintext: plain,
-            expected_padlock: expected,
-            padlock: (mtls + plain > 0.0).then_some(mtls > 0.0),
+            other: 0.0,
+            errors: 0.0,
+            expected: Padlock::expected(expected),
+            padlock: delta(mtls, plain).padlock(),
             proxy_config_mtls: None,
         };
         let mut rows = vec![
-            row("name-v1", 0.0, 20.0, false),
+            row("name", 0.0, 20.0, false),
             row("name-v2", 20.0, 0.0, true),
             row("age", 0.0, 0.0, true),
         ];
         let proxy: BTreeMap<(String, String), bool> = [
-            (("sentences".into(), "name-v1".into()), false),
+            (("sentences".into(), "name".into()), false),
             (("sentences".into(), "name-v2".into()), false), // config says plaintext, telemetry saw mTLS
             (("sentences".into(), "age".into()), true),
         ]
@@ -409,38 +459,32 @@ mod tests {
             rows.iter().map(|r| r.proxy_config_mtls).collect::<Vec<_>>(),
             [Some(false), Some(false), Some(true)]
         );
-        let mut agreeing = vec![row("name-v1", 0.0, 20.0, false)];
+        let mut agreeing = vec![row("name", 0.0, 20.0, false)];
         assert!(cross_check(&mut agreeing, &proxy).is_empty());
     }
 
     #[test]
     fn kiali_rule_needs_traffic_and_any_mtls_share_for_a_padlock() {
-        assert_eq!(EdgeDelta::default().padlock(), None);
-        assert_eq!(
-            EdgeDelta {
-                mutual_tls: 0.0,
-                none: 3.0,
-                other: 0.0
-            }
-            .padlock(),
-            Some(false)
-        );
-        assert_eq!(
-            EdgeDelta {
-                mutual_tls: 1.0,
-                none: 3.0,
-                other: 0.0
-            }
-            .padlock(),
-            Some(true)
-        );
-        let expected = [EdgeExpectation {
-            from: "a".into(),
-            to: "b".into(),
-            padlock: false,
-        }];
+        assert_eq!(EdgeDelta::default().padlock(), Padlock::NoTraffic);
+        assert_eq!(delta(0.0, 3.0).padlock(), Padlock::Absent);
+        assert_eq!(delta(1.0, 3.0).padlock(), Padlock::Present);
+        let expected = [EdgeExpectation::new("a", "b", false)];
         let (ok, rows) = judge(&expected, &BTreeMap::new());
         assert!(!ok, "no traffic proves nothing");
-        assert_eq!(rows[0].padlock, None);
+        assert_eq!(rows[0].padlock, Padlock::NoTraffic);
+    }
+
+    #[test]
+    fn the_verdict_is_stricter_than_the_padlock() {
+        // 80 % plaintext towards a subset that must be ISTIO_MUTUAL: Kiali shows a
+        // padlock, the verdict fails.
+        let mostly_plain = delta(4.0, 16.0);
+        assert_eq!(mostly_plain.padlock(), Padlock::Present);
+        assert!(!holds(Padlock::Present, &mostly_plain));
+        assert!(holds(Padlock::Present, &delta(20.0, 0.0)));
+        // DISABLE: plaintext only.
+        assert!(holds(Padlock::Absent, &delta(0.0, 20.0)));
+        assert!(!holds(Padlock::Absent, &delta(1.0, 20.0)));
+        assert!(!holds(Padlock::Absent, &delta(0.0, 0.0)));
     }
 }

@@ -94,12 +94,28 @@ pub fn deployment(
     })
 }
 
-/// A pod of `age` of the given pod-template-hash and IP, optionally stuck pulling.
+/// A pod of `age` of the given pod-template-hash and IP (owned by ReplicaSet
+/// `age-<hash>`), optionally stuck pulling.
 pub fn pod(name: &str, hash: &str, ip: &str, waiting: Option<&str>) -> Value {
     let mut status = json!({"podIPs": [{"ip": ip}]});
     if let Some(reason) = waiting {
         status["containerStatuses"] = json!([{"name": "age", "image": "ghcr.io/x/katas:nope", "imageID": "", "ready": false, "restartCount": 0,
             "state": {"waiting": {"reason": reason, "message": "pull access denied"}}}]);
     }
-    json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash}}, "spec": {"containers": [{"name": "age"}]}, "status": status})
+    json!({"metadata": {"name": name, "labels": {"app": "age", "version": "v1", "pod-template-hash": hash},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("age-{hash}"), "uid": format!("rs-{hash}")}]},
+           "spec": {"containers": [{"name": "age"}]}, "status": status})
+}
+
+/// ReplicaSet `age-<hash>` of Deployment `age`, at `revision`.
+pub fn replica_set(hash: &str, revision: &str) -> Value {
+    json!({"metadata": {"name": format!("age-{hash}"), "labels": {"app": "age", "version": "v1", "pod-template-hash": hash},
+                        "annotations": {"deployment.kubernetes.io/revision": revision},
+                        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "age", "uid": "dep-age"}]},
+           "spec": {"selector": {}}})
+}
+
+/// An endpoint of an EndpointSlice pointing at `pod`.
+pub fn endpoint(ip: &str, pod: &str, ready: bool) -> Value {
+    json!({"addresses": [ip], "conditions": {"ready": ready}, "targetRef": {"kind": "Pod", "name": pod, "namespace": "sentences"}})
 }

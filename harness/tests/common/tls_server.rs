@@ -97,7 +97,7 @@ pub fn serve_on(
                 if n == 0 {
                     return;
                 }
-                let body = "Alice is 42 years";
+                let body = "Peter is 42 years";
                 let response = format!(
                     "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
                     body.len()
@@ -107,4 +107,20 @@ pub fn serve_on(
             });
         }
     });
+}
+
+/// A server that reads what the client sends and closes the connection without a word:
+/// no TLS alert, no HTTP (what a dead path or a wrong gateway looks like).
+pub async fn silent_closer() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+            });
+        }
+    });
+    addr
 }

@@ -1,0 +1,49 @@
+//! What setup leaves for the run: a client of the cluster, the apply engine, and how
+//! to reach the ingress gateway and Prometheus.
+
+use super::apply::Applier;
+use super::portforward::Forward;
+use crate::probe::http::Target;
+use kube::Client;
+use std::path::PathBuf;
+
+pub struct Live {
+    pub client: Client,
+    pub applier: Applier,
+    /// The harness created the kind cluster `--cluster-name` (and deletes it at the end).
+    pub owns_cluster: bool,
+    /// The kind binary, when the cluster is a kind cluster of `--cluster-name`.
+    pub kind: Option<PathBuf>,
+    /// `--kubeconfig`/`--context` for istioctl.
+    pub cluster_args: Vec<String>,
+    /// The gateway's HTTP port (service port 80).
+    pub gateway_http: Target,
+    /// The gateway's HTTPS port (service port 443).
+    pub gateway_tls: Target,
+    pub prometheus_url: String,
+    /// Held for the run: dropping a forward stops it.
+    pub forwards: Vec<Forward>,
+}
+
+impl Live {
+    /// A cluster reached without port-forwards (addresses given): for embedding the
+    /// harness and for tests.
+    pub fn direct(
+        client: Client,
+        gateway_http: std::net::SocketAddr,
+        gateway_tls: std::net::SocketAddr,
+        prometheus_url: &str,
+    ) -> Live {
+        Live {
+            applier: Applier::new(client.clone()),
+            client,
+            owns_cluster: false,
+            kind: None,
+            cluster_args: Vec::new(),
+            gateway_http: Target::direct(gateway_http),
+            gateway_tls: Target::direct(gateway_tls),
+            prometheus_url: prometheus_url.to_string(),
+            forwards: Vec::new(),
+        }
+    }
+}

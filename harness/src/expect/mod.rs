@@ -1,0 +1,126 @@
+//! What a step expects: the closed vocabulary of expectations. Each family lives in its
+//! own file with its schema and defaults, its validation at load time (errors at
+//! `file:line:column`), its description for the plan and the report, its deadline, and
+//! `judge`, which returns a verdict with its evidence. This enum only delegates.
+//!
+//! Adding an expectation kind: a file here with a struct that has `validate`,
+//! `deadline`, `judge` and `Display`, a variant below, and a line in `each!`.
+
+pub mod mtls;
+pub mod proxy_config;
+pub mod sidecars;
+pub mod tls;
+pub mod traffic;
+
+use crate::cluster::Live;
+use crate::config::{HOST, RunConfig};
+use crate::pki::Pki;
+use crate::probe::http::HttpProbe;
+use crate::suite::validation::Validation;
+use crate::suite::{Step, Suite, SuiteError};
+use crate::verdict::Judgement;
+use serde::Deserialize;
+use std::fmt;
+use std::time::Duration;
+
+/// What a step expects, judged in order; the first that does not hold ends the step.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Expectation {
+    /// Named workloads have (or have not) a ready `istio-proxy` in every pod.
+    Sidecars(sidecars::Sidecars),
+    /// Requests through the ingress answer 200 with a sentence of the deployed app.
+    Flows(traffic::Flows),
+    /// Requests through the ingress get the app's own error answer, every one over a window.
+    Fails(traffic::Fails),
+    /// Every request over a window after the change ends in the given class.
+    Holds(traffic::Holds),
+    /// A TLS client with the given identity gets through the MUTUAL gateway.
+    TlsAccepts(tls::TlsAccepts),
+    /// A TLS client with the given identity is refused with a TLS alert.
+    TlsRejects(tls::TlsRejects),
+    /// Telemetry per edge (Kiali's padlock, and no plaintext where mTLS is required).
+    Mtls(mtls::Mtls),
+    /// The client sidecar's clusters originate (or do not originate) mutual TLS.
+    ProxyConfig(proxy_config::ProxyConfig),
+}
+
+/// One `match` over the families: `each!(self, e => e.method())`.
+macro_rules! each {
+    ($expectation:expr, $e:ident => $body:expr) => {
+        match $expectation {
+            Expectation::Sidecars($e) => $body,
+            Expectation::Flows($e) => $body,
+            Expectation::Fails($e) => $body,
+            Expectation::Holds($e) => $body,
+            Expectation::TlsAccepts($e) => $body,
+            Expectation::TlsRejects($e) => $body,
+            Expectation::Mtls($e) => $body,
+            Expectation::ProxyConfig($e) => $body,
+        }
+    };
+}
+
+impl Expectation {
+    /// Checks the expectation against the suite; `earlier` are the step's expectations
+    /// before this one (a negative TLS check needs a positive control among them).
+    pub fn validate(
+        &self,
+        ctx: &mut Validation<'_>,
+        earlier: &[Expectation],
+    ) -> Result<(), SuiteError> {
+        each!(self, e => e.validate(ctx, earlier))
+    }
+
+    /// The longest this expectation may take.
+    pub fn deadline(&self) -> Duration {
+        each!(self, e => e.deadline())
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        each!(self, e => e.judge(env).await)
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        each!(self, e => e.fmt(f))
+    }
+}
+
+/// What an expectation judges with.
+pub struct Env<'a> {
+    pub config: &'a RunConfig,
+    pub suite: &'a Suite,
+    pub step: &'a Step,
+    pub cluster: &'a Live,
+    /// This run's PKI, once an `issue-pki` action issued it.
+    pub pki: Option<&'a Pki>,
+}
+
+impl Env<'_> {
+    /// The HTTP probe through the gateway, judging answers against the suite's app.
+    pub fn http_probe(&self) -> Result<HttpProbe, String> {
+        HttpProbe::new(
+            HOST,
+            self.cluster.gateway_http.clone(),
+            std::sync::Arc::clone(&self.suite.app.grammar),
+        )
+    }
+}
+
+/// `12.3 s`
+pub fn secs(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod display_tests {
+    #[test]
+    fn each_family_describes_itself() {
+        let e: super::Expectation = serde_saphyr::from_str("flows: { consecutive: 3 }").unwrap();
+        assert!(e.to_string().starts_with("traffic flows"), "{e}");
+        let a: crate::action::Action = serde_saphyr::from_str("apply: [x]").unwrap();
+        assert_eq!(a.to_string(), "apply x");
+    }
+}

@@ -1,0 +1,279 @@
+//! `proxy-config`: the calling workload's Envoy clusters towards a service (and subset)
+//! originate mutual TLS — or do not. Read from the caller's Envoy admin through a
+//! port-forward, independent of Prometheus; polled until the config arrived (istiod
+//! pushes within 100 ms–10 s), so behaviour is judged only after config converged.
+
+use super::{Env, secs};
+use crate::cluster::envoy_admin;
+use crate::cluster::istio;
+use crate::deadlines;
+use crate::suite::duration::HumanDuration;
+use crate::suite::validation::Validation;
+use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
+use crate::telemetry::proxy_config::{self, Origination};
+use crate::verdict::{Evidence, Judgement};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::core::GroupVersionKind;
+use kube::discovery::ApiResource;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+fn app_port() -> u16 {
+    5000
+}
+fn proxy_config_deadline() -> HumanDuration {
+    HumanDuration(deadlines::PROXY_CONFIG)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// The workload whose sidecar (or the ingress gateway) originates the calls.
+    pub client: Spanned<String>,
+    pub clusters: Vec<ClusterExpectation>,
+    #[serde(default = "proxy_config_deadline")]
+    pub deadline: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterExpectation {
+    /// Service name in the app namespace.
+    pub service: String,
+    #[serde(default)]
+    pub subset: Option<String>,
+    #[serde(default = "app_port")]
+    pub port: u16,
+    pub mtls: bool,
+}
+
+fn describe(o: &Origination) -> &'static str {
+    match o {
+        Origination::Tls => "TLS (envoy.transport_sockets.tls)",
+        Origination::AutoMtls => "auto mTLS (TLS to sidecar endpoints)",
+        Origination::Plaintext => "plaintext (no transport socket)",
+    }
+}
+
+/// Where the calls of `workload` originate: its namespace and Deployment.
+fn caller(env: &Env<'_>, workload: &str) -> (String, String) {
+    if workload == INGRESS_GATEWAY_WORKLOAD {
+        (
+            env.config.ingress_namespace.clone(),
+            istio::INGRESS_GATEWAY.to_string(),
+        )
+    } else {
+        (env.config.app_namespace.clone(), workload.to_string())
+    }
+}
+
+/// The caller's active clusters.
+pub async fn config_dump(env: &Env<'_>, workload: &str) -> Result<serde_json::Value, String> {
+    let (namespace, deployment) = caller(env, workload);
+    envoy_admin::get_json_of(
+        &env.cluster.client,
+        &namespace,
+        &deployment,
+        "/config_dump?resource=dynamic_active_clusters",
+    )
+    .await
+}
+
+fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
+    !selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The Envoy cluster a caller uses towards workload `to`: the Service selecting `to`'s
+/// pods and, when a DestinationRule for that Service has a subset whose labels select
+/// them, that subset. Nothing is assumed about names.
+pub async fn cluster_towards(env: &Env<'_>, to: &str) -> Result<String, String> {
+    let client = &env.cluster.client;
+    let namespace = &env.config.app_namespace;
+    let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
+        .get(to)
+        .await
+        .map_err(|e| format!("cannot read deployment {namespace}/{to}: {e}"))?;
+    let pod_labels = deployment
+        .spec
+        .and_then(|s| s.template.metadata)
+        .and_then(|m| m.labels)
+        .unwrap_or_default();
+    let services = Api::<Service>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list services in {namespace}: {e}"))?;
+    let service = services
+        .items
+        .into_iter()
+        .find(|s| {
+            labels_match(
+                &s.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.clone())
+                    .unwrap_or_default(),
+                &pod_labels,
+            )
+        })
+        .ok_or_else(|| format!("no Service in {namespace} selects the pods of {to}"))?;
+    let service_name = service.metadata.name.clone().unwrap_or_default();
+    let port = service
+        .spec
+        .and_then(|s| s.ports)
+        .and_then(|p| p.first().map(|p| p.port))
+        .unwrap_or(5000);
+    let fqdn = format!("{service_name}.{namespace}.svc.cluster.local");
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "DestinationRule",
+    ));
+    let rules: Vec<DynamicObject> =
+        Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default();
+    let subset = rules
+        .iter()
+        .filter(|r| {
+            let host = r
+                .data
+                .pointer("/spec/host")
+                .and_then(|h| h.as_str())
+                .unwrap_or("");
+            host == service_name || host == fqdn || host == format!("{service_name}.{namespace}")
+        })
+        .flat_map(|r| {
+            r.data
+                .pointer("/spec/subsets")
+                .and_then(|s| s.as_array())
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|subset| {
+            let labels: BTreeMap<String, String> = subset
+                .get("labels")
+                .and_then(|l| l.as_object())
+                .map(|m| {
+                    m.iter()
+                        .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                        .collect()
+                })
+                .unwrap_or_default();
+            labels_match(&labels, &pod_labels)
+        })
+        .and_then(|s| s.get("name").and_then(|n| n.as_str()).map(str::to_string));
+    let port =
+        u16::try_from(port).map_err(|_| format!("service {service_name} has port {port}"))?;
+    Ok(proxy_config::cluster_name(
+        &service_name,
+        namespace,
+        port,
+        subset.as_deref(),
+    ))
+}
+
+impl ProxyConfig {
+    pub fn validate(
+        &self,
+        ctx: &mut Validation<'_>,
+        _earlier: &[Expectation],
+    ) -> Result<(), SuiteError> {
+        ctx.workload(&self.client, true)?;
+        if self.clusters.is_empty() {
+            return Err(ctx.error(&self.client.referenced, "`proxy-config` names no cluster"));
+        }
+        Ok(())
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline.0
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        let started = Instant::now();
+        loop {
+            let dump = match config_dump(env, &self.client.value).await {
+                Ok(d) => d,
+                Err(err) if started.elapsed() < self.deadline.0 => {
+                    tracing::debug!("proxy config not readable yet: {err}");
+                    tokio::time::sleep(deadlines::POLL).await;
+                    continue;
+                }
+                Err(err) => return Judgement::errored(err, started.elapsed()),
+            };
+            let mut lines = Vec::new();
+            let mut holds = true;
+            for c in &self.clusters {
+                let name = proxy_config::cluster_name(
+                    &c.service,
+                    &env.config.app_namespace,
+                    c.port,
+                    c.subset.as_deref(),
+                );
+                match proxy_config::find_cluster(&dump, &name) {
+                    Some(cluster) => {
+                        let o = proxy_config::origination(cluster);
+                        holds &= o.mtls() == c.mtls;
+                        lines.push(format!(
+                            "{name}: {} — expected {}",
+                            describe(&o),
+                            if c.mtls { "mTLS" } else { "plaintext" }
+                        ));
+                    }
+                    None => {
+                        holds = false;
+                        lines.push(format!("{name}: not in {}'s config yet", self.client.value));
+                    }
+                }
+            }
+            let elapsed = started.elapsed();
+            if holds || elapsed >= self.deadline.0 {
+                let mut evidence = Evidence::new(if holds {
+                    format!("every cluster as expected after {}", secs(elapsed))
+                } else {
+                    lines.join("; ")
+                })
+                .with_details(lines);
+                evidence.timing.convergence = elapsed;
+                return if holds {
+                    Judgement::passed(evidence, elapsed)
+                } else {
+                    Judgement::failed(evidence, elapsed)
+                };
+            }
+            tokio::time::sleep(deadlines::POLL).await;
+        }
+    }
+}
+
+impl fmt::Display for ProxyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let clusters = self
+            .clusters
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}{} {}",
+                    c.service,
+                    c.subset
+                        .as_deref()
+                        .map(|s| format!("/{s}"))
+                        .unwrap_or_default(),
+                    if c.mtls { "mTLS" } else { "plaintext" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        write!(
+            f,
+            "{}'s proxy config: {} (within {})",
+            self.client.value, clusters, self.deadline
+        )
+    }
+}

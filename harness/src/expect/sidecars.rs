@@ -1,0 +1,182 @@
+//! `sidecars`: named workloads have (or lack) an `istio-proxy` in every pod. A sidecar
+//! is a container named `istio-proxy` (in `containers`, or a native sidecar in
+//! `initContainers` with `restartPolicy: Always`) that is ready; the injector's
+//! annotation alone is not one.
+//!
+//! Polled until it holds; but once a workload's rollout is complete, its pods will not
+//! change by themselves, so a contradiction there is final and reported at once rather
+//! than at the deadline.
+
+use super::{Env, secs};
+use crate::cluster::rollout::{self, RolloutState};
+use crate::cluster::workloads::{self, Sidecar};
+use crate::deadlines;
+use crate::suite::duration::HumanDuration;
+use crate::suite::model::names;
+use crate::suite::validation::Validation;
+use crate::suite::{Expectation, SuiteError};
+use crate::verdict::{Evidence, Judgement};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+fn sidecars_deadline() -> HumanDuration {
+    HumanDuration(deadlines::SIDECARS)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sidecars {
+    #[serde(default)]
+    pub present: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub absent: Vec<Spanned<String>>,
+    #[serde(default = "sidecars_deadline")]
+    pub deadline: HumanDuration,
+}
+
+/// One workload as seen at one look.
+struct Look {
+    line: String,
+    holds: bool,
+    /// The contradiction cannot resolve by itself (rollout complete, pods final).
+    settled: bool,
+}
+
+fn look(workload: &str, want: bool, pods: &[(String, Sidecar)], rollout_done: bool) -> Look {
+    let holds = !pods.is_empty()
+        && pods.iter().all(|(_, s)| match s {
+            Sidecar::Ready(_) => want,
+            Sidecar::NotReady(..) => false,
+            Sidecar::AnnotatedOnly | Sidecar::None => !want,
+        });
+    // A pod without an istio-proxy container never grows one; a pod with one never
+    // loses it. A not-ready proxy may still become ready.
+    let settled = rollout_done
+        && !pods.is_empty()
+        && pods
+            .iter()
+            .any(|(_, s)| s.present() != want && !matches!(s, Sidecar::NotReady(..)));
+    let described: Vec<String> = pods
+        .iter()
+        .map(|(name, s)| format!("{name} ({s})"))
+        .collect();
+    Look {
+        line: format!(
+            "{workload}: {} — expected {}",
+            if described.is_empty() {
+                "no pods".to_string()
+            } else {
+                described.join(", ")
+            },
+            if want { "a ready sidecar" } else { "none" }
+        ),
+        holds,
+        settled,
+    }
+}
+
+impl Sidecars {
+    pub fn validate(
+        &self,
+        ctx: &mut Validation<'_>,
+        _earlier: &[Expectation],
+    ) -> Result<(), SuiteError> {
+        if self.present.is_empty() && self.absent.is_empty() {
+            return Err(ctx.at_step("`sidecars` names no workload"));
+        }
+        for w in self.present.iter().chain(&self.absent) {
+            ctx.workload(w, false)?;
+        }
+        Ok(())
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline.0
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        self.judge_in(&env.cluster.client, &env.config.app_namespace)
+            .await
+    }
+
+    /// The verdict for the workloads of `namespace`.
+    pub async fn judge_in(&self, client: &kube::Client, namespace: &str) -> Judgement {
+        let started = Instant::now();
+        loop {
+            let mut lines = Vec::new();
+            let mut failing = Vec::new();
+            let mut settled = Vec::new();
+            for (want, list) in [(true, &self.present), (false, &self.absent)] {
+                for workload in list {
+                    let pods = match workloads::pods_of(client, namespace, &workload.value).await {
+                        Ok(p) => p,
+                        Err(e) => return Judgement::errored(e, started.elapsed()),
+                    };
+                    let done = match rollout::observe(client, namespace, &workload.value).await {
+                        Ok(o) => rollout::rollout_state(&o.deployment) == RolloutState::Done,
+                        Err(_) => false,
+                    };
+                    let states: Vec<(String, Sidecar)> = pods
+                        .iter()
+                        .map(|p| {
+                            (
+                                p.metadata.name.clone().unwrap_or_default(),
+                                workloads::sidecar(p),
+                            )
+                        })
+                        .collect();
+                    let l = look(&workload.value, want, &states, done);
+                    if !l.holds {
+                        failing.push(l.line.clone());
+                        if l.settled {
+                            settled.push(workload.value.clone());
+                        }
+                    }
+                    lines.push(l.line);
+                }
+            }
+            let elapsed = started.elapsed();
+            if failing.is_empty() {
+                return Judgement::passed(
+                    Evidence::new(format!("every pod as expected after {}", secs(elapsed)))
+                        .with_details(lines),
+                    elapsed,
+                );
+            }
+            if !settled.is_empty() || elapsed >= self.deadline.0 {
+                let why = if settled.is_empty() {
+                    format!("after {}", secs(elapsed))
+                } else {
+                    format!(
+                        "the rollout of {} is complete, so its pods will not change ({} after the start)",
+                        settled.join(", "),
+                        secs(elapsed)
+                    )
+                };
+                return Judgement::failed(
+                    Evidence::new(format!("{}; {why}", failing.join("; "))).with_details(lines),
+                    elapsed,
+                );
+            }
+            tokio::time::sleep(deadlines::POLL.min(self.deadline.0.saturating_sub(elapsed))).await;
+        }
+    }
+}
+
+impl fmt::Display for Sidecars {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.present.is_empty() {
+            parts.push(format!(
+                "a ready sidecar in every pod of {}",
+                names(&self.present)
+            ));
+        }
+        if !self.absent.is_empty() {
+            parts.push(format!("no sidecar in {}", names(&self.absent)));
+        }
+        write!(f, "{} (within {})", parts.join("; "), self.deadline)
+    }
+}

@@ -1,0 +1,321 @@
+//! `tls-accepts` and `tls-rejects`: the MUTUAL ingress gateway, probed with this run's
+//! PKI. The client always verifies the gateway against the run's CA and names
+//! `sentences.example.com` (SNI and Host).
+//!
+//! A rejection is a TLS alert of the kind the documented refusal sends (SPEC §4): Envoy
+//! (BoringSSL) always sends one. A reset or EOF without an alert, a refused connection,
+//! a timeout or an HTTP answer is not a rejection: a gateway that closes silently, a
+//! dead port-forward and a gateway that lets the client through must not pass. A
+//! negative check only counts after a positive control in the same step (checked at
+//! load): a client with the CA's certificate got through.
+
+use super::{Env, secs, traffic};
+use crate::config::HOST;
+use crate::deadlines;
+use crate::pki::{Pki, files};
+use crate::probe::Probe;
+use crate::probe::class::ResultClass;
+use crate::probe::classify::Observation;
+use crate::probe::tally::Tally;
+use crate::probe::tls::{self as tls_probe, ClientIdentity, TlsProbe, TlsVersions};
+use crate::suite::duration::HumanDuration;
+use crate::suite::validation::Validation;
+use crate::suite::{Expectation, SuiteError};
+use crate::verdict::{Evidence, Judgement, Verdict};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+fn tls_consecutive() -> u32 {
+    3
+}
+fn tls_deadline() -> HumanDuration {
+    HumanDuration(deadlines::TLS)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsAccepts {
+    pub client: ClientIdentity,
+    #[serde(default = "tls_consecutive")]
+    pub consecutive: u32,
+    #[serde(default = "tls_deadline")]
+    pub deadline: HumanDuration,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsRejects {
+    pub client: ClientIdentity,
+    #[serde(default = "tls_consecutive")]
+    pub consecutive: u32,
+    #[serde(default = "tls_deadline")]
+    pub deadline: HumanDuration,
+}
+
+/// The curl command that reproduces a TLS probe by hand.
+pub fn curl_line(pki: &Pki, address: std::net::SocketAddr, identity: ClientIdentity) -> String {
+    let port = address.port();
+    let cert = match identity {
+        ClientIdentity::Trusted => format!(
+            " --cert {} --key {}",
+            pki.path(files::CLIENT_CERT),
+            pki.path(files::CLIENT_KEY)
+        ),
+        ClientIdentity::Untrusted => format!(
+            " --cert {} --key {}",
+            pki.path(files::UNTRUSTED_CLIENT_CERT),
+            pki.path(files::UNTRUSTED_CLIENT_KEY)
+        ),
+        ClientIdentity::None => String::new(),
+    };
+    format!(
+        "curl -sv --resolve {HOST}:{port}:{} --cacert {}{cert} https://{HOST}:{port}/",
+        address.ip(),
+        pki.path(files::CA_CERT)
+    )
+}
+
+/// The probe for `identity`, with the run's PKI.
+fn probe<'a>(env: &Env<'a>, identity: ClientIdentity) -> Result<(TlsProbe, &'a Pki), String> {
+    let pki = env
+        .pki
+        .ok_or("no PKI was issued in this run: an earlier step must `issue-pki`")?;
+    let client = match identity {
+        ClientIdentity::Trusted => Some((pki.client_cert.as_str(), pki.client_key.as_str())),
+        ClientIdentity::Untrusted => Some((
+            pki.untrusted_client_cert.as_str(),
+            pki.untrusted_client_key.as_str(),
+        )),
+        ClientIdentity::None => None,
+    };
+    let config = tls_probe::client_config(&pki.ca_cert, client, TlsVersions::Any)?;
+    let probe = TlsProbe::new(
+        HOST,
+        env.cluster.gateway_tls.clone(),
+        config,
+        identity,
+        std::sync::Arc::clone(&env.suite.app.grammar),
+    )?;
+    Ok((probe, pki))
+}
+
+/// How an attempt that should have been refused ended instead, for the evidence.
+fn not_a_rejection(obs: &Observation) -> String {
+    match (&obs.class, tls_probe::alert(obs)) {
+        (_, Some(alert)) => format!("alert {alert} (not one a refused client gets)"),
+        (ResultClass::Reset, None) => "closed without a TLS alert".into(),
+        _ => obs.short(),
+    }
+}
+
+/// K consecutive rejections with one of `identity`'s alerts.
+pub async fn rejections<P: Probe>(
+    probe: &P,
+    identity: ClientIdentity,
+    k: u32,
+    deadline: Duration,
+) -> Judgement {
+    let accepted = identity.rejection_alerts();
+    let started = Instant::now();
+    let mut tally = Tally::default();
+    let mut alerts: BTreeMap<String, u32> = BTreeMap::new();
+    let mut others: BTreeMap<String, u32> = BTreeMap::new();
+    let mut http_answers = 0u32;
+    let mut run = 0;
+    while started.elapsed() < deadline {
+        let obs = probe.once().await;
+        tally.add(&obs);
+        match tls_probe::alert(&obs).filter(|a| accepted.contains(a)) {
+            Some(alert) => {
+                *alerts.entry(alert.to_string()).or_default() += 1;
+                run += 1;
+                tally.longest_run = tally.longest_run.max(run);
+                if run >= k {
+                    let seen = alerts
+                        .iter()
+                        .map(|(s, n)| format!("alert {s}×{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    return Judgement::passed(
+                        Evidence::new(format!(
+                            "{k} consecutive rejections with a TLS alert ({seen}) after {} attempts in {}",
+                            tally.sent,
+                            secs(started.elapsed())
+                        ))
+                        .with_details(vec![
+                            format!("target: {}", probe.target()),
+                            format!("alerts accepted as a rejection: {}", accepted.join(", ")),
+                            format!("attempts: {}; classes: {}", tally.sent, tally.classes()),
+                        ]),
+                        started.elapsed(),
+                    );
+                }
+            }
+            None => {
+                run = 0;
+                if obs.status.is_some() {
+                    http_answers += 1;
+                }
+                if obs.reached() {
+                    *others.entry(not_a_rejection(&obs)).or_default() += 1;
+                }
+                let left = deadline.saturating_sub(started.elapsed());
+                tokio::time::sleep(
+                    deadlines::TRAFFIC_PACE
+                        .max(Duration::from_millis(100))
+                        .min(left),
+                )
+                .await;
+            }
+        }
+    }
+    let mut details = tally.details(&probe.target());
+    details.push(format!(
+        "alerts accepted as a rejection: {}",
+        accepted.join(", ")
+    ));
+    let others_text = others
+        .iter()
+        .map(|(s, n)| format!("{s}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (verdict, summary) = if http_answers > 0 {
+        (
+            Verdict::Failed,
+            format!(
+                "expected a rejection with a TLS alert, but the gateway answered HTTP ({http_answers} of {} attempts): {others_text}",
+                tally.sent
+            ),
+        )
+    } else if let Some(why) = &tally.server_untrusted {
+        (
+            Verdict::Errored,
+            format!(
+                "this client does not trust the gateway's certificate ({why}): the TLS secret or the SNI is wrong; no verdict on client certificates"
+            ),
+        )
+    } else if !others.is_empty() {
+        (
+            Verdict::Failed,
+            format!(
+                "the gateway did not reject with a TLS alert ({}): {others_text}; at most {} rejections in a row",
+                accepted.join(" or "),
+                tally.longest_run
+            ),
+        )
+    } else {
+        (
+            Verdict::Errored,
+            format!(
+                "no TLS alert and no answer ({}); a refused connection, a timeout or a failed port-forward is not a rejection: the path to the gateway is down",
+                tally.classes()
+            ),
+        )
+    };
+    Judgement {
+        verdict,
+        evidence: Evidence::new(summary).with_details(details),
+        elapsed: started.elapsed(),
+    }
+}
+
+fn with_curl(
+    mut judgement: Judgement,
+    env: &Env<'_>,
+    pki: &Pki,
+    identity: ClientIdentity,
+) -> Judgement {
+    judgement.evidence.details.push(format!(
+        "reproduce: {}",
+        curl_line(pki, env.cluster.gateway_tls.address, identity)
+    ));
+    judgement
+}
+
+impl TlsAccepts {
+    pub fn validate(
+        &self,
+        ctx: &mut Validation<'_>,
+        _earlier: &[Expectation],
+    ) -> Result<(), SuiteError> {
+        ctx.positive("tls-accepts.consecutive", self.consecutive)
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline.0
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        match probe(env, self.client) {
+            Ok((p, pki)) => {
+                let judgement = traffic::flows(&p, self.consecutive, &[], self.deadline.0).await;
+                with_curl(judgement, env, pki, self.client)
+            }
+            Err(e) => Judgement::errored(e, Duration::ZERO),
+        }
+    }
+}
+
+impl fmt::Display for TlsAccepts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MUTUAL gateway accepts a client with {}: {} consecutive 200s with a sentence (within {})",
+            self.client, self.consecutive, self.deadline
+        )
+    }
+}
+
+impl TlsRejects {
+    pub fn validate(
+        &self,
+        ctx: &mut Validation<'_>,
+        earlier: &[Expectation],
+    ) -> Result<(), SuiteError> {
+        ctx.positive("tls-rejects.consecutive", self.consecutive)?;
+        if self.client == ClientIdentity::Trusted {
+            return Err(
+                ctx.at_step("`tls-rejects` with the trusted client contradicts the exercise")
+            );
+        }
+        let positive = earlier.iter().any(
+            |e| matches!(e, Expectation::TlsAccepts(t) if t.client == ClientIdentity::Trusted),
+        );
+        if !positive {
+            return Err(ctx.at_step(
+                "`tls-rejects` needs a positive control first in the same step: `tls-accepts: { client: trusted }`",
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn deadline(&self) -> Duration {
+        self.deadline.0
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        match probe(env, self.client) {
+            Ok((p, pki)) => {
+                let judgement =
+                    rejections(&p, self.client, self.consecutive, self.deadline.0).await;
+                with_curl(judgement, env, pki, self.client)
+            }
+            Err(e) => Judgement::errored(e, Duration::ZERO),
+        }
+    }
+}
+
+impl fmt::Display for TlsRejects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MUTUAL gateway rejects a client with {} with a TLS alert ({}), {} consecutive times (within {})",
+            self.client,
+            self.client.rejection_alerts().join(" or "),
+            self.consecutive,
+            self.deadline
+        )
+    }
+}

@@ -1,0 +1,115 @@
+//! Upgrading Istio in place between the two passes of an upgrade run: `istioctl
+//! upgrade` with the target release's istioctl, the control plane and the gateway on
+//! the new version, the app restarted so it gets the new proxies, every proxy checked.
+
+use crate::cluster::{Live, istio, rollout, workloads};
+use crate::config::RunConfig;
+use crate::deadlines;
+use crate::runner::world::{EnvError, Phase};
+
+/// `istioctl upgrade` to `version`, then restart the app and check every proxy.
+pub async fn upgrade(
+    live: &Live,
+    config: &RunConfig,
+    version: &str,
+    log: &mut Vec<String>,
+) -> Result<(), EnvError> {
+    let env = EnvError::at;
+    let release = crate::cluster::tools::istio(
+        &config.versions,
+        version,
+        &crate::cluster::download::cache_dir(),
+    )
+    .await
+    .map_err(env(Phase::Tools))?;
+    istio::upgrade(
+        &release.istioctl,
+        version,
+        &config.versions.istio.hub,
+        &live.cluster_args,
+    )
+    .await
+    .map_err(env(Phase::Upgrade))?;
+    log.push(format!("istioctl upgrade to {version} done"));
+    let deadline = deadlines::ROLLOUT;
+    rollout::wait(
+        &live.client,
+        istio::ISTIO_NAMESPACE,
+        istio::ISTIOD,
+        deadline,
+    )
+    .await
+    .map_err(env(Phase::Upgrade))?;
+    rollout::wait(
+        &live.client,
+        &config.ingress_namespace,
+        istio::INGRESS_GATEWAY,
+        deadline,
+    )
+    .await
+    .map_err(env(Phase::Upgrade))?;
+    match istio::installed_version(&live.client)
+        .await
+        .map_err(env(Phase::Upgrade))?
+    {
+        Some(v) if v == version => log.push(format!("istiod runs {v}")),
+        other => {
+            return Err(EnvError::new(
+                Phase::Upgrade,
+                format!("istiod runs {other:?} after the upgrade, expected {version}"),
+            ));
+        }
+    }
+    let stamp = format!(
+        "{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    );
+    let names = workloads::deployments(&live.client, &config.app_namespace)
+        .await
+        .map_err(env(Phase::Upgrade))?;
+    for name in &names {
+        workloads::restart(&live.client, &config.app_namespace, name, &stamp)
+            .await
+            .map_err(env(Phase::Upgrade))?;
+    }
+    for name in &names {
+        rollout::wait(&live.client, &config.app_namespace, name, deadline)
+            .await
+            .map_err(env(Phase::Upgrade))?;
+    }
+    log.push(format!(
+        "restarted {} for the new proxies",
+        names.join(", ")
+    ));
+    let mut proxies = workloads::proxy_images(&live.client, &config.app_namespace, None)
+        .await
+        .map_err(env(Phase::Upgrade))?;
+    proxies.extend(
+        workloads::proxy_images(
+            &live.client,
+            &config.ingress_namespace,
+            Some("istio=ingressgateway"),
+        )
+        .await
+        .map_err(env(Phase::Upgrade))?,
+    );
+    let stale: Vec<String> = proxies
+        .iter()
+        .filter(|(_, image)| istio::image_tag(image) != Some(version))
+        .map(|(pod, image)| format!("{pod} runs {image}"))
+        .collect();
+    if !stale.is_empty() {
+        return Err(EnvError::new(
+            Phase::Upgrade,
+            format!("the data plane is not on {version}: {}", stale.join(", ")),
+        ));
+    }
+    log.push(format!(
+        "data plane on {version}: {} proxies checked",
+        proxies.len()
+    ));
+    Ok(())
+}
