@@ -10,7 +10,7 @@ use crate::progress::Progress;
 use crate::report::junit;
 use crate::runner::record::{RunRecord, SetupFailure};
 use crate::runner::schedule::Schedule;
-use crate::runner::{self, Shared, world::World};
+use crate::runner::{self, InterruptCleanup, Shared, world::World};
 use crate::suite::{self, Catalog, source::SuiteSource};
 use crate::world::ClusterWorld;
 use std::io::Write;
@@ -87,6 +87,9 @@ pub fn run(cli: Cli) -> u8 {
     if cli.list {
         return list(&schedule);
     }
+    if let Err(e) = check_outputs(&cli, &config) {
+        return fail(e);
+    }
     if cli.dry_run {
         let provisioning = crate::cluster::provision::provisioning_plan(&config);
         return match crate::plan::write(&config, &schedule, &provisioning) {
@@ -108,12 +111,24 @@ pub fn run(cli: Cli) -> u8 {
             )));
         }
     };
+    // A rerun into the same folder never mixes runs: the previous run's diagnostics
+    // go (junit.xml and summary.md are replaced as a whole).
+    let stale = config.reports_dir.join("diagnostics");
+    if stale.exists()
+        && let Err(e) = std::fs::remove_dir_all(&stale)
+    {
+        return fail(HarnessError::environment(format!(
+            "cannot remove the previous run's diagnostics {}: {e}",
+            stale.display()
+        )));
+    }
     let shared = Shared::default();
     watch_for_interrupt(&runtime, &shared, &config);
     let world: Box<dyn World> = Box::new(ClusterWorld::new(
         config.clone(),
         runtime.handle().clone(),
         progress.clone(),
+        &shared,
     ));
     run_with_world(&cli.libtest(), schedule, world, &shared, &progress, &config)
 }
@@ -130,7 +145,7 @@ pub fn run_with_world(
 ) -> u8 {
     let setup = {
         let _wait = progress.wait("setting up the cluster");
-        world.setup()
+        world.setup(&schedule.suites())
     };
     if let Err(e) = setup {
         let mut record = runner::lock(&shared.record);
@@ -173,17 +188,83 @@ pub fn write_report(record: &RunRecord, config: &RunConfig) {
     }
 }
 
-/// On Ctrl-C: write what the run found so far (the running step marked interrupted),
-/// then exit 130.
+/// Before anything is touched: the reports folder can be written, and so can
+/// `--logfile`. Exit 3 naming the path otherwise.
+fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
+    let dir = &config.reports_dir;
+    let probe = dir.join(format!(".write-test.{}", std::process::id()));
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::write(&probe, b""))
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|e| {
+            HarnessError::environment(format!(
+                "the reports folder {} is not writable ({e}); pass --reports-dir with a writable folder",
+                dir.display()
+            ))
+        })?;
+    if let Some(logfile) = &cli.logfile {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(logfile)
+            .map_err(|e| {
+                HarnessError::environment(format!(
+                    "--logfile {} cannot be written ({e})",
+                    logfile.display()
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+/// On Ctrl-C (SIGINT) or SIGTERM (what CI sends on cancellation): write what the run
+/// found so far (the running step marked interrupted, with the run's properties), undo
+/// what the run owns (a kind cluster it created, unless --keep-cluster), then exit
+/// 130 or 143.
 fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
     let shared = shared.clone();
     let config = config.clone();
     runtime.spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            let record = shared.interrupted_snapshot("Ctrl-C");
-            write_report(&record, &config);
-            eprintln!("interrupted: JUnit written; a kind cluster the harness created is kept (delete it with `kind delete cluster --name {}`)", config.cluster_name);
-            std::process::exit(i32::from(exit::INTERRUPTED));
-        }
+        let (signal, code) = wait_for_signal().await;
+        let record = shared.interrupted_snapshot(signal);
+        write_report(&record, &config);
+        let cleanup = runner::lock(&shared.interrupt_cleanup).take();
+        let what = match cleanup {
+            None => String::new(),
+            Some(InterruptCleanup {
+                what,
+                undo: Some(undo),
+                hint,
+            }) => {
+                eprintln!("interrupted: deleting {what}");
+                match undo() {
+                    Ok(()) => format!("; deleted {what}"),
+                    Err(e) => format!("; could not delete {what} ({e}): delete it with `{hint}`"),
+                }
+            }
+            Some(InterruptCleanup {
+                what,
+                undo: None,
+                hint,
+            }) => format!("; kept {what} (--keep-cluster): delete it with `{hint}`"),
+        };
+        eprintln!("interrupted ({signal}): JUnit and summary written{what}");
+        std::process::exit(i32::from(code));
     });
+}
+
+/// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
+async fn wait_for_signal() -> (&'static str, u8) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            return tokio::select! {
+                _ = tokio::signal::ctrl_c() => ("Ctrl-C", exit::INTERRUPTED),
+                _ = term.recv() => ("SIGTERM", exit::TERMINATED),
+            };
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    ("Ctrl-C", exit::INTERRUPTED)
 }

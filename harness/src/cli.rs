@@ -139,9 +139,20 @@ pub struct Cli {
     #[arg(long, value_name = "HOST:PORT", help_heading = "Reaching the cluster")]
     pub ingress_tls_address: Option<String>,
 
-    /// Query this Prometheus instead of port-forwarding to the addon.
+    /// Query this Prometheus instead of port-forwarding to the addon (its own scrape
+    /// interval is read back and used).
     #[arg(long, value_name = "URL", help_heading = "Reaching the cluster")]
     pub prometheus_url: Option<String>,
+
+    /// Scrape interval set in the Prometheus addon the harness installs (Istio's
+    /// default is 15 s); each telemetry verdict waits about two of them.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        help_heading = "Reaching the cluster"
+    )]
+    pub scrape_interval: String,
 
     // ---- reports -----------------------------------------------------------------
     /// Where junit.xml, summary.md, the plan, the PKI and diagnostics are written.

@@ -124,6 +124,8 @@ pub struct RunConfig {
     pub ingress_address: Option<SocketAddr>,
     pub ingress_tls_address: Option<SocketAddr>,
     pub prometheus_url: Option<String>,
+    /// The scrape interval set in the Prometheus addon the harness installs.
+    pub scrape_interval: std::time::Duration,
 }
 
 fn is_dns_label(s: &str) -> bool {
@@ -214,7 +216,19 @@ impl RunConfig {
                 "--prometheus-url `{url}` must start with http:// or https://"
             )));
         }
+        let scrape_interval = crate::suite::duration::HumanDuration::parse(&cli.scrape_interval)
+            .map_err(|e| HarnessError::usage(format!("--scrape-interval: {e}")))?
+            .0;
+        if scrape_interval < std::time::Duration::from_secs(1)
+            || scrape_interval > std::time::Duration::from_secs(60)
+        {
+            return Err(HarnessError::usage(format!(
+                "--scrape-interval {} is out of range (1s to 1m)",
+                cli.scrape_interval
+            )));
+        }
         Ok(RunConfig {
+            scrape_interval,
             reports_dir: cli.reports_dir.clone(),
             istio_version,
             upgrade_from: cli.upgrade_from.clone(),

@@ -11,6 +11,8 @@ pub const USAGE: u8 = 2;
 pub const ENVIRONMENT: u8 = 3;
 /// Interrupted with Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
+/// Terminated with SIGTERM, as CI cancels a job (128 + SIGTERM).
+pub const TERMINATED: u8 = 143;
 
 /// An error that ends the run, printed as one line.
 #[derive(Debug)]

@@ -10,16 +10,26 @@ fn main() -> ExitCode {
         eprintln!("error: a rustls crypto provider was already installed; this is a harness bug");
         return ExitCode::from(harness::exit::ENVIRONMENT);
     }
+    // Debug logs of the harness's own plumbing, on request: RUST_LOG=harness=debug.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let cli = match harness::cli::Cli::parse_from_args(std::env::args_os()) {
         Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // One line: what is wrong, and where to look.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("bad arguments").trim();
+            eprintln!("{first} (see --help)");
+            return ExitCode::from(harness::exit::USAGE);
+        }
         Err(e) => {
-            let code = if e.use_stderr() {
-                harness::exit::USAGE
-            } else {
-                0
-            };
+            // --help and --version: printed as clap formats them, on standard output.
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     ExitCode::from(harness::app::run(cli))

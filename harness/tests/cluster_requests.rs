@@ -341,7 +341,9 @@ async fn too_old_a_server_and_missing_permission_are_refused() {
         ),
         _ => (200, list("NamespaceList", vec![])),
     });
-    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    let err = connect::check_server(&clients(client), (1, 33))
+        .await
+        .unwrap_err();
     assert!(
         err.contains("v1.30.4 is too old") && err.contains("1.33"),
         "{err}"
@@ -357,8 +359,15 @@ async fn too_old_a_server_and_missing_permission_are_refused() {
             json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403, "message": "namespaces is forbidden"}),
         ),
     });
-    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
-    assert!(err.starts_with("no permission"), "{err}");
+    let err = connect::check_server(&clients(client), (1, 33))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("the API server refused context `test`")
+            && err.contains("namespaces is forbidden")
+            && err.contains("cluster-admin"),
+        "{err}"
+    );
 
     let (client, _) = mock(|_, uri, _| match uri {
         "/version" => (
@@ -367,11 +376,21 @@ async fn too_old_a_server_and_missing_permission_are_refused() {
         ),
         _ => (200, list("NamespaceList", vec![])),
     });
-    let info = connect::check_server(&client, (1, 33)).await.unwrap();
+    let info = connect::check_server(&clients(client), (1, 33))
+        .await
+        .unwrap();
     assert_eq!(
         (info.git_version.as_str(), info.major, info.minor),
         ("v1.34.0", 1, 34)
     );
+}
+
+fn clients(client: kube::Client) -> connect::Clients {
+    connect::Clients {
+        streams: client.clone(),
+        client,
+        identity: "context `test` (user `u`, server mock)".into(),
+    }
 }
 
 fn kubeconfig_for(server: &str) -> String {
@@ -389,14 +408,21 @@ async fn a_kubeconfig_pointing_at_a_closed_port_fails_fast() {
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, kubeconfig_for(&format!("https://127.0.0.1:{port}"))).unwrap();
     let started = Instant::now();
-    let client = connect::client(Some(&path), None).await.unwrap();
-    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    let clients = connect::clients(Some(&path), None).await.unwrap();
+    let err = connect::check_server(&clients, (1, 33)).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
         started.elapsed()
     );
-    assert!(err.contains("unreachable"), "{err}");
+    assert!(
+        err.contains("unreachable: connection refused") && err.contains("context `c` (user `u`"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("Error {") && !err.contains('\n'),
+        "no debug dump: {err}"
+    );
 }
 
 #[tokio::test]
@@ -414,8 +440,8 @@ async fn a_silent_api_server_fails_within_the_bound() {
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, kubeconfig_for(&format!("https://127.0.0.1:{port}"))).unwrap();
     let started = Instant::now();
-    let client = connect::client(Some(&path), None).await.unwrap();
-    let err = connect::check_server(&client, (1, 33)).await.unwrap_err();
+    let clients = connect::clients(Some(&path), None).await.unwrap();
+    let err = connect::check_server(&clients, (1, 33)).await.unwrap_err();
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "took {:?}",
@@ -430,7 +456,7 @@ async fn a_silent_api_server_fails_within_the_bound() {
 #[tokio::test]
 async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let err = connect::client(Some(&dir.path().join("nope")), None)
+    let err = connect::clients(Some(&dir.path().join("nope")), None)
         .await
         .err()
         .unwrap();
@@ -440,16 +466,21 @@ async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
     );
     let path = dir.path().join("bad");
     std::fs::write(&path, "clusters: [this is: not, a kubeconfig").unwrap();
-    let err = connect::client(Some(&path), None).await.err().unwrap();
+    let err = connect::clients(Some(&path), None).await.err().unwrap();
     assert!(err.contains("malformed"), "{err}");
     assert!(!err.contains('\n'), "{err}");
     let path = dir.path().join("ok");
     std::fs::write(&path, kubeconfig_for("https://127.0.0.1:1")).unwrap();
-    let err = connect::client(Some(&path), Some("nope"))
+    let err = connect::clients(dir.path().join("ok").as_path().into(), Some("nope"))
         .await
         .err()
         .unwrap();
     assert!(err.contains("context `nope`"), "{err}");
+    let err = connect::clients(Some(dir.path()), None)
+        .await
+        .err()
+        .unwrap();
+    assert!(err.contains("is a directory"), "{err}");
 }
 
 fn sidecar_pod(name: &str, app: &str, injected: bool) -> Value {

@@ -42,7 +42,7 @@ fn script() -> Script {
 }
 
 impl World for ScriptedWorld {
-    fn setup(&mut self) -> Result<(), EnvError> {
+    fn setup(&mut self, _suites: &[Arc<Suite>]) -> Result<(), EnvError> {
         match &self.0.setup_error {
             Some(m) => Err(EnvError::new(Phase::Provision, m.clone())),
             None => Ok(()),

@@ -73,6 +73,7 @@ impl Applier {
     async fn api_for(
         &mut self,
         obj: &DynamicObject,
+        wait_for_kind: bool,
     ) -> Result<(Api<DynamicObject>, String), String> {
         let types = obj
             .types
@@ -90,7 +91,11 @@ impl Applier {
             let resolved = loop {
                 match discovery::pinned_kind(&self.client, &gvk).await {
                     Ok(found) => break found,
-                    Err(e) if started.elapsed() < DISCOVERY_DEADLINE && is_not_served(&e) => {
+                    Err(e)
+                        if wait_for_kind
+                            && started.elapsed() < DISCOVERY_DEADLINE
+                            && is_not_served(&e) =>
+                    {
                         tokio::time::sleep(POLL_INTERVAL).await;
                     }
                     Err(e) => {
@@ -124,7 +129,7 @@ impl Applier {
 
     /// Server-side apply with the harness's field manager, taking over conflicting fields.
     pub async fn apply(&mut self, obj: &DynamicObject) -> Result<(), String> {
-        let (api, name) = self.api_for(obj).await?;
+        let (api, name) = self.api_for(obj, true).await?;
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -138,7 +143,7 @@ impl Applier {
     /// Creates the object when it does not exist; an existing one is left as it is.
     /// Returns whether it was created.
     pub async fn ensure(&mut self, obj: &DynamicObject) -> Result<bool, String> {
-        let (api, name) = self.api_for(obj).await?;
+        let (api, name) = self.api_for(obj, true).await?;
         let existing = api
             .get_opt(&name)
             .await
@@ -164,7 +169,7 @@ impl Applier {
         obj: &DynamicObject,
         deadline: Duration,
     ) -> Result<bool, String> {
-        let (api, name) = match self.api_for(obj).await {
+        let (api, name) = match self.api_for(obj, false).await {
             Ok(found) => found,
             // A kind the cluster does not serve has no objects to delete.
             Err(e) if e.starts_with("the cluster does not serve") => return Ok(false),

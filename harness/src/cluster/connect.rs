@@ -1,6 +1,9 @@
 //! Connecting to a cluster: the kubeconfig (a file, or KUBECONFIG / ~/.kube/config),
-//! a client whose calls cannot hang, and the server checks of the preflight.
+//! clients whose calls cannot hang, and the server checks of the preflight. Every
+//! failure is one line that says what is wrong in words (unreachable, credentials
+//! rejected, certificate not trusted, too old), never a debug dump.
 
+use crate::deadlines::PREFLIGHT_REQUEST as SERVER_CHECK_TIMEOUT;
 use crate::exit::one_line;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, ListParams};
@@ -9,14 +12,26 @@ use kube::{Client, Config};
 use std::path::Path;
 use std::time::Duration;
 
-/// Bound on one preflight request to the API server.
-pub const SERVER_CHECK_TIMEOUT: Duration = Duration::from_secs(6);
+/// A cluster's clients: `client` for API calls (each bounded), `streams` for
+/// port-forwards, whose connections stay open and idle for as long as the run needs
+/// them (a read timeout would cut them).
+#[derive(Clone)]
+pub struct Clients {
+    pub client: Client,
+    pub streams: Client,
+    /// `context <name> (user <user>, server <url>)`, for messages.
+    pub identity: String,
+}
 
-/// Loads the kubeconfig (`path`, else KUBECONFIG, else ~/.kube/config) and builds a
-/// client for `context` with connect and read timeouts.
-pub async fn client(path: Option<&Path>, context: Option<&str>) -> Result<Client, String> {
-    let kubeconfig = match path {
+fn read_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, String> {
+    match path {
         Some(path) => {
+            if path.is_dir() {
+                return Err(format!(
+                    "kubeconfig {} is a directory, not a file; pass the kubeconfig file itself with --kubeconfig",
+                    path.display()
+                ));
+            }
             if !path.exists() {
                 return Err(format!(
                     "kubeconfig {} does not exist; pass --kubeconfig with the file of an existing cluster, or omit it to let the harness create a kind cluster",
@@ -29,15 +44,32 @@ pub async fn client(path: Option<&Path>, context: Option<&str>) -> Result<Client
                     path.display(),
                     one_line(&e.to_string())
                 )
-            })?
+            })
         }
         None => Kubeconfig::read().map_err(|e| {
             format!(
                 "cannot read a kubeconfig from KUBECONFIG or ~/.kube/config ({}); pass --kubeconfig FILE",
                 one_line(&e.to_string())
             )
-        })?,
-    };
+        }),
+    }
+}
+
+/// Loads the kubeconfig (`path`, else KUBECONFIG, else ~/.kube/config) and builds the
+/// clients for `context`.
+pub async fn clients(path: Option<&Path>, context: Option<&str>) -> Result<Clients, String> {
+    let kubeconfig = read_kubeconfig(path)?;
+    let context_name = context
+        .map(str::to_string)
+        .or_else(|| kubeconfig.current_context.clone())
+        .unwrap_or_else(|| "?".into());
+    let user = kubeconfig
+        .contexts
+        .iter()
+        .find(|c| c.name == context_name)
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone())
+        .unwrap_or_else(|| "?".into());
     let options = KubeConfigOptions {
         context: context.map(str::to_string),
         ..KubeConfigOptions::default()
@@ -56,9 +88,23 @@ pub async fn client(path: Option<&Path>, context: Option<&str>) -> Result<Client
                 one_line(&e.to_string())
             )
         })?;
+    let identity = format!(
+        "context `{context_name}` (user `{user}`, server {})",
+        config.cluster_url
+    );
     config.connect_timeout = Some(Duration::from_secs(3));
+    let mut streams = config.clone();
+    streams.read_timeout = None;
+    streams.write_timeout = None;
     config.read_timeout = Some(Duration::from_secs(30));
-    Client::try_from(config).map_err(|e| format!("cannot build a Kubernetes client ({e})"))
+    let build = |c: Config| {
+        Client::try_from(c).map_err(|e| format!("cannot build a Kubernetes client ({e})"))
+    };
+    Ok(Clients {
+        client: build(config)?,
+        streams: build(streams)?,
+        identity,
+    })
 }
 
 /// What the preflight learnt about the server.
@@ -76,13 +122,91 @@ fn leading_number(text: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
+/// Every error of a chain, including those wrapped inside `io::Error`s.
+fn chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Vec<&'a (dyn std::error::Error + 'static)> {
+    let mut out = Vec::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        out.push(e);
+        next = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    out
+}
+
+/// A request to the API server that failed, in words: what it means and what to do.
+pub fn explain(error: &kube::Error, identity: &str) -> String {
+    if let kube::Error::Api(status) = error {
+        return match status.code {
+            401 => format!(
+                "the API server rejected the credentials of {identity} (401 Unauthorized); refresh them or pass another --context/--kubeconfig"
+            ),
+            403 => format!(
+                "the API server refused {identity} ({}); the harness installs Istio and needs cluster-admin",
+                one_line(&status.message)
+            ),
+            code => format!(
+                "the API server answered {code} ({}) to {identity}",
+                one_line(&status.message)
+            ),
+        };
+    }
+    let layers = chain(error);
+    let tls = layers
+        .iter()
+        .find_map(|e| e.downcast_ref::<rustls::Error>());
+    if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+        return format!(
+            "the API server's certificate is not trusted by the kubeconfig's CA ({why:?}) for {identity}; the kubeconfig belongs to another cluster, or the cluster was recreated"
+        );
+    }
+    if let Some(tls) = tls {
+        return format!("TLS with the API server failed ({tls}) for {identity}");
+    }
+    for e in &layers {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            match io.kind() {
+                ConnectionRefused => {
+                    return format!(
+                        "the API server is unreachable: connection refused at {identity}; is the cluster running?"
+                    );
+                }
+                TimedOut => {
+                    return format!(
+                        "the API server is unreachable: the connection timed out at {identity}; is the cluster running and its address right?"
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    let text = layers
+        .last()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| error.to_string());
+    format!(
+        "the API server is unreachable at {identity} ({}); is the cluster running and the kubeconfig's server address right?",
+        one_line(&text)
+    )
+}
+
 /// Reaches the API server (bounded), checks its version against `minimum` and that the
 /// user may read cluster-wide objects. Each failure is one line with what to do.
-pub async fn check_server(client: &Client, minimum: (u32, u32)) -> Result<ServerInfo, String> {
+pub async fn check_server(clients: &Clients, minimum: (u32, u32)) -> Result<ServerInfo, String> {
+    let client = &clients.client;
+    let identity = &clients.identity;
     let version = tokio::time::timeout(SERVER_CHECK_TIMEOUT, client.apiserver_version())
         .await
-        .map_err(|_| format!("the API server did not answer within {} s; is the cluster running and the kubeconfig's server address right?", SERVER_CHECK_TIMEOUT.as_secs()))?
-        .map_err(|e| format!("the API server is unreachable ({e}); is the cluster running and the kubeconfig's server address right?"))?;
+        .map_err(|_| format!("the API server did not answer within {} s at {identity}; is the cluster running and the kubeconfig's server address right?", SERVER_CHECK_TIMEOUT.as_secs()))?
+        .map_err(|e| explain(&e, identity))?;
     let (major, minor) = match (
         leading_number(&version.major),
         leading_number(&version.minor),
@@ -114,13 +238,7 @@ pub async fn check_server(client: &Client, minimum: (u32, u32)) -> Result<Server
                 SERVER_CHECK_TIMEOUT.as_secs()
             ));
         }
-        Ok(Err(kube::Error::Api(status))) if status.code == 401 || status.code == 403 => {
-            return Err(format!(
-                "no permission: the kubeconfig's user may not list namespaces ({}); the harness installs Istio and needs cluster-admin",
-                status.message
-            ));
-        }
-        Ok(Err(e)) => return Err(format!("cannot list namespaces ({e})")),
+        Ok(Err(e)) => return Err(explain(&e, identity)),
         Ok(Ok(_)) => {}
     }
     Ok(ServerInfo {

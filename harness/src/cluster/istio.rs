@@ -2,17 +2,16 @@
 //! addon, and waiting until the control plane and the ingress gateway serve.
 
 use super::process::run;
+use crate::deadlines::ISTIOCTL as INSTALL_DEADLINE;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::Client;
 use kube::api::Api;
 use std::path::Path;
-use std::time::Duration;
 
 pub const ISTIO_NAMESPACE: &str = "istio-system";
 pub const ISTIOD: &str = "istiod";
 pub const INGRESS_GATEWAY: &str = "istio-ingressgateway";
 pub const PROMETHEUS: &str = "prometheus";
-const INSTALL_DEADLINE: Duration = Duration::from_secs(600);
 
 /// The arguments of `istioctl <verb>` (`install` or `upgrade`): profile `default`,
 /// images from `hub` at the exact version, access logs to stdout for diagnostics.

@@ -1,11 +1,46 @@
 //! kind: create, reuse, export the kubeconfig of, and delete a cluster by name.
 
 use super::process::run;
-use std::path::Path;
+use crate::deadlines::{KIND_CREATE as CREATE_DEADLINE, TOOL_QUICK as QUICK};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const CREATE_DEADLINE: Duration = Duration::from_secs(600);
-const QUICK: Duration = Duration::from_secs(60);
+/// A kind cluster this run created (and so deletes, unless `--keep-cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedCluster {
+    pub kind: PathBuf,
+    pub name: String,
+}
+
+impl OwnedCluster {
+    /// How to delete it by hand.
+    pub fn delete_command(&self) -> String {
+        format!("kind delete cluster --name {}", self.name)
+    }
+}
+
+/// `docker exec <name>-control-plane crictl pull <image>`: an image pulled onto the
+/// node ahead of the pod that needs it (best effort; the kubelet pulls it otherwise).
+pub fn prepull_args(name: &str, image: &str) -> Vec<String> {
+    [
+        "exec",
+        &format!("{name}-control-plane"),
+        "crictl",
+        "pull",
+        image,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+pub async fn prepull(name: &str, image: &str) -> Result<(), String> {
+    let args = prepull_args(name, image);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(Path::new("docker"), &args, Duration::from_secs(300))
+        .await
+        .map(|_| ())
+}
 
 /// The arguments of `kind create cluster` (also shown by `--dry-run`).
 pub fn create_args(name: &str, node_image: &str, config: &Path, kubeconfig: &Path) -> Vec<String> {

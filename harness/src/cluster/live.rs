@@ -5,15 +5,12 @@ use super::apply::Applier;
 use super::portforward::Forward;
 use crate::probe::http::Target;
 use kube::Client;
-use std::path::PathBuf;
 
 pub struct Live {
     pub client: Client,
+    /// A client without read timeouts, for port-forwards (long-lived, often idle).
+    pub streams: Client,
     pub applier: Applier,
-    /// The harness created the kind cluster `--cluster-name` (and deletes it at the end).
-    pub owns_cluster: bool,
-    /// The kind binary, when the cluster is a kind cluster of `--cluster-name`.
-    pub kind: Option<PathBuf>,
     /// `--kubeconfig`/`--context` for istioctl.
     pub cluster_args: Vec<String>,
     /// The gateway's HTTP port (service port 80).
@@ -23,6 +20,17 @@ pub struct Live {
     pub prometheus_url: String,
     /// Held for the run: dropping a forward stops it.
     pub forwards: Vec<Forward>,
+    /// Work started during setup that may still run (image pre-pulls); aborted with
+    /// the run.
+    pub background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        for task in &self.background {
+            task.abort();
+        }
+    }
 }
 
 impl Live {
@@ -36,14 +44,14 @@ impl Live {
     ) -> Live {
         Live {
             applier: Applier::new(client.clone()),
+            streams: client.clone(),
             client,
-            owns_cluster: false,
-            kind: None,
             cluster_args: Vec::new(),
             gateway_http: Target::direct(gateway_http),
             gateway_tls: Target::direct(gateway_tls),
             prometheus_url: prometheus_url.to_string(),
             forwards: Vec::new(),
+            background: Vec::new(),
         }
     }
 }

@@ -1,34 +1,90 @@
 //! Setup of a real run: preflight, the kind cluster (created, reused or none), Istio at
-//! the requested version, the Prometheus addon, and the port-forwards to the ingress
-//! gateway and Prometheus.
+//! the requested version, the Prometheus addon (with a short scrape interval), and the
+//! port-forwards to the ingress gateway and Prometheus.
+//!
+//! What does not depend on each other runs at the same time: the Istio release is
+//! downloaded while kind creates the cluster; the app's and Istio's images are pulled
+//! onto the kind node while istioctl installs; the addon is applied while istiod rolls
+//! out; istiod, the gateway and Prometheus are waited for together.
 
 use super::Live;
 use super::apply::{Applier, parse_documents};
+use super::connect::{self, Clients};
+use super::kind::OwnedCluster;
 use super::portforward;
-use super::{connect, istio, kind, preflight, rollout, tools, workloads};
+use super::{istio, kind, preflight, rollout, tools, workloads};
 use crate::config::RunConfig;
 use crate::deadlines::ISTIO_READY as READY_DEADLINE;
 use crate::probe::http::Target;
 use crate::progress::Progress;
 use crate::runner::record::RunProperties;
 use crate::runner::world::{EnvError, Phase};
+use crate::telemetry::addon;
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::Api;
-use std::sync::Arc;
+use kube::api::{Api, DynamicObject};
+use std::sync::{Arc, Mutex};
 
 fn env(phase: Phase) -> impl Fn(String) -> EnvError {
     EnvError::at(phase)
 }
 
+fn set(properties: &Mutex<RunProperties>, f: impl FnOnce(&mut RunProperties)) {
+    f(&mut properties.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// The images the run will need on the node: the app's and Istio's of `version`.
+pub fn images_to_prepull(config: &RunConfig, version: &str) -> Vec<String> {
+    let hub = &config.versions.istio.hub;
+    vec![
+        config.image.clone(),
+        format!("{hub}/proxyv2:{version}"),
+        format!("{hub}/pilot:{version}"),
+    ]
+}
+
+/// Why a cluster that already runs another Istio cannot be used, and what to do.
+fn refuse_other_istio(config: &RunConfig, found: &str, requested: &str, uses_kind: bool) -> String {
+    let fresh = if uses_kind {
+        format!(
+            "delete it (kind delete cluster --name {})",
+            config.cluster_name
+        )
+    } else {
+        "use a cluster without Istio".to_string()
+    };
+    match &config.upgrade_from {
+        Some(_) if found == config.istio_version => format!(
+            "the cluster already runs Istio {found}, the version this run upgrades to: {fresh} so the run can install {requested} first, or run without --upgrade-from"
+        ),
+        Some(_) => format!(
+            "the cluster runs Istio {found}, the upgrade run starts from {requested}: {fresh}, or pass --upgrade-from {found}"
+        ),
+        None => format!(
+            "the cluster runs Istio {found}, the run asks for {requested}: {fresh}, or run with --istio-version {found}"
+        ),
+    }
+}
+
+/// Preflight and provisioning. `created` is called as soon as the harness has created a
+/// kind cluster, so it is deleted (or reported) even if a later part of setup fails.
 pub async fn setup(
     config: &RunConfig,
     progress: &Progress,
-    properties: &mut RunProperties,
+    properties: &Mutex<RunProperties>,
+    created: &(dyn Fn(OwnedCluster) + Send + Sync),
 ) -> Result<Live, EnvError> {
     let uses_kind = config.kubeconfig.is_none() && config.context.is_none();
     let cache = super::download::cache_dir();
-    let mut owns_cluster = false;
-    let mut kind_path = None;
+    let requested = config.install_version().to_string();
+    // The release (istioctl and the addon) downloads in the background from the start.
+    let release = {
+        let versions = config.versions.clone();
+        let version = requested.clone();
+        let cache = cache.clone();
+        tokio::spawn(async move { tools::istio(&versions, &version, &cache).await })
+    };
+    let release_guard = AbortOnDrop(release.abort_handle());
+    let mut kind_name = None;
     let kubeconfig = if uses_kind {
         preflight::docker_reachable(&preflight::docker_endpoint())
             .await
@@ -42,10 +98,13 @@ pub async fn setup(
             .await
             .map_err(env(Phase::Provision))?
         {
-            progress.line(&format!("reusing kind cluster `{name}`"));
-            properties.kind_node_image = kind::node_image(name)
+            progress.line(&format!(
+                "reusing kind cluster `{name}` (not created by this run: never deleted by it)"
+            ));
+            let image = kind::node_image(name)
                 .await
                 .unwrap_or_else(|| "unknown".into());
+            set(properties, |p| p.kind_node_image = image);
         } else {
             let kind_config = config.reports_dir.join("kind-config.yaml");
             crate::report::write_atomically(
@@ -58,140 +117,164 @@ pub async fn setup(
                 "creating kind cluster `{name}` ({})",
                 config.versions.kind.node_image
             ));
-            kind::create(
+            let result = kind::create(
                 &kind_bin,
                 name,
                 &config.versions.kind.node_image,
                 &kind_config,
                 &kubeconfig,
             )
-            .await
-            .map_err(env(Phase::Provision))?;
-            owns_cluster = true;
-            properties.kind_node_image = config.versions.kind.node_image.clone();
+            .await;
+            // kind may leave a half-made cluster behind on failure: it is ours either way.
+            created(OwnedCluster {
+                kind: kind_bin.clone(),
+                name: name.clone(),
+            });
+            result.map_err(env(Phase::Provision))?;
+            set(properties, |p| {
+                p.kind_node_image = config.versions.kind.node_image.clone()
+            });
         }
         kind::export_kubeconfig(&kind_bin, name, &kubeconfig)
             .await
             .map_err(env(Phase::Provision))?;
-        properties.cluster_name = name.clone();
-        kind_path = Some(kind_bin);
+        set(properties, |p| p.cluster_name = name.clone());
+        kind_name = Some(name.clone());
         Some(kubeconfig)
     } else {
-        properties.cluster_name = config
+        let name = config
             .context
             .clone()
             .unwrap_or_else(|| "current context".into());
+        set(properties, |p| p.cluster_name = name);
         config.kubeconfig.clone()
     };
 
-    let client = connect::client(kubeconfig.as_deref(), config.context.as_deref())
+    let clients: Clients = connect::clients(kubeconfig.as_deref(), config.context.as_deref())
         .await
         .map_err(env(Phase::Preflight))?;
+    let client = clients.client.clone();
     let minimum = parse_minimum(&config.versions.kubernetes.minimum);
-    let server = connect::check_server(&client, minimum)
+    let server = connect::check_server(&clients, minimum)
         .await
         .map_err(env(Phase::Preflight))?;
-    properties.kubernetes_version = server.git_version.clone();
+    set(properties, |p| {
+        p.kubernetes_version = server.git_version.clone()
+    });
     let cluster_args = istio::cluster_args(kubeconfig.as_deref(), config.context.as_deref());
 
-    // Istio at the requested version.
-    let requested = &config.install_version().to_string();
-    let mut release = None;
-    match istio::installed_version(&client)
+    let installed = istio::installed_version(&client)
         .await
-        .map_err(env(Phase::Istio))?
+        .map_err(env(Phase::Istio))?;
+    if let Some(found) = &installed
+        && found != &requested
     {
-        Some(found) if &found == requested => {
-            progress.line(&format!("Istio {found} already installed"))
-        }
-        Some(found) => {
-            return Err(EnvError::new(
-                Phase::Istio,
-                format!(
-                    "the cluster runs Istio {found}, the run asks for {requested}: pass --istio-version {found}, or use a fresh cluster{}",
-                    if uses_kind {
-                        format!(" (kind delete cluster --name {})", config.cluster_name)
-                    } else {
-                        String::new()
-                    }
-                ),
-            ));
-        }
-        None => {
-            let r = tools::istio(&config.versions, requested, &cache)
-                .await
-                .map_err(env(Phase::Tools))?;
-            let _wait = progress.wait(&format!("installing Istio {requested}"));
-            istio::install(
-                &r.istioctl,
-                requested,
-                &config.versions.istio.hub,
-                &cluster_args,
-            )
-            .await
-            .map_err(env(Phase::Istio))?;
-            release = Some(r);
-        }
+        return Err(EnvError::new(
+            Phase::Istio,
+            refuse_other_istio(config, found, &requested, uses_kind),
+        ));
     }
-    properties.istio_version = requested.clone();
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), istio::ISTIO_NAMESPACE);
+    let wants_addon = config.prometheus_url.is_none()
+        && deployments
+            .get_opt(istio::PROMETHEUS)
+            .await
+            .map_err(|e| EnvError::new(Phase::Prometheus, e.to_string()))?
+            .is_none();
+    let release = if installed.is_none() || wants_addon {
+        let _wait = progress.wait(&format!("downloading the Istio {requested} release"));
+        Some(
+            release
+                .await
+                .map_err(|e| EnvError::new(Phase::Tools, format!("the download task failed: {e}")))?
+                .map_err(env(Phase::Tools))?,
+        )
+    } else {
+        None
+    };
+    drop(release_guard);
+    // Images onto the node while Istio installs (best effort, in the background).
+    let prepull = kind_name.map(|name| {
+        let images = images_to_prepull(config, &requested);
+        tokio::spawn(async move {
+            for image in images {
+                if let Err(e) = kind::prepull(&name, &image).await {
+                    tracing::debug!("pre-pulling {image} failed (the kubelet pulls it later): {e}");
+                }
+            }
+        })
+    });
+    let mut applier = Applier::new(client.clone());
+    let install = async {
+        match (&installed, &release) {
+            (Some(found), _) => {
+                progress.line(&format!("Istio {found} already installed"));
+                Ok(())
+            }
+            (None, Some(r)) => {
+                let _wait = progress.wait(&format!("installing Istio {requested}"));
+                istio::install(
+                    &r.istioctl,
+                    &requested,
+                    &config.versions.istio.hub,
+                    &cluster_args,
+                )
+                .await
+                .map_err(env(Phase::Istio))
+            }
+            (None, None) => Err(EnvError::new(
+                Phase::Istio,
+                "no release to install from; this is a harness bug",
+            )),
+        }
+    };
+    let addon = async {
+        let Some(r) = release.as_ref().filter(|_| wants_addon) else {
+            return Ok(());
+        };
+        apply_addon(&mut applier, &r.prometheus_addon, config).await
+    };
+    let (installed_now, addon_applied) = tokio::join!(install, addon);
+    installed_now?;
+    addon_applied?;
+    set(properties, |p| p.istio_version = requested.clone());
     {
-        let _wait = progress.wait("waiting for istiod and the ingress gateway");
-        rollout::wait(
+        let _wait = progress.wait("waiting for istiod, the ingress gateway and Prometheus");
+        let istiod = rollout::wait(
             &client,
             istio::ISTIO_NAMESPACE,
             istio::ISTIOD,
             READY_DEADLINE,
-        )
-        .await
-        .map_err(env(Phase::Istio))?;
-        rollout::wait(
+        );
+        let gateway = rollout::wait(
             &client,
             &config.ingress_namespace,
             istio::INGRESS_GATEWAY,
             READY_DEADLINE,
-        )
-        .await
-        .map_err(|e| EnvError::new(Phase::Istio, format!("{e} (is --ingress-namespace right?)")))?;
-    }
-
-    // The Prometheus addon of the same release.
-    let mut applier = Applier::new(client.clone());
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), istio::ISTIO_NAMESPACE);
-    let has_prometheus = deployments
-        .get_opt(istio::PROMETHEUS)
-        .await
-        .map_err(|e| EnvError::new(Phase::Prometheus, e.to_string()))?
-        .is_some();
-    if config.prometheus_url.is_none() && !has_prometheus {
-        let r = match release {
-            Some(r) => r,
-            None => tools::istio(&config.versions, requested, &cache)
-                .await
-                .map_err(env(Phase::Tools))?,
-        };
-        let text = std::fs::read_to_string(&r.prometheus_addon).map_err(|e| {
-            EnvError::new(
-                Phase::Prometheus,
-                format!("cannot read {}: {e}", r.prometheus_addon.display()),
+        );
+        let prometheus = async {
+            if config.prometheus_url.is_some() {
+                return Ok(());
+            }
+            rollout::wait(
+                &client,
+                istio::ISTIO_NAMESPACE,
+                istio::PROMETHEUS,
+                READY_DEADLINE,
             )
+            .await
+            .map(|_| ())
+        };
+        let (istiod, gateway, prometheus) = tokio::join!(istiod, gateway, prometheus);
+        istiod.map_err(env(Phase::Istio))?;
+        gateway.map_err(|e| {
+            EnvError::new(Phase::Istio, format!("{e} (is --ingress-namespace right?)"))
         })?;
-        for obj in parse_documents(&text).map_err(env(Phase::Prometheus))? {
-            applier.apply(&obj).await.map_err(env(Phase::Prometheus))?;
-        }
-    }
-    if config.prometheus_url.is_none() {
-        let _wait = progress.wait("waiting for Prometheus");
-        rollout::wait(
-            &client,
-            istio::ISTIO_NAMESPACE,
-            istio::PROMETHEUS,
-            READY_DEADLINE,
-        )
-        .await
-        .map_err(env(Phase::Prometheus))?;
+        prometheus.map_err(env(Phase::Prometheus))?;
     }
 
-    // Reaching the gateway and Prometheus.
+    // Reaching the gateway and Prometheus, through the client without read timeouts.
+    let streams = clients.streams.clone();
     let mut forwards = Vec::new();
     let gateway_selector =
         workloads::selector_of(&client, &config.ingress_namespace, istio::INGRESS_GATEWAY)
@@ -199,13 +282,14 @@ pub async fn setup(
             .map_err(env(Phase::PortForward))?;
     let forward_gateway = |service_port: i32| {
         let client = client.clone();
+        let streams = streams.clone();
         let namespace = config.ingress_namespace.clone();
         let selector = gateway_selector.clone();
         async move {
             let pod_port =
                 portforward::target_port(&client, &namespace, istio::INGRESS_GATEWAY, service_port)
                     .await?;
-            portforward::start(client, &namespace, &selector, pod_port).await
+            portforward::start(streams, &namespace, &selector, pod_port).await
         }
     };
     let gateway_http = match config.ingress_address {
@@ -243,7 +327,7 @@ pub async fn setup(
                 workloads::selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
                     .await
                     .map_err(env(Phase::PortForward))?;
-            let f = portforward::start(client.clone(), istio::ISTIO_NAMESPACE, &selector, 9090)
+            let f = portforward::start(streams.clone(), istio::ISTIO_NAMESPACE, &selector, 9090)
                 .await
                 .map_err(env(Phase::PortForward))?;
             progress.line(&format!("Prometheus: {}", f.description));
@@ -252,17 +336,66 @@ pub async fn setup(
             url
         }
     };
-    Ok(Live {
+    let mut live = Live::direct(
         client,
-        applier,
-        owns_cluster,
-        kind: kind_path,
-        cluster_args,
-        gateway_http,
-        gateway_tls,
-        prometheus_url,
-        forwards,
-    })
+        gateway_http.address,
+        gateway_tls.address,
+        &prometheus_url,
+    );
+    live.gateway_http = gateway_http;
+    live.gateway_tls = gateway_tls;
+    live.applier = applier;
+    live.streams = streams;
+    live.cluster_args = cluster_args;
+    live.forwards = forwards;
+    live.background = prepull.into_iter().collect();
+    Ok(live)
+}
+
+/// Aborts a background task when setup returns early.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The addon of the release with the run's scrape interval, applied server-side.
+async fn apply_addon(
+    applier: &mut Applier,
+    path: &std::path::Path,
+    config: &RunConfig,
+) -> Result<(), EnvError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        EnvError::new(
+            Phase::Prometheus,
+            format!("cannot read {}: {e}", path.display()),
+        )
+    })?;
+    let mut documents: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text)
+        .map_err(|e| EnvError::new(Phase::Prometheus, format!("{}: {e}", path.display())))?;
+    documents.retain(|d| !d.is_null());
+    addon::set_scrape_interval(&mut documents, config.scrape_interval)
+        .map_err(env(Phase::Prometheus))?;
+    // istioctl creates istio-system; the addon may be applied before it finished.
+    let namespace: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": istio::ISTIO_NAMESPACE}
+    }))
+    .map_err(|e| EnvError::new(Phase::Prometheus, e.to_string()))?;
+    applier
+        .ensure(&namespace)
+        .await
+        .map_err(env(Phase::Prometheus))?;
+    let text = documents
+        .iter()
+        .map(|d| serde_saphyr::to_string(d).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("---\n");
+    for obj in parse_documents(&text).map_err(env(Phase::Prometheus))? {
+        applier.apply(&obj).await.map_err(env(Phase::Prometheus))?;
+    }
+    Ok(())
 }
 
 fn parse_minimum(text: &str) -> (u32, u32) {

@@ -23,6 +23,20 @@ fn on_path(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// The client version `istioctl version --remote=false --short` prints: `client
+/// version: 1.31.2` on current releases, a bare `1.31.2` on older ones.
+pub fn istioctl_client_version(output: &str) -> Option<&str> {
+    for line in output.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("client version:") {
+            return Some(rest.trim());
+        }
+        if crate::config::parse_istio_version(line).is_ok() {
+            return Some(line);
+        }
+    }
+    None
+}
+
 /// `kind v0.30.0 go1.24.5 linux/amd64` → true for `v0.30.0`.
 pub fn kind_version_matches(output: &str, version: &str) -> bool {
     output.split_whitespace().nth(1) == Some(version)
@@ -77,7 +91,7 @@ pub async fn istio(
                 Duration::from_secs(10),
             )
             .await
-            .is_ok_and(|out| out.trim() == version) =>
+            .is_ok_and(|out| istioctl_client_version(&out) == Some(version)) =>
         {
             path
         }
@@ -133,6 +147,19 @@ pub fn extract(archive: &Path, dir: &Path, version: &str) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn istioctl_client_version_is_read_in_both_forms() {
+        assert_eq!(
+            istioctl_client_version("client version: 1.31.2\n"),
+            Some("1.31.2")
+        );
+        assert_eq!(istioctl_client_version("1.30.5\n"), Some("1.30.5"));
+        assert_eq!(
+            istioctl_client_version("no running Istio pods in \"istio-system\"\n"),
+            None
+        );
+    }
 
     #[test]
     fn kind_version_line_is_read() {

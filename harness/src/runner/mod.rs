@@ -20,12 +20,26 @@ use world::World;
 
 pub use step::execute as execute_step;
 
-/// State shared by the trials and the interrupt handler.
+/// What an interruption must undo before the process exits, registered by the world
+/// when it creates something the run owns (a kind cluster).
+pub struct InterruptCleanup {
+    /// What is at stake, e.g. "kind cluster `istio-mtls`".
+    pub what: String,
+    /// Undoes it; None when the user asked to keep it (the hint is printed instead).
+    pub undo: Option<Box<dyn FnOnce() -> Result<(), String> + Send>>,
+    /// How the user removes it by hand.
+    pub hint: String,
+}
+
+/// State shared by the trials, the world and the interrupt handler.
 #[derive(Clone)]
 pub struct Shared {
     pub record: Arc<Mutex<RunRecord>>,
     /// The trial running now, so an interruption can name it.
     pub current: Arc<Mutex<Option<(String, String)>>>,
+    /// Facts about the system under test as the world learns them (also during setup).
+    pub properties: Arc<Mutex<record::RunProperties>>,
+    pub interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
 }
 
 impl Default for Shared {
@@ -33,6 +47,8 @@ impl Default for Shared {
         Shared {
             record: Arc::new(Mutex::new(RunRecord::default())),
             current: Arc::new(Mutex::new(None)),
+            properties: Arc::new(Mutex::new(record::RunProperties::default())),
+            interrupt_cleanup: Arc::new(Mutex::new(None)),
         }
     }
 }
@@ -48,6 +64,7 @@ impl Shared {
     /// The record as it stands, with the running step (if any) marked interrupted.
     pub fn interrupted_snapshot(&self, signal: &str) -> RunRecord {
         let mut record = lock(&self.record).clone();
+        record.properties = lock(&self.properties).clone();
         if let Some((suite, slug)) = lock(&self.current).clone() {
             record.push_step(
                 &suite,

@@ -145,6 +145,19 @@ impl Schedule {
         Schedule { passes, items }
     }
 
+    /// The suites of the schedule, each once, in order.
+    pub fn suites(&self) -> Vec<Arc<Suite>> {
+        let mut out: Vec<Arc<Suite>> = Vec::new();
+        for item in &self.items {
+            if let Item::Step { suite, .. } = item
+                && !out.iter().any(|s| s.name == suite.name)
+            {
+                out.push(Arc::clone(suite));
+            }
+        }
+        out
+    }
+
     /// `mesh@1.30.5` — the suite as reports name it in pass `pass`.
     pub fn label(&self, pass: usize, suite: &Suite) -> String {
         format!("{}{}", suite.name, self.passes[pass].suffix)

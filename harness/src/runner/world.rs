@@ -85,8 +85,9 @@ impl fmt::Display for EnvError {
 impl std::error::Error for EnvError {}
 
 pub trait World: Send {
-    /// Preflight and provisioning: everything before the first step.
-    fn setup(&mut self) -> Result<(), EnvError>;
+    /// Preflight and provisioning: everything before the first step, ending in the
+    /// state the exercise starts from for `suites`.
+    fn setup(&mut self, suites: &[std::sync::Arc<Suite>]) -> Result<(), EnvError>;
     /// Facts about the system under test known so far.
     fn properties(&self) -> RunProperties;
     /// The Istio version the cluster runs now (read from istiod), for the step's record.

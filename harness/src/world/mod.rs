@@ -2,47 +2,89 @@
 //! side (provisioning, the apply engine, port-forwards, diagnostics) with the actions
 //! and expectations; it decides nothing itself.
 
+mod fresh;
 mod upgrade;
 
 use crate::action::{Action, Ctx};
-use crate::cluster::provision;
-use crate::cluster::{Live, istio, kind};
+use crate::cluster::kind::{self, OwnedCluster};
+use crate::cluster::{Live, istio, provision};
 use crate::config::RunConfig;
+use crate::deadlines;
 use crate::expect::{Env, Expectation};
 use crate::pki::Pki;
 use crate::progress::Progress;
 use crate::runner::record::RunProperties;
 use crate::runner::world::{EnvError, Phase, World};
+use crate::runner::{InterruptCleanup, Shared, lock};
 use crate::suite::template::Variables;
 use crate::suite::{Step, Suite};
 use crate::verdict::{Judged, Judgement};
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub struct ClusterWorld {
     config: RunConfig,
     runtime: tokio::runtime::Handle,
     progress: Progress,
-    properties: RunProperties,
+    /// Shared with the interrupt handler, so an interrupted report has them too.
+    properties: Arc<Mutex<RunProperties>>,
+    interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
+    /// The kind cluster this run created, from the moment it exists.
+    owned: Arc<Mutex<Option<OwnedCluster>>>,
     live: Option<Live>,
     variables: Variables,
     pki: Option<Pki>,
 }
 
+/// `kind delete cluster`, bounded, without an async runtime (it also runs from the
+/// interrupt handler, right before the process exits).
+fn delete_kind_cluster(owned: &OwnedCluster) -> Result<(), String> {
+    let mut child = std::process::Command::new(&owned.kind)
+        .args(["delete", "cluster", "--name", &owned.name])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start `{}`: {e}", owned.delete_command()))?;
+    let started = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) if status.success() => return Ok(()),
+            Ok(Some(status)) => {
+                return Err(format!("`{}` exited with {status}", owned.delete_command()));
+            }
+            Ok(None) if started.elapsed() < Duration::from_secs(180) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                return Err(format!(
+                    "`{}` did not finish within 180 s",
+                    owned.delete_command()
+                ));
+            }
+            Err(e) => return Err(format!("`{}`: {e}", owned.delete_command())),
+        }
+    }
+}
+
 impl ClusterWorld {
-    pub fn new(config: RunConfig, runtime: tokio::runtime::Handle, progress: Progress) -> Self {
-        let properties = RunProperties {
-            istio_version: config.istio_version.clone(),
-            ..RunProperties::default()
-        };
+    pub fn new(
+        config: RunConfig,
+        runtime: tokio::runtime::Handle,
+        progress: Progress,
+        shared: &Shared,
+    ) -> Self {
+        lock(&shared.properties).istio_version = config.install_version().to_string();
         let variables = config.variables();
         ClusterWorld {
             config,
             runtime,
             progress,
-            properties,
+            properties: Arc::clone(&shared.properties),
+            interrupt_cleanup: Arc::clone(&shared.interrupt_cleanup),
+            owned: Arc::new(Mutex::new(None)),
             live: None,
             variables,
             pki: None,
@@ -57,9 +99,31 @@ impl ClusterWorld {
         progress: Progress,
         live: Live,
     ) -> Self {
-        let mut world = ClusterWorld::new(config, runtime, progress);
+        let mut world = ClusterWorld::new(config, runtime, progress, &Shared::default());
         world.live = Some(live);
         world
+    }
+
+    /// Records a kind cluster this run created: deleted at the end (or on interrupt)
+    /// unless `--keep-cluster`.
+    fn register(
+        owned: &Mutex<Option<OwnedCluster>>,
+        cleanup: &Mutex<Option<InterruptCleanup>>,
+        keep: bool,
+        cluster: OwnedCluster,
+    ) {
+        let undo: Option<Box<dyn FnOnce() -> Result<(), String> + Send>> = if keep {
+            None
+        } else {
+            let c = cluster.clone();
+            Some(Box::new(move || delete_kind_cluster(&c)))
+        };
+        *lock(cleanup) = Some(InterruptCleanup {
+            what: format!("kind cluster `{}`", cluster.name),
+            undo,
+            hint: cluster.delete_command(),
+        });
+        *lock(owned) = Some(cluster);
     }
 
     fn live(&mut self) -> Result<&mut Live, EnvError> {
@@ -73,18 +137,29 @@ impl ClusterWorld {
 }
 
 impl World for ClusterWorld {
-    fn setup(&mut self) -> Result<(), EnvError> {
-        let live = self.runtime.block_on(provision::setup(
+    fn setup(&mut self, suites: &[Arc<Suite>]) -> Result<(), EnvError> {
+        let owned = Arc::clone(&self.owned);
+        let cleanup = Arc::clone(&self.interrupt_cleanup);
+        let keep = self.config.keep_cluster;
+        let created = move |cluster: OwnedCluster| Self::register(&owned, &cleanup, keep, cluster);
+        let mut live = self.runtime.block_on(provision::setup(
             &self.config,
             &self.progress,
-            &mut self.properties,
+            &self.properties,
+            &created,
+        ))?;
+        self.runtime.block_on(fresh::fresh_start(
+            &mut live,
+            &self.config,
+            suites,
+            &self.progress,
         ))?;
         self.live = Some(live);
         Ok(())
     }
 
     fn properties(&self) -> RunProperties {
-        self.properties.clone()
+        lock(&self.properties).clone()
     }
 
     fn istio_version(&mut self) -> Option<String> {
@@ -152,7 +227,7 @@ impl World for ClusterWorld {
         let live = self.live()?;
         let _wait = progress.wait(&format!("upgrading Istio to {version}"));
         runtime.block_on(upgrade::upgrade(live, &config, version, log))?;
-        self.properties.istio_version = format!("{} → {version}", config.install_version());
+        lock(&self.properties).istio_version = format!("{} → {version}", config.install_version());
         Ok(())
     }
 
@@ -163,10 +238,9 @@ impl World for ClusterWorld {
             .reports_dir
             .join("diagnostics")
             .join(format!("{label}-{}", step.slug()));
-        let kind = live
-            .kind
+        let kind = lock(&self.owned)
             .as_ref()
-            .map(|k| (k.clone(), self.config.cluster_name.clone()));
+            .map(|o| (o.kind.clone(), o.name.clone()));
         let report = self.runtime.block_on(crate::cluster::diagnostics::collect(
             &live.client,
             &self.config,
@@ -182,47 +256,50 @@ impl World for ClusterWorld {
     }
 
     fn finish(&mut self) -> Result<(), EnvError> {
-        let Some(live) = self.live.take() else {
-            return Ok(());
-        };
         let mut first_error = None;
-        if !self.config.keep {
-            let namespaces: Api<Namespace> = Api::all(live.client.clone());
-            let deleted = self.runtime.block_on(
-                namespaces.delete(&self.config.app_namespace, &DeleteParams::background()),
-            );
-            match deleted {
-                Ok(_) => self
-                    .progress
-                    .line(&format!("deleted namespace {}", self.config.app_namespace)),
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => {
-                    first_error.get_or_insert(EnvError::new(
-                        Phase::Cleanup,
-                        format!("cannot delete namespace {}: {e}", self.config.app_namespace),
-                    ));
+        if let Some(live) = self.live.take() {
+            if !self.config.keep {
+                let gone = self.runtime.block_on(fresh::remove_namespace(
+                    &live,
+                    &self.config.app_namespace,
+                    deadlines::NAMESPACE_GONE,
+                    &self.progress,
+                ));
+                match gone {
+                    Ok(true) => self
+                        .progress
+                        .line(&format!("deleted namespace {}", self.config.app_namespace)),
+                    Ok(false) => {}
+                    Err(e) => {
+                        first_error.get_or_insert(EnvError::new(Phase::Cleanup, e));
+                    }
                 }
             }
+            drop(live);
         }
-        if live.owns_cluster
-            && let Some(kind_bin) = &live.kind
-        {
-            let name = &self.config.cluster_name;
+        // A cluster this run created, also when setup failed after creating it.
+        let owned = lock(&self.owned).take();
+        if let Some(owned) = owned {
+            *lock(&self.interrupt_cleanup) = None;
             if self.config.keep_cluster {
                 self.progress.line(&format!(
-                    "kept kind cluster `{name}` (--keep-cluster); kubeconfig: {}",
-                    self.config.reports_dir.join("kubeconfig").display()
+                    "kept kind cluster `{}` (--keep-cluster); kubeconfig: {}; delete it with `{}`",
+                    owned.name,
+                    self.config.reports_dir.join("kubeconfig").display(),
+                    owned.delete_command()
                 ));
             } else {
                 let _wait = self
                     .progress
-                    .wait(&format!("deleting kind cluster `{name}`"));
-                if let Err(e) = self.runtime.block_on(kind::delete(kind_bin, name)) {
+                    .wait(&format!("deleting kind cluster `{}`", owned.name));
+                if let Err(e) = self
+                    .runtime
+                    .block_on(kind::delete(&owned.kind, &owned.name))
+                {
                     first_error.get_or_insert(EnvError::new(Phase::Cleanup, e));
                 }
             }
         }
-        drop(live);
         first_error.map_or(Ok(()), Err)
     }
 }
