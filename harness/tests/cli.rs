@@ -309,3 +309,275 @@ fn ctrl_c_during_setup_writes_the_junit_and_exits_130() {
         .collect();
     assert_eq!(names, ["interrupted"], "{xml}");
 }
+
+#[test]
+fn a_selection_that_matches_nothing_exits_2_before_any_setup() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = harness(&["mesh::3", "--reports-dir", dir.path().to_str().unwrap()]);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("no step matches `mesh::3`; steps are: mesh::01-no-sidecars, "),
+        "{err}"
+    );
+    assert!(!dir.path().join("junit.xml").exists(), "nothing ran");
+    let out = harness(&["--skip", "mesh", "--skip", "ingress", "--list"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn dry_run_honours_the_selection_and_marks_setup_only_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = harness(&[
+        "mesh::03",
+        "--suite",
+        "mesh",
+        "--dry-run",
+        "--reports-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(plan.contains("Plan: 1 step(s) judged of 6"), "{plan}");
+    assert!(
+        plan.contains("mesh::01-no-sidecars [O1]: Without sidecars, traffic flows through the ingress gateway [setup only: its actions run, it is not judged]"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("mesh::04-permissive-restores [O4]: PERMISSIVE restores traffic [not run]"),
+        "{plan}"
+    );
+    assert!(!plan.contains("suite ingress"), "--suite honoured: {plan}");
+    // The judged step lists its expectations; setup-only ones do not.
+    let o3 = &plan[plan.find("mesh::03-strict-partial-injection").unwrap()..];
+    assert!(o3.contains("expect: traffic fails"), "{plan}");
+    let o1 = &plan[plan.find("mesh::01-no-sidecars").unwrap()..plan.find("mesh::02").unwrap()];
+    assert!(!o1.contains("expect:"), "{o1}");
+    assert!(o1.contains("do:     apply shared/namespace"), "{o1}");
+}
+
+#[test]
+fn list_validates_like_a_run_and_prints_the_real_trial_names() {
+    let out = harness(&[
+        "--list",
+        "--upgrade-from",
+        "1.30.5",
+        "--istio-version",
+        "1.31.2",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(listed.len(), 21, "{listed:?}");
+    assert_eq!(listed[0], "mesh@1.30.5::01-no-sidecars: test");
+    assert_eq!(listed[10], "upgrade::1.30.5-to-1.31.2: test");
+    assert_eq!(listed[11], "mesh@1.31.2::01-no-sidecars: test");
+    assert!(!listed.iter().any(|l| l.contains("<target>")));
+    // A filter without the pass label selects the step in both passes (and the upgrade
+    // runs between them as its setup).
+    let out = harness(&[
+        "--list",
+        "--upgrade-from",
+        "1.30.5",
+        "--istio-version",
+        "1.31.2",
+        "mesh::01",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "mesh@1.30.5::01-no-sidecars: test",
+            "mesh@1.31.2::01-no-sidecars: test"
+        ]
+    );
+    // --list refuses what a run refuses.
+    let out = harness(&[
+        "--list",
+        "--upgrade-from",
+        "1.31.2",
+        "--istio-version",
+        "1.30.5",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("must be older"), "{}", stderr(&out));
+}
+
+#[test]
+fn versions_older_than_native_sidecars_are_refused_with_the_reason() {
+    for args in [
+        &["--istio-version", "1.27.3", "--list"][..],
+        &[
+            "--upgrade-from",
+            "1.26.0",
+            "--istio-version",
+            "1.31.2",
+            "--list",
+        ][..],
+    ] {
+        let out = harness(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = stderr(&out);
+        assert!(
+            err.contains("older than the harness supports") && err.contains("native sidecars"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn help_starts_with_the_harness_options_grouped_and_argument_errors_are_one_line() {
+    let out = harness(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    let order = [
+        "Selection:",
+        "--suite",
+        "Cluster:",
+        "--istio-version",
+        "Reaching the cluster:",
+        "--prometheus-url",
+        "Reports:",
+        "--reports-dir",
+        "Output (as libtest):",
+        "--format",
+        "Accepted for compatibility, no effect:",
+        "--test-threads",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = help[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing or out of order in:\n{help}"));
+        at += found + needle.len();
+    }
+    for untrue in ["in parallel", "benchmark", "Benchmark"] {
+        assert!(!help.contains(untrue), "`{untrue}` in:\n{help}");
+    }
+    let out = harness(&["--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("--no-such-flag") && err.contains("--help"),
+        "{err}"
+    );
+}
+
+#[test]
+fn list_into_a_closed_pipe_does_not_panic() {
+    use std::io::Read;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "--list",
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one byte, then close our end (what `| head -c1` does).
+    let mut stdout = child.stdout.take().unwrap();
+    let mut one = [0u8; 1];
+    stdout.read_exact(&mut one).unwrap();
+    drop(stdout);
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn unwritable_reports_and_logfile_fail_before_setup_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    // A reports folder below a regular file cannot exist.
+    let reports = file.join("reports");
+    let out = harness(&["--reports-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_eq!(err.trim().lines().count(), 1, "printed once: {err}");
+    assert!(
+        err.contains(reports.to_str().unwrap()) && err.contains("not writable"),
+        "{err}"
+    );
+    let out = harness(&[
+        "--reports-dir",
+        dir.path().join("reports").to_str().unwrap(),
+        "--logfile",
+        file.join("log.txt").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--logfile"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_is_handled_like_ctrl_c_with_the_runs_properties_and_exit_143() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let reports = dir.path().join("reports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "--reports-dir",
+            reports.to_str().unwrap(),
+            "--istio-version",
+            "1.30.5",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let stderr = child.stderr.take().unwrap();
+    let mut reader = std::io::BufReader::new(stderr);
+    let mut line = String::new();
+    use std::io::BufRead;
+    while reader.read_line(&mut line).unwrap() > 0 && !line.contains("setting up the cluster") {
+        line.clear();
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let code = child.wait().unwrap().code();
+    assert_eq!(code, Some(143));
+    let mut rest = String::new();
+    use std::io::Read;
+    reader.read_to_string(&mut rest).unwrap();
+    assert!(rest.contains("interrupted (SIGTERM)"), "{rest}");
+    assert!(
+        !rest.contains("kind delete cluster"),
+        "no cluster was created, so no hint to delete one: {rest}"
+    );
+    let xml = std::fs::read_to_string(reports.join("junit.xml")).expect("JUnit written on SIGTERM");
+    let report = quick_junit::Report::deserialize_from_str(&xml).unwrap();
+    let setup = &report.test_suites[0];
+    assert!(
+        setup
+            .properties
+            .iter()
+            .any(|p| p.name.as_str() == "istio.version" && p.value.as_str() == "1.30.5"),
+        "the interrupted report carries the run's properties: {xml}"
+    );
+    assert!(reports.join("summary.md").exists());
+}

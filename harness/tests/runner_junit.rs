@@ -523,3 +523,149 @@ fn a_failed_upgrade_skips_the_second_pass_with_the_reason() {
         if message.as_ref().unwrap().as_str().starts_with("the upgrade to 1.31.2 did not pass: upgrade: the data plane is not on 1.31.2"))
     );
 }
+
+fn case_property<'a>(case: &'a quick_junit::TestCase, name: &str) -> Option<&'a str> {
+    case.properties
+        .iter()
+        .find(|p| p.name.as_str() == name)
+        .map(|p| p.value.as_str())
+}
+
+#[test]
+fn a_selected_step_of_the_second_pass_runs_after_the_upgrade_and_reports_its_version() {
+    let script = script();
+    let (code, report, _dir) = run(
+        &script,
+        &[
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "mesh@1.31.2::01",
+        ],
+    );
+    assert_eq!(code, 0);
+    let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["mesh@1.31.2"], "only the selected step is reported");
+    let actions = script.actions.lock().unwrap().clone();
+    let upgrade_at = actions
+        .iter()
+        .position(|a| a == "upgrade to 1.31.2")
+        .expect("the upgrade ran as the step's setup");
+    assert!(
+        actions[upgrade_at..]
+            .iter()
+            .any(|a| a.starts_with("mesh: apply shared/namespace")),
+        "the step's own actions ran on the upgraded Istio: {actions:?}"
+    );
+    let case = &report.test_suites[0].test_cases[0];
+    assert_eq!(case.name.as_str(), "01-no-sidecars");
+    assert_eq!(case_property(case, "istio.version"), Some("1.31.2"));
+    assert!(
+        case.system_out
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .contains("(setup) upgraded Istio from 1.30.5 to 1.31.2 before this step"),
+        "{:?}",
+        case.system_out
+    );
+}
+
+#[test]
+fn a_step_whose_pass_names_another_version_than_istiod_runs_is_an_error() {
+    let mut script = script();
+    script.upgrade_changes_nothing = true;
+    let (code, report, _dir) = run(
+        &script,
+        &[
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "--suite",
+            "ingress",
+        ],
+    );
+    assert_eq!(code, 3);
+    let after = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "ingress@1.31.2")
+        .unwrap();
+    assert_eq!(
+        after.errors, 1,
+        "the first step errors, the rest is skipped"
+    );
+    match &after.test_cases[0].status {
+        TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, NonSuccessKind::Error);
+            let message = message.as_ref().unwrap().as_str();
+            assert!(
+                message.contains("belongs to the pass on Istio 1.31.2, but istiod runs 1.30.5"),
+                "{message}"
+            );
+        }
+        other => panic!("never a pass: {other:?}"),
+    }
+    assert_eq!(
+        case_property(&after.test_cases[0], "istio.version"),
+        Some("1.30.5")
+    );
+}
+
+#[test]
+fn a_filter_without_a_pass_label_selects_the_step_in_both_passes() {
+    let script = script();
+    let (code, report, _dir) = run(
+        &script,
+        &[
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "mesh::01",
+        ],
+    );
+    assert_eq!(code, 0);
+    let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["mesh@1.30.5", "mesh@1.31.2"]);
+    assert_eq!(
+        *script.judged.lock().unwrap(),
+        vec!["mesh::01-no-sidecars"; 4],
+        "two expectations, judged in each pass"
+    );
+}
+
+#[test]
+fn diagnostics_of_the_two_passes_go_to_separate_folders() {
+    let mut script = script();
+    script.verdicts.insert(
+        "ingress::03-rejects-client-without-certificate".into(),
+        Verdict::Failed,
+    );
+    let (_code, report, _dir) = run(
+        &script,
+        &[
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "--suite",
+            "ingress",
+        ],
+    );
+    let folders: Vec<String> = report
+        .test_suites
+        .iter()
+        .flat_map(|s| s.test_cases.iter())
+        .filter_map(|c| case_property(c, "diagnostics").map(str::to_string))
+        .collect();
+    assert_eq!(
+        folders,
+        [
+            "reports/diagnostics/ingress@1.30.5-03-rejects-client-without-certificate",
+            "reports/diagnostics/ingress@1.31.2-03-rejects-client-without-certificate"
+        ]
+    );
+}

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Reply, binary_or_skip, serve};
+use common::{Reply, serve};
 use harness::telemetry::oracle::phase;
 use harness::telemetry::prometheus::Prometheus;
 use harness::verdict::{EdgeExpectation, Padlock, Verdict};
@@ -108,15 +108,24 @@ fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
     EdgeExpectation::new(from, to, padlock)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
+fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let Some(binary) = binary_or_skip(
-        "prometheus",
-        "phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus",
-    ) else {
-        return;
-    };
+    let args = libtest_mimic::Arguments::from_args();
+    let trials = vec![
+        common::trial_needing(
+            "phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus",
+            "prometheus",
+            "apt-get install prometheus",
+            |binary| common::block_on(phases_of_o5_and_o6(binary)),
+        ),
+        common::trial("an_unreachable_prometheus_is_an_environment_error", || {
+            common::block_on(an_unreachable_prometheus_is_an_environment_error())
+        }),
+    ];
+    libtest_mimic::run(&args, trials).exit();
+}
+
+async fn phases_of_o5_and_o6(binary: std::path::PathBuf) {
     let counters: Counters = Arc::default();
     let served = Arc::clone(&counters);
     let exporter = serve(move |path, _| match path {
@@ -310,7 +319,6 @@ async fn phases_of_o5_and_o6_are_judged_on_deltas_against_a_real_prometheus() {
     );
 }
 
-#[tokio::test]
 async fn an_unreachable_prometheus_is_an_environment_error() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

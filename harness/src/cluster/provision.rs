@@ -480,3 +480,41 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
     ));
     lines.join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> RunConfig {
+        let mut argv = vec!["harness"];
+        argv.extend_from_slice(args);
+        RunConfig::from_cli(&crate::cli::Cli::parse_from_args(argv).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn refusals_give_advice_that_works_and_never_a_flag_already_set() {
+        // An upgrade run on a cluster already at the target.
+        let c = config(&["--upgrade-from", "1.30.5", "--istio-version", "1.31.2"]);
+        let text = refuse_other_istio(&c, "1.31.2", "1.30.5", true);
+        assert!(
+            text.contains("already runs Istio 1.31.2, the version this run upgrades to")
+                && text.contains("kind delete cluster --name istio-mtls")
+                && text.contains("run without --upgrade-from"),
+            "{text}"
+        );
+        assert!(!text.contains("--istio-version 1.31.2"), "{text}");
+        // An upgrade run on a cluster at a third version.
+        let text = refuse_other_istio(&c, "1.29.1", "1.30.5", false);
+        assert!(
+            text.contains("use a cluster without Istio") && text.contains("--upgrade-from 1.29.1"),
+            "{text}"
+        );
+        // A plain run.
+        let c = config(&["--istio-version", "1.31.2"]);
+        let text = refuse_other_istio(&c, "1.30.5", "1.31.2", true);
+        assert!(
+            text.ends_with("or run with --istio-version 1.30.5"),
+            "{text}"
+        );
+    }
+}

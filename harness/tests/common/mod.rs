@@ -131,22 +131,56 @@ pub fn require_all() -> bool {
     std::env::var_os("HARNESS_REQUIRE_ALL_TESTS").is_some()
 }
 
-/// Finds `name` on PATH, or says why the test skips (and fails when CI requires all).
-pub fn binary_or_skip(name: &str, test: &str) -> Option<std::path::PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
+/// `name` on PATH, if it is there.
+pub fn find_binary(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))
             .find(|p| p.is_file())
-    });
-    if found.is_none() {
-        if require_all() {
-            panic!(
-                "{test}: `{name}` is not installed and HARNESS_REQUIRE_ALL_TESTS is set (.ci/run installs it)"
-            );
-        }
-        eprintln!(
-            "SKIP {test}: `{name}` is not installed (apt-get install {name}); .ci/run installs it"
-        );
-    }
-    found
+    })
+}
+
+/// A test (in a `harness = false` test binary) that needs the program `name`: without
+/// it the trial is reported *ignored* with the reason in cargo test's own output and
+/// summary line ("test x ... ignored, prometheus is not installed ..."), unless
+/// HARNESS_REQUIRE_ALL_TESTS is set (CI), where it fails. `install` says how to get it.
+pub fn trial_needing(
+    test_name: &'static str,
+    name: &'static str,
+    install: &'static str,
+    test: impl FnOnce(std::path::PathBuf) + Send + 'static,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::ignorable_test(test_name, move || {
+        let Some(path) = find_binary(name) else {
+            let why = format!("`{name}` is not installed ({install})");
+            if require_all() {
+                return Err(format!("{why} and HARNESS_REQUIRE_ALL_TESTS is set").into());
+            }
+            return Ok(libtest_mimic::Completion::ignored_with(why));
+        };
+        test(path);
+        Ok(libtest_mimic::Completion::Completed)
+    })
+}
+
+/// A plain test in a `harness = false` test binary.
+pub fn trial(
+    test_name: &'static str,
+    test: impl FnOnce() + Send + 'static,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::test(test_name, move || {
+        test();
+        Ok(())
+    })
+}
+
+/// Runs an async test body on its own runtime (two workers, like #[tokio::test]
+/// with the multi-thread flavour).
+pub fn block_on<F: std::future::Future<Output = ()>>(test: F) {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(test)
 }
