@@ -147,6 +147,7 @@ pub fn run_with_world(
         let _wait = progress.wait("setting up the cluster");
         world.setup(&schedule.suites())
     };
+    runner::lock(&shared.record).setup_phases = shared.timeline.phases();
     if let Err(e) = setup {
         let mut record = runner::lock(&shared.record);
         record.properties = world.properties();

@@ -164,8 +164,8 @@ fn unknown_field_names_file_line_and_column() {
 #[test]
 fn wrong_type_names_file_line_and_column() {
     let source = mesh_with(
-        "flows: { consecutive: 10 }\n\n  - id: strict",
-        "flows: { consecutive: ten }\n\n  - id: strict",
+        "      - flows: { consecutive: 10 }\n      # Kiali",
+        "      - flows: { consecutive: ten }\n      # Kiali",
     );
     let err = load_err(&source);
     assert_eq!(err.file, "suites/mesh/suite.yaml");
@@ -176,7 +176,7 @@ fn wrong_type_names_file_line_and_column() {
 
 #[test]
 fn bad_duration_and_unknown_result_class_are_refused() {
-    let err = load_err(&mesh_with("window: 30s", "window: thirty"));
+    let err = load_err(&mesh_with("window: 20s", "window: twenty"));
     assert!(err.message.contains("not a duration"), "{err}");
     let err = load_err(&mesh_with("class: http-500", "class: http-5000"));
     assert!(err.message.contains("unknown result class"), "{err}");

@@ -184,6 +184,7 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
         table[0],
         [
             "sentences → name",
+            "21",
             "0",
             "21",
             "0",
@@ -196,6 +197,7 @@ fn the_edge_graph_shows_padlocks_as_kiali_would_and_the_table_repeats_it() {
         table[1],
         [
             "sentences → name-v2",
+            "19",
             "19",
             "0",
             "0",

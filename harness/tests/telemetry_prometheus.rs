@@ -5,9 +5,11 @@
 mod common;
 
 use common::{Reply, serve};
-use harness::telemetry::oracle::phase;
+use harness::expect::mtls;
+use harness::telemetry::phase::{self as telemetry_phase, Traffic};
 use harness::telemetry::prometheus::Prometheus;
-use harness::verdict::{EdgeExpectation, Padlock, Verdict};
+use harness::telemetry::targets::Targets;
+use harness::verdict::{EdgeExpectation, Judgement, Padlock, Verdict};
 use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -106,6 +108,36 @@ const TARGETS: &str = r#"up{job="istio"}"#;
 
 fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
     EdgeExpectation::new(from, to, padlock)
+}
+
+fn traffic(summary: &str) -> Traffic {
+    Traffic {
+        summary: summary.to_string(),
+        ..Traffic::default()
+    }
+}
+
+/// A telemetry phase judging `edges` as the `mtls` expectation does (without the
+/// request accounting, which needs the app).
+async fn phase<F, Fut>(
+    prometheus: &Prometheus,
+    targets: &str,
+    edges: &[EdgeExpectation],
+    deadline: Duration,
+    send: F,
+) -> Judgement
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<String, String>>,
+{
+    telemetry_phase::run(
+        prometheus,
+        &Targets::Selector(targets.to_string()),
+        deadline,
+        || async move { send().await.map(|s| traffic(&s)) },
+        |deltas, traffic| mtls::look(edges, &[], deltas, traffic),
+    )
+    .await
 }
 
 fn main() {

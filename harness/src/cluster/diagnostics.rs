@@ -182,7 +182,7 @@ async fn proxy_configs(client: &Client, config: &RunConfig, suite: &Suite, bundl
             continue;
         };
         for (path, file) in [
-            ("/config_dump?resource=dynamic_active_clusters", "clusters"),
+            ("/config_dump?include_eds", "config_dump"),
             ("/server_info", "server_info"),
         ] {
             if let Some(json) = bundle.note(
@@ -218,7 +218,7 @@ async fn collect_all(
     pods_and_logs(
         client,
         &config.ingress_namespace,
-        Some("istio=ingressgateway"),
+        Some(super::istio::INGRESS_GATEWAY_SELECTOR),
         "ingressgateway-",
         bundle,
     )

@@ -11,6 +11,8 @@ use std::path::Path;
 pub const ISTIO_NAMESPACE: &str = "istio-system";
 pub const ISTIOD: &str = "istiod";
 pub const INGRESS_GATEWAY: &str = "istio-ingressgateway";
+/// The label selector of the ingress gateway's pods.
+pub const INGRESS_GATEWAY_SELECTOR: &str = "istio=ingressgateway";
 pub const PROMETHEUS: &str = "prometheus";
 
 /// The arguments of `istioctl <verb>` (`install` or `upgrade`): profile `default`,

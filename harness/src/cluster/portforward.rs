@@ -156,7 +156,15 @@ impl Target {
         };
         // The kubelet reports a pod port it cannot reach (and other failures) on the
         // port's error channel; a broken websocket ends the forwarder with an error.
-        let mut copy = Box::pin(tokio::io::copy_bidirectional(&mut inbound, &mut upstream));
+        // A failure counts against the path only when nothing came back from the pod:
+        // once the far side answered (an HTTP response, a TLS alert), the path worked
+        // for this connection, whatever happens while it is torn down.
+        let answered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut counted = Counting {
+            inner: &mut upstream,
+            read: Arc::clone(&answered),
+        };
+        let mut copy = Box::pin(tokio::io::copy_bidirectional(&mut inbound, &mut counted));
         let mut error = Box::pin(error);
         let mut error_done = false;
         let mut failure = None;
@@ -189,12 +197,58 @@ impl Target {
         drop(upstream);
         let joined = forwarder.join().await;
         let failure = failure.or_else(|| joined.err().map(|e| e.to_string()));
-        if let Some(cause) = failure {
+        let answered = answered.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        if let Some(cause) = failure.filter(|_| !answered) {
             self.health.record(format!(
                 "port-forward to {namespace}/{pod}:{port} failed: {}",
                 crate::exit::one_line(&cause)
             ));
         }
+    }
+}
+
+/// Counts the bytes read from the pod's side of a forward.
+struct Counting<'a, T> {
+    inner: &'a mut T,
+    read: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Counting<'_, T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut *self.inner).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        self.read
+            .fetch_add(read as u64, std::sync::atomic::Ordering::SeqCst);
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Counting<'_, T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut *self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut *self.inner).poll_shutdown(cx)
     }
 }
 

@@ -17,7 +17,7 @@ use crate::config::RunConfig;
 use crate::deadlines::ISTIO_READY as READY_DEADLINE;
 use crate::probe::http::Target;
 use crate::progress::Progress;
-use crate::runner::record::RunProperties;
+use crate::runner::record::{RunProperties, Timeline};
 use crate::runner::world::{EnvError, Phase};
 use crate::telemetry::addon;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -72,24 +72,41 @@ pub async fn setup(
     progress: &Progress,
     properties: &Mutex<RunProperties>,
     created: &(dyn Fn(OwnedCluster) + Send + Sync),
+    timeline: &Timeline,
 ) -> Result<Live, EnvError> {
     let uses_kind = config.kubeconfig.is_none() && config.context.is_none();
     let cache = super::download::cache_dir();
     let requested = config.install_version().to_string();
-    // The release (istioctl and the addon) downloads in the background from the start.
-    let release = {
+    // The release (istioctl and the addon): downloaded in the background while kind
+    // creates a cluster (which certainly needs Istio), else only when needed.
+    let download = || {
         let versions = config.versions.clone();
         let version = requested.clone();
         let cache = cache.clone();
-        tokio::spawn(async move { tools::istio(&versions, &version, &cache).await })
+        let timeline = timeline.clone();
+        tokio::spawn(async move {
+            timeline
+                .time(
+                    "download the Istio release",
+                    Some("cluster"),
+                    tools::istio(&versions, &version, &cache),
+                )
+                .await
+        })
     };
-    let release_guard = AbortOnDrop(release.abort_handle());
+    let mut early_download = AbortOnDrop(None);
     let mut kind_name = None;
     let kubeconfig = if uses_kind {
-        preflight::docker_reachable(&preflight::docker_endpoint())
+        timeline
+            .time(
+                "preflight: Docker",
+                None,
+                preflight::docker_reachable(&preflight::docker_endpoint()),
+            )
             .await
             .map_err(env(Phase::Preflight))?;
-        let kind_bin = tools::kind(&config.versions, &cache)
+        let kind_bin = timeline
+            .time("tools: kind", None, tools::kind(&config.versions, &cache))
             .await
             .map_err(env(Phase::Tools))?;
         let kubeconfig = config.reports_dir.join("kubeconfig");
@@ -106,6 +123,7 @@ pub async fn setup(
                 .unwrap_or_else(|| "unknown".into());
             set(properties, |p| p.kind_node_image = image);
         } else {
+            early_download = AbortOnDrop(Some(download()));
             let kind_config = config.reports_dir.join("kind-config.yaml");
             crate::report::write_atomically(
                 &kind_config,
@@ -117,14 +135,19 @@ pub async fn setup(
                 "creating kind cluster `{name}` ({})",
                 config.versions.kind.node_image
             ));
-            let result = kind::create(
-                &kind_bin,
-                name,
-                &config.versions.kind.node_image,
-                &kind_config,
-                &kubeconfig,
-            )
-            .await;
+            let result = timeline
+                .time(
+                    "create the kind cluster",
+                    Some("cluster"),
+                    kind::create(
+                        &kind_bin,
+                        name,
+                        &config.versions.kind.node_image,
+                        &kind_config,
+                        &kubeconfig,
+                    ),
+                )
+                .await;
             // kind may leave a half-made cluster behind on failure: it is ours either way.
             created(OwnedCluster {
                 kind: kind_bin.clone(),
@@ -155,7 +178,12 @@ pub async fn setup(
         .map_err(env(Phase::Preflight))?;
     let client = clients.client.clone();
     let minimum = parse_minimum(&config.versions.kubernetes.minimum);
-    let server = connect::check_server(&clients, minimum)
+    let server = timeline
+        .time(
+            "preflight: API server",
+            None,
+            connect::check_server(&clients, minimum),
+        )
         .await
         .map_err(env(Phase::Preflight))?;
     set(properties, |p| {
@@ -183,25 +211,32 @@ pub async fn setup(
             .is_none();
     let release = if installed.is_none() || wants_addon {
         let _wait = progress.wait(&format!("downloading the Istio {requested} release"));
+        let task = early_download.0.take().unwrap_or_else(download);
         Some(
-            release
-                .await
+            task.await
                 .map_err(|e| EnvError::new(Phase::Tools, format!("the download task failed: {e}")))?
                 .map_err(env(Phase::Tools))?,
         )
     } else {
         None
     };
-    drop(release_guard);
+    drop(early_download);
     // Images onto the node while Istio installs (best effort, in the background).
     let prepull = kind_name.map(|name| {
         let images = images_to_prepull(config, &requested);
+        let timeline = timeline.clone();
         tokio::spawn(async move {
+            let started = std::time::Instant::now();
             for image in images {
                 if let Err(e) = kind::prepull(&name, &image).await {
                     tracing::debug!("pre-pulling {image} failed (the kubelet pulls it later): {e}");
                 }
             }
+            timeline.record(
+                "pre-pull images onto the node",
+                Some("install"),
+                started.elapsed(),
+            );
         })
     });
     let mut applier = Applier::new(client.clone());
@@ -213,14 +248,19 @@ pub async fn setup(
             }
             (None, Some(r)) => {
                 let _wait = progress.wait(&format!("installing Istio {requested}"));
-                istio::install(
-                    &r.istioctl,
-                    &requested,
-                    &config.versions.istio.hub,
-                    &cluster_args,
-                )
-                .await
-                .map_err(env(Phase::Istio))
+                timeline
+                    .time(
+                        "istioctl install",
+                        Some("install"),
+                        istio::install(
+                            &r.istioctl,
+                            &requested,
+                            &config.versions.istio.hub,
+                            &cluster_args,
+                        ),
+                    )
+                    .await
+                    .map_err(env(Phase::Istio))
             }
             (None, None) => Err(EnvError::new(
                 Phase::Istio,
@@ -232,7 +272,13 @@ pub async fn setup(
         let Some(r) = release.as_ref().filter(|_| wants_addon) else {
             return Ok(());
         };
-        apply_addon(&mut applier, &r.prometheus_addon, config).await
+        timeline
+            .time(
+                "apply the Prometheus addon",
+                Some("install"),
+                apply_addon(&mut applier, &r.prometheus_addon, config),
+            )
+            .await
     };
     let (installed_now, addon_applied) = tokio::join!(install, addon);
     installed_now?;
@@ -274,6 +320,7 @@ pub async fn setup(
     }
 
     // Reaching the gateway and Prometheus, through the client without read timeouts.
+    let forwards_started = std::time::Instant::now();
     let streams = clients.streams.clone();
     let mut forwards = Vec::new();
     let gateway_selector =
@@ -336,6 +383,7 @@ pub async fn setup(
             url
         }
     };
+    timeline.record("port-forwards", None, forwards_started.elapsed());
     let mut live = Live::direct(
         client,
         gateway_http.address,
@@ -352,12 +400,14 @@ pub async fn setup(
     Ok(live)
 }
 
-/// Aborts a background task when setup returns early.
-struct AbortOnDrop(tokio::task::AbortHandle);
+/// A background task that stops when setup no longer needs it (or returns early).
+struct AbortOnDrop<T>(Option<tokio::task::JoinHandle<T>>);
 
-impl Drop for AbortOnDrop {
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

@@ -7,8 +7,11 @@
 //! `deadline`, `judge` and `Display`, a variant below, and a line in `each!`.
 
 pub mod mtls;
+mod phase;
 pub mod proxy_config;
+pub mod proxy_log;
 pub mod sidecars;
+pub mod telemetry;
 pub mod tls;
 pub mod traffic;
 
@@ -43,6 +46,10 @@ pub enum Expectation {
     Mtls(mtls::Mtls),
     /// The client sidecar's clusters originate (or do not originate) mutual TLS.
     ProxyConfig(proxy_config::ProxyConfig),
+    /// What the proxies report about the phase's requests (the exercise's Kiali views).
+    Telemetry(telemetry::Telemetry),
+    /// A sidecar's access log shows why traffic fails.
+    ProxyLog(proxy_log::ProxyLog),
 }
 
 /// One `match` over the families: `each!(self, e => e.method())`.
@@ -57,6 +64,8 @@ macro_rules! each {
             Expectation::TlsRejects($e) => $body,
             Expectation::Mtls($e) => $body,
             Expectation::ProxyConfig($e) => $body,
+            Expectation::Telemetry($e) => $body,
+            Expectation::ProxyLog($e) => $body,
         }
     };
 }

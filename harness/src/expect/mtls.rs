@@ -4,16 +4,16 @@
 //! the caller's proxy config, an oracle independent of Prometheus: when the two
 //! disagree the step fails and both are shown.
 
-use super::{Env, proxy_config};
+use super::{Env, phase, proxy_config};
 use crate::deadlines;
-use crate::probe::Probe;
-use crate::probe::tally::Tally;
 use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
-use crate::telemetry::oracle;
+use crate::telemetry::deltas::Deltas;
+use crate::telemetry::oracle::{self, Balance, Group};
+use crate::telemetry::phase::{self as telemetry_phase, Look, Traffic};
 use crate::telemetry::prometheus::Prometheus;
-use crate::verdict::{EdgeExpectation, Judgement, Verdict};
+use crate::verdict::{EdgeExpectation, Evidence, Judgement, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -35,6 +35,47 @@ pub struct Mtls {
     pub requests: u32,
     #[serde(default = "telemetry_deadline")]
     pub deadline: HumanDuration,
+}
+
+/// One look at the phase's deltas: every edge as expected (strictly), and the requests
+/// adding up on each group of edges.
+pub fn look(
+    edges: &[EdgeExpectation],
+    groups: &[Group],
+    deltas: &Deltas,
+    traffic: &Traffic,
+) -> Look {
+    let (holds, rows) = oracle::judge(edges, deltas);
+    let (balance, balance_lines) = oracle::balance(groups, &rows, f64::from(traffic.app_answers));
+    let mut details = oracle::table(&rows);
+    details.extend(balance_lines);
+    let wrong = oracle::wrong_rows(&rows);
+    let final_failure = rows.iter().any(oracle::is_final_failure);
+    let (look, summary): (fn(Evidence) -> Look, String) = match balance {
+        Balance::Over(extra) => (
+            Look::Error,
+            format!(
+                "the deltas count {extra} requests more than the phase sent: the baseline missed counters; not a verdict on Istio"
+            ),
+        ),
+        _ if final_failure => (Look::Final, wrong.join("; ")),
+        Balance::Exact if holds => (
+            Look::Holds,
+            if groups.is_empty() {
+                "every edge as expected".to_string()
+            } else {
+                "every edge as expected, and the requests add up".to_string()
+            },
+        ),
+        Balance::Short(missing) if holds => (
+            Look::NotYet,
+            format!("telemetry is {missing} requests short of what the app answered"),
+        ),
+        _ => (Look::NotYet, wrong.join("; ")),
+    };
+    let mut evidence = Evidence::new(summary).with_details(details);
+    evidence.edges = rows;
+    look(evidence)
 }
 
 impl Mtls {
@@ -67,31 +108,20 @@ impl Mtls {
             Ok(p) => p,
             Err(e) => return Judgement::errored(e, Duration::ZERO),
         };
+        let targets = match phase::targets(env).await {
+            Ok(t) => t,
+            Err(e) => return Judgement::errored(e, Duration::ZERO),
+        };
+        let edges: Vec<(String, String)> = self.edges.iter().map(|e| e.key()).collect();
+        let groups = phase::groups(env, &edges);
         let requests = self.requests;
         let probe_ref = &probe;
-        let mut judgement = oracle::phase(
+        let mut judgement = telemetry_phase::run(
             &prometheus,
-            &oracle::sidecar_targets(&env.config.app_namespace),
-            &self.edges,
+            &targets,
             self.deadline.0,
-            || async move {
-                let mut tally = Tally::default();
-                for _ in 0..requests {
-                    tally.add(&probe_ref.once().await);
-                }
-                if tally.reached == 0 {
-                    return Err(format!(
-                        "no request reached the gateway ({})",
-                        tally.classes()
-                    ));
-                }
-                Ok(format!(
-                    "{} requests through {}: {}",
-                    tally.sent,
-                    probe_ref.target(),
-                    tally.classes()
-                ))
-            },
+            || phase::send(probe_ref, requests),
+            |deltas, traffic| look(&self.edges, &groups, deltas, traffic),
         )
         .await;
         if judgement.verdict == Verdict::Errored {
@@ -100,14 +130,7 @@ impl Mtls {
         // The second oracle, per edge whose caller has a proxy we can read.
         let mut proxy = BTreeMap::new();
         for row in &judgement.evidence.edges {
-            let says = async {
-                let dump = proxy_config::config_dump(env, &row.from).await?;
-                let name = proxy_config::cluster_towards(env, &row.to).await?;
-                crate::telemetry::proxy_config::find_cluster(&dump, &name)
-                    .map(|c| crate::telemetry::proxy_config::origination(c).mtls())
-                    .ok_or_else(|| format!("{}'s sidecar has no cluster {name}", row.from))
-            };
-            match says.await {
+            match proxy_config::mtls_towards(env, &row.from, &row.to).await {
                 Ok(mtls) => {
                     proxy.insert((row.from.clone(), row.to.clone()), mtls);
                 }

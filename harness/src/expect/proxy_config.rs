@@ -4,13 +4,13 @@
 //! pushes within 100 ms–10 s), so behaviour is judged only after config converged.
 
 use super::{Env, secs};
-use crate::cluster::envoy_admin;
 use crate::cluster::istio;
+use crate::cluster::{envoy_admin, workloads};
 use crate::deadlines;
 use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
-use crate::telemetry::proxy_config::{self, Origination};
+use crate::telemetry::proxy_config;
 use crate::verdict::{Evidence, Judgement};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
@@ -52,14 +52,6 @@ pub struct ClusterExpectation {
     pub mtls: bool,
 }
 
-fn describe(o: &Origination) -> &'static str {
-    match o {
-        Origination::Tls => "TLS (envoy.transport_sockets.tls)",
-        Origination::AutoMtls => "auto mTLS (TLS to sidecar endpoints)",
-        Origination::Plaintext => "plaintext (no transport socket)",
-    }
-}
-
 /// Where the calls of `workload` originate: its namespace and Deployment.
 fn caller(env: &Env<'_>, workload: &str) -> (String, String) {
     if workload == INGRESS_GATEWAY_WORKLOAD {
@@ -72,16 +64,42 @@ fn caller(env: &Env<'_>, workload: &str) -> (String, String) {
     }
 }
 
-/// The caller's active clusters.
+/// The caller's clusters and the endpoints EDS gave them.
 pub async fn config_dump(env: &Env<'_>, workload: &str) -> Result<serde_json::Value, String> {
     let (namespace, deployment) = caller(env, workload);
     envoy_admin::get_json_of(
-        &env.cluster.client,
+        &env.cluster.streams,
         &namespace,
         &deployment,
-        "/config_dump?resource=dynamic_active_clusters",
+        proxy_config::DUMP_PATH,
     )
     .await
+}
+
+/// Whether `from`'s proxy originates mTLS towards the pods of workload `to`: the
+/// cluster it uses for them, and the endpoints of that cluster that are `to`'s pods.
+pub async fn mtls_towards(env: &Env<'_>, from: &str, to: &str) -> Result<bool, String> {
+    let dump = config_dump(env, from).await?;
+    let name = cluster_towards(env, to).await?;
+    let cluster = proxy_config::find_cluster(&dump, &name)
+        .ok_or_else(|| format!("{from}'s proxy has no cluster {name}"))?;
+    let pods = workloads::pods_of(&env.cluster.client, &env.config.app_namespace, to).await?;
+    let ips: Vec<String> = pods
+        .iter()
+        .flat_map(|p| p.status.iter().flat_map(|s| s.pod_ips.iter().flatten()))
+        .map(|ip| ip.ip.clone())
+        .collect();
+    let towards: Vec<_> = proxy_config::endpoints(&dump, &name)
+        .into_iter()
+        .filter(|e| ips.contains(&e.address))
+        .collect();
+    let origination = proxy_config::origination(cluster, &towards);
+    origination.mtls().ok_or_else(|| {
+        format!(
+            "{from}'s cluster {name} mixes mTLS and plaintext towards {to}: {}",
+            origination.describe()
+        )
+    })
 }
 
 fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -218,12 +236,19 @@ impl ProxyConfig {
                 );
                 match proxy_config::find_cluster(&dump, &name) {
                     Some(cluster) => {
-                        let o = proxy_config::origination(cluster);
-                        holds &= o.mtls() == c.mtls;
+                        let o = proxy_config::origination(
+                            cluster,
+                            &proxy_config::endpoints(&dump, &name),
+                        );
+                        holds &= o.mtls() == Some(c.mtls);
                         lines.push(format!(
                             "{name}: {} — expected {}",
-                            describe(&o),
-                            if c.mtls { "mTLS" } else { "plaintext" }
+                            o.describe(),
+                            if c.mtls {
+                                "mTLS to every endpoint"
+                            } else {
+                                "plaintext"
+                            }
                         ));
                     }
                     None => {

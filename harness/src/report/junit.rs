@@ -126,14 +126,15 @@ pub fn evidence_text(step: &StepRecord) -> String {
         lines.extend(j.evidence.details.iter().map(|d| format!("    {d}")));
         if !j.evidence.edges.is_empty() {
             lines.push(
-                "    edge | mutual_tls Δ | plaintext Δ | errors | padlock (Kiali) | expected | proxy config"
+                "    edge | requests Δ | mutual_tls Δ | plaintext Δ | errors | padlock (Kiali) | expected | proxy config"
                     .into(),
             );
             for row in &j.evidence.edges {
                 lines.push(format!(
-                    "    {} → {} | {} | {} | {} | {} | {} | {}",
+                    "    {} → {} | {} | {} | {} | {} | {} | {} | {}",
                     row.from,
                     row.to,
+                    row.total(),
                     row.mutual_tls,
                     row.plaintext,
                     row.errors,

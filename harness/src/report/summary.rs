@@ -77,14 +77,15 @@ pub fn mermaid(rows: &[EdgeRow]) -> String {
 
 pub fn edge_table(rows: &[EdgeRow]) -> String {
     let mut out = String::from(
-        "| edge | mutual_tls Δ | plaintext Δ | errors | padlock (telemetry) | expected | proxy config |\n|---|---|---|---|---|---|---|\n",
+        "| edge | requests Δ | mutual_tls Δ | plaintext Δ | errors | padlock (telemetry) | expected | proxy config |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "| {} → {} | {} | {} | {} | {} | {} | {} |",
+            "| {} → {} | {} | {} | {} | {} | {} | {} | {} |",
             r.from,
             r.to,
+            r.total(),
             r.mutual_tls,
             r.plaintext,
             r.errors,

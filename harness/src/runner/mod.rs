@@ -40,6 +40,8 @@ pub struct Shared {
     /// Facts about the system under test as the world learns them (also during setup).
     pub properties: Arc<Mutex<record::RunProperties>>,
     pub interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
+    /// Setup's phases and their times.
+    pub timeline: record::Timeline,
 }
 
 impl Default for Shared {
@@ -49,6 +51,7 @@ impl Default for Shared {
             current: Arc::new(Mutex::new(None)),
             properties: Arc::new(Mutex::new(record::RunProperties::default())),
             interrupt_cleanup: Arc::new(Mutex::new(None)),
+            timeline: record::Timeline::default(),
         }
     }
 }
@@ -65,6 +68,7 @@ impl Shared {
     pub fn interrupted_snapshot(&self, signal: &str) -> RunRecord {
         let mut record = lock(&self.record).clone();
         record.properties = lock(&self.properties).clone();
+        record.setup_phases = self.timeline.phases();
         if let Some((suite, slug)) = lock(&self.current).clone() {
             record.push_step(
                 &suite,

@@ -123,6 +123,51 @@ pub struct RunRecord {
     /// suffix (e.g. the Istio version of an upgrade pass).
     pub suites: Vec<(String, Vec<StepRecord>)>,
     pub setup_failures: Vec<SetupFailure>,
+    /// Where setup's time went, phase by phase.
+    pub setup_phases: Vec<PhaseTime>,
+}
+
+/// One phase of setup and how long it took. Phases with the same `group` ran at the
+/// same time; the longest of a group is on the critical path.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhaseTime {
+    pub name: String,
+    pub group: Option<String>,
+    pub elapsed: Duration,
+}
+
+/// Setup's phases as they happen, shared with whoever renders the report.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline(std::sync::Arc<std::sync::Mutex<Vec<PhaseTime>>>);
+
+impl Timeline {
+    pub fn record(&self, name: &str, group: Option<&str>, elapsed: Duration) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(PhaseTime {
+                name: name.to_string(),
+                group: group.map(str::to_string),
+                elapsed,
+            });
+    }
+
+    /// Times `work` as phase `name`.
+    pub async fn time<T>(
+        &self,
+        name: &str,
+        group: Option<&str>,
+        work: impl std::future::Future<Output = T>,
+    ) -> T {
+        let started = std::time::Instant::now();
+        let out = work.await;
+        self.record(name, group, started.elapsed());
+        out
+    }
+
+    pub fn phases(&self) -> Vec<PhaseTime> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl RunRecord {

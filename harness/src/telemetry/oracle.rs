@@ -1,58 +1,24 @@
-//! Judging mTLS per edge from Prometheus. Kiali draws its padlock
+//! Judging mTLS per edge from telemetry deltas. Kiali draws its padlock
 //! (kiali `graph/telemetry/istio/appender/security_policy.go`) from the
-//! destination-reported request rate grouped by `connection_security_policy`: padlock
-//! when the `mutual_tls` share is > 0. The padlock is shown; the verdict is stricter:
-//! an edge expected with mTLS must carry no plaintext at all, an edge expected without
-//! must carry no mTLS. Counters only grow and old series stay, so only deltas since a
-//! phase start mean anything; a series absent at the start counts as 0.
+//! destination-reported requests grouped by `connection_security_policy`: padlock when
+//! the `mutual_tls` share is > 0. The padlock is shown; the verdict is stricter: an edge
+//! expected with mTLS must carry no plaintext at all, one expected without must carry
+//! no mTLS. And the phase's requests must add up: each request the app answered went
+//! gateway → frontend once and frontend → each backend Service once, so more requests
+//! on an edge than that means the baseline missed counters (an error, not a verdict).
 
-use super::prometheus::{Labels, Prometheus};
-use crate::verdict::{EdgeExpectation, EdgeRow, Evidence, Judgement, Padlock, Verdict};
+use super::deltas::{Deltas, EdgeDelta, Reporter};
+use crate::verdict::{EdgeExpectation, EdgeRow, Padlock};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-pub const METRIC_QUERY: &str = r#"istio_requests_total{reporter="destination"}"#;
-
-/// The scrape targets whose samples the verdict needs: the sidecars of the app
-/// namespace, which report `reporter="destination"`. Istio's Prometheus addon scrapes
-/// them in job `kubernetes-pods` every 15 s; waiting on every target instead would
-/// also wait on the addon's `*-slow` jobs (every 5 min).
-pub fn sidecar_targets(app_namespace: &str) -> String {
-    format!(r#"up{{job="kubernetes-pods",namespace="{app_namespace}"}}"#)
-}
-const POLL: Duration = Duration::from_millis(500);
-
-/// Counter values at one moment, keyed by the full label set of each series.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub at: f64,
-    pub series: BTreeMap<Labels, f64>,
-}
-
-/// Request deltas of one edge by policy, and how many of them were errors.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct EdgeDelta {
-    pub mutual_tls: f64,
-    pub none: f64,
-    pub other: f64,
-    /// Requests with a `response_code` outside 2xx.
-    pub errors: f64,
-}
-
-impl EdgeDelta {
-    pub fn total(&self) -> f64 {
-        self.mutual_tls + self.none + self.other
-    }
-
-    /// Kiali's padlock.
-    pub fn padlock(&self) -> Padlock {
-        if self.total() <= 0.0 {
-            Padlock::NoTraffic
-        } else if self.mutual_tls > 0.0 {
-            Padlock::Present
-        } else {
-            Padlock::Absent
-        }
+/// Kiali's padlock for an edge's destination-reported deltas.
+pub fn padlock(d: &EdgeDelta) -> Padlock {
+    if d.total() <= 0.0 {
+        Padlock::NoTraffic
+    } else if d.mutual_tls > 0.0 {
+        Padlock::Present
+    } else {
+        Padlock::Absent
     }
 }
 
@@ -76,70 +42,69 @@ pub fn is_final_failure(row: &EdgeRow) -> bool {
     }
 }
 
-pub async fn snapshot(prometheus: &Prometheus) -> Result<Snapshot, String> {
-    let at = prometheus.now().await?;
-    let series = prometheus.vector(METRIC_QUERY).await?.into_iter().collect();
-    Ok(Snapshot { at, series })
-}
-
-fn label<'a>(labels: &'a Labels, name: &str) -> &'a str {
-    labels.get(name).map(String::as_str).unwrap_or("unknown")
-}
-
-/// Deltas per (source workload, destination workload). A series absent at the start
-/// counts from 0; a counter that went down was reset (pod restart) and counts from 0.
-pub fn deltas(before: &Snapshot, after: &Snapshot) -> BTreeMap<(String, String), EdgeDelta> {
-    let mut edges: BTreeMap<(String, String), EdgeDelta> = BTreeMap::new();
-    for (labels, now) in &after.series {
-        let then = before.series.get(labels).copied().unwrap_or(0.0);
-        let delta = if *now >= then { now - then } else { *now };
-        if delta <= 0.0 {
-            continue;
-        }
-        let key = (
-            label(labels, "source_workload").to_string(),
-            label(labels, "destination_workload").to_string(),
-        );
-        let edge = edges.entry(key).or_default();
-        if !label(labels, "response_code").starts_with('2') {
-            edge.errors += delta;
-        }
-        match label(labels, "connection_security_policy") {
-            "mutual_tls" => edge.mutual_tls += delta,
-            "none" => edge.none += delta,
-            _ => edge.other += delta,
-        }
+/// A table row from an edge's deltas.
+pub fn row(from: &str, to: &str, d: &EdgeDelta, expected: Padlock) -> EdgeRow {
+    EdgeRow {
+        from: from.to_string(),
+        to: to.to_string(),
+        mutual_tls: d.mutual_tls,
+        plaintext: d.none,
+        other: d.other,
+        errors: d.errors,
+        expected,
+        padlock: padlock(d),
+        proxy_config_mtls: None,
     }
-    edges
 }
 
-/// The table rows for `expected` and whether every edge is as expected. A row without
-/// traffic does not hold (nothing proves anything either way).
-pub fn judge(
-    expected: &[EdgeExpectation],
-    deltas: &BTreeMap<(String, String), EdgeDelta>,
-) -> (bool, Vec<EdgeRow>) {
+/// The destination-reported rows for `expected` and whether every edge holds.
+pub fn judge(expected: &[EdgeExpectation], deltas: &Deltas) -> (bool, Vec<EdgeRow>) {
     let mut all = true;
     let rows = expected
         .iter()
         .map(|e| {
-            let d = deltas.get(&e.key()).cloned().unwrap_or_default();
+            let d = deltas.edge(Reporter::Destination, &e.from.value, &e.to.value);
             let want = Padlock::expected(e.padlock);
             all &= holds(want, &d);
-            EdgeRow {
-                from: e.from.value.clone(),
-                to: e.to.value.clone(),
-                mutual_tls: d.mutual_tls,
-                plaintext: d.none,
-                other: d.other,
-                errors: d.errors,
-                expected: want,
-                padlock: d.padlock(),
-                proxy_config_mtls: None,
-            }
+            row(&e.from.value, &e.to.value, &d, want)
         })
         .collect();
     (all, rows)
+}
+
+fn holds_row(r: &EdgeRow) -> bool {
+    match r.expected {
+        Padlock::Present => r.mutual_tls > 0.0 && r.plaintext == 0.0,
+        Padlock::Absent => r.plaintext > 0.0 && r.mutual_tls == 0.0,
+        Padlock::NoTraffic => r.total() == 0.0,
+    }
+}
+
+/// What was wrong with each row that does not hold, for the summary.
+pub fn wrong_rows(rows: &[EdgeRow]) -> Vec<String> {
+    rows.iter()
+        .filter(|r| !holds_row(r))
+        .map(|r| match r.padlock {
+            Padlock::NoTraffic => format!("{} → {}: no traffic in this phase", r.from, r.to),
+            seen => format!(
+                "{} → {}: mutual_tls Δ {}, plaintext Δ {} (Kiali: padlock {}), expected {}",
+                r.from,
+                r.to,
+                r.mutual_tls,
+                r.plaintext,
+                if seen == Padlock::Present {
+                    "shown"
+                } else {
+                    "absent"
+                },
+                match r.expected {
+                    Padlock::Present => "all mTLS",
+                    Padlock::Absent => "all plaintext",
+                    Padlock::NoTraffic => "no traffic",
+                }
+            ),
+        })
+        .collect()
 }
 
 /// Puts the proxy-config oracle beside telemetry: fills each row's proxy column from
@@ -172,36 +137,6 @@ pub fn cross_check(rows: &mut [EdgeRow], proxy: &BTreeMap<(String, String), bool
     disagreements
 }
 
-/// Waits until every target of `targets` was scraped after `moment` (Prometheus time).
-async fn scraped_after(
-    prometheus: &Prometheus,
-    targets: &str,
-    moment: f64,
-    started: Instant,
-    deadline: Duration,
-) -> Result<f64, String> {
-    loop {
-        let oldest = prometheus.oldest_last_scrape(targets).await?;
-        if let Some(t) = oldest
-            && t > moment
-        {
-            return Ok(t);
-        }
-        if started.elapsed() >= deadline {
-            return Err(match oldest {
-                None => {
-                    format!("no Prometheus target matches `{targets}`: are the sidecars scraped?")
-                }
-                Some(_) => format!(
-                    "Prometheus did not scrape every target of `{targets}` within {} s (is one down?)",
-                    deadline.as_secs()
-                ),
-            });
-        }
-        tokio::time::sleep(POLL).await;
-    }
-}
-
 /// One line per edge: the deltas, Kiali's padlock, and what was expected.
 pub fn table(rows: &[EdgeRow]) -> Vec<String> {
     rows.iter()
@@ -229,155 +164,56 @@ pub fn table(rows: &[EdgeRow]) -> Vec<String> {
         .collect()
 }
 
-fn holds_row(r: &EdgeRow) -> bool {
-    holds(
-        r.expected,
-        &EdgeDelta {
-            mutual_tls: r.mutual_tls,
-            none: r.plaintext,
-            other: r.other,
-            errors: r.errors,
-        },
-    )
+/// Requests that should appear on a group of edges: the edges from one workload to
+/// the workloads behind one Service (e.g. sentences → name and name-v2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Group {
+    pub label: String,
+    pub edges: Vec<(String, String)>,
 }
 
-/// One phase: wait for quiet (every target scraped since now), take the baseline, send
-/// the phase's traffic, then judge on deltas once two scrapes passed after the traffic,
-/// and again at every scrape until the verdict holds or the deadline passes.
-pub async fn phase<F, Fut>(
-    prometheus: &Prometheus,
-    targets: &str,
-    expected: &[EdgeExpectation],
-    deadline: Duration,
-    send_traffic: F,
-) -> Judgement
-where
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<String, String>>,
-{
-    let started = Instant::now();
-    let errored =
-        |message: String, started: Instant| Judgement::errored(message, started.elapsed());
-    let quiet_from = match prometheus.now().await {
-        Ok(t) => t,
-        Err(e) => return errored(e, started),
-    };
-    if let Err(e) = scraped_after(prometheus, targets, quiet_from, started, deadline).await {
-        return errored(e, started);
-    }
-    let before = match snapshot(prometheus).await {
-        Ok(s) => s,
-        Err(e) => return errored(e, started),
-    };
-    let quiet = started.elapsed();
-    let traffic = match send_traffic().await {
-        Ok(summary) => summary,
-        Err(e) => {
-            return errored(
-                format!("the phase's traffic could not be sent: {e}"),
-                started,
-            );
-        }
-    };
-    let traffic_end = match prometheus.now().await {
-        Ok(t) => t,
-        Err(e) => return errored(e, started),
-    };
-    let traffic_time = started.elapsed() - quiet;
-    // Two scrapes after the traffic before any verdict.
-    let first = match scraped_after(prometheus, targets, traffic_end, started, deadline).await {
-        Ok(t) => t,
-        Err(e) => return errored(e, started),
-    };
-    let mut last_scrape = match scraped_after(prometheus, targets, first, started, deadline).await {
-        Ok(t) => t,
-        Err(e) => return errored(e, started),
-    };
-    loop {
-        let after = match snapshot(prometheus).await {
-            Ok(s) => s,
-            Err(e) => return errored(e, started),
+/// How the requests of a phase add up on a group.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Balance {
+    Exact,
+    /// Fewer than expected: scrapes may still bring them.
+    Short(f64),
+    /// More than were sent: the deltas include requests from outside the phase.
+    Over(f64),
+}
+
+/// Each group's total against `expected` requests; lines for the evidence.
+pub fn balance(groups: &[Group], rows: &[EdgeRow], expected: f64) -> (Balance, Vec<String>) {
+    let mut worst = Balance::Exact;
+    let mut lines = Vec::new();
+    for g in groups {
+        let total: f64 = rows
+            .iter()
+            .filter(|r| g.edges.contains(&(r.from.clone(), r.to.clone())))
+            .map(EdgeRow::total)
+            .sum();
+        let state = if total == expected {
+            "adds up"
+        } else if total < expected {
+            if !matches!(worst, Balance::Over(_)) {
+                worst = Balance::Short(expected - total);
+            }
+            "short"
+        } else {
+            worst = Balance::Over(total - expected);
+            "more than sent"
         };
-        let edge_deltas = deltas(&before, &after);
-        let (holds, rows) = judge(expected, &edge_deltas);
-        let mut details = vec![
-            format!("Prometheus: {}", prometheus.base()),
-            format!(
-                "baseline at {:.3}, judged at {:.3} (Prometheus time)",
-                before.at, after.at
-            ),
-            format!("traffic: {traffic}"),
-        ];
-        details.extend(table(&rows));
-        let final_failure = rows.iter().any(is_final_failure);
-        if holds || final_failure || started.elapsed() >= deadline {
-            let (verdict, summary) = if holds {
-                (
-                    Verdict::Passed,
-                    format!(
-                        "every edge as expected after {:.1} s",
-                        started.elapsed().as_secs_f64()
-                    ),
-                )
-            } else {
-                let wrong: Vec<String> = rows
-                    .iter()
-                    .filter(|r| {
-                        !holds_row(r)
-                    })
-                    .map(|r| match r.padlock {
-                        Padlock::NoTraffic => format!("{} → {}: no traffic in this phase", r.from, r.to),
-                        seen => format!(
-                            "{} → {}: mutual_tls Δ {}, plaintext Δ {} (Kiali: padlock {}), expected {}",
-                            r.from,
-                            r.to,
-                            r.mutual_tls,
-                            r.plaintext,
-                            if seen == Padlock::Present { "shown" } else { "absent" },
-                            match r.expected {
-                                Padlock::Present => "all mTLS",
-                                Padlock::Absent => "all plaintext",
-                                Padlock::NoTraffic => "no traffic",
-                            }
-                        ),
-                    })
-                    .collect();
-                (Verdict::Failed, wrong.join("; "))
-            };
-            let mut evidence = Evidence::new(summary).with_details(details);
-            evidence.edges = rows;
-            evidence.timing.traffic = traffic_time;
-            evidence.timing.telemetry = started.elapsed().saturating_sub(traffic_time);
-            return Judgement {
-                verdict,
-                evidence,
-                elapsed: started.elapsed(),
-            };
-        }
-        last_scrape = match scraped_after(prometheus, targets, last_scrape, started, deadline).await
-        {
-            Ok(t) => t,
-            Err(_) => continue, // the deadline passed: the next round reports the verdict
-        };
+        lines.push(format!(
+            "requests on {}: Δ {total} for {expected} answered by the app — {state}",
+            g.label
+        ));
     }
+    (worst, lines)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn series(src: &str, dst: &str, policy: &str, code: &str, pod: &str) -> Labels {
-        [
-            ("source_workload", src),
-            ("destination_workload", dst),
-            ("connection_security_policy", policy),
-            ("response_code", code),
-            ("pod", pod),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-    }
 
     fn delta(mutual_tls: f64, none: f64) -> EdgeDelta {
         EdgeDelta {
@@ -387,62 +223,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn absent_series_count_as_zero_and_resets_count_from_zero() {
-        let before = Snapshot {
-            at: 0.0,
-            series: [
-                (series("sentences", "name", "mutual_tls", "200", "a"), 50.0),
-                (
-                    series("sentences", "name-v2", "mutual_tls", "200", "b"),
-                    30.0,
-                ),
-            ]
-            .into(),
-        };
-        let after = Snapshot {
-            at: 1.0,
-            series: [
-                (series("sentences", "name", "mutual_tls", "200", "a"), 50.0), // stale: no new mTLS
-                (series("sentences", "name", "none", "200", "a"), 12.0),       // new series
-                (series("sentences", "name", "none", "503", "a"), 2.0),        // new, errors
-                (
-                    series("sentences", "name-v2", "mutual_tls", "200", "b"),
-                    4.0,
-                ), // reset after a restart
-            ]
-            .into(),
-        };
-        let d = deltas(&before, &after);
-        assert_eq!(
-            d[&("sentences".into(), "name".into())],
-            EdgeDelta {
-                mutual_tls: 0.0,
-                none: 14.0,
-                other: 0.0,
-                errors: 2.0
-            }
-        );
-        assert_eq!(d[&("sentences".into(), "name-v2".into())].mutual_tls, 4.0);
+    fn row_of(to: &str, mtls: f64, plain: f64, expected: bool) -> EdgeRow {
+        row(
+            "sentences",
+            to,
+            &delta(mtls, plain),
+            Padlock::expected(expected),
+        )
     }
 
     #[test]
     fn the_oracles_disagreeing_is_reported_with_both_sides() {
-        let row = |to: &str, mtls: f64, plain: f64, expected: bool| EdgeRow {
-            from: "sentences".into(),
-            to: to.into(),
-            mutual_tls: mtls,
-            plaintext: plain,
-            other: 0.0,
-            errors: 0.0,
-            expected: Padlock::expected(expected),
-            padlock: delta(mtls, plain).padlock(),
-            proxy_config_mtls: None,
-        };
         let mut rows = vec![
-            row("name", 0.0, 20.0, false),
-            row("name-v2", 20.0, 0.0, true),
-            row("age", 0.0, 0.0, true),
+            row_of("name", 0.0, 20.0, false),
+            row_of("name-v2", 20.0, 0.0, true),
+            row_of("age", 0.0, 0.0, true),
         ];
         let proxy: BTreeMap<(String, String), bool> = [
             (("sentences".into(), "name".into()), false),
@@ -459,17 +254,15 @@ mod tests {
             rows.iter().map(|r| r.proxy_config_mtls).collect::<Vec<_>>(),
             [Some(false), Some(false), Some(true)]
         );
-        let mut agreeing = vec![row("name", 0.0, 20.0, false)];
-        assert!(cross_check(&mut agreeing, &proxy).is_empty());
     }
 
     #[test]
     fn kiali_rule_needs_traffic_and_any_mtls_share_for_a_padlock() {
-        assert_eq!(EdgeDelta::default().padlock(), Padlock::NoTraffic);
-        assert_eq!(delta(0.0, 3.0).padlock(), Padlock::Absent);
-        assert_eq!(delta(1.0, 3.0).padlock(), Padlock::Present);
+        assert_eq!(padlock(&EdgeDelta::default()), Padlock::NoTraffic);
+        assert_eq!(padlock(&delta(0.0, 3.0)), Padlock::Absent);
+        assert_eq!(padlock(&delta(1.0, 3.0)), Padlock::Present);
         let expected = [EdgeExpectation::new("a", "b", false)];
-        let (ok, rows) = judge(&expected, &BTreeMap::new());
+        let (ok, rows) = judge(&expected, &Deltas::default());
         assert!(!ok, "no traffic proves nothing");
         assert_eq!(rows[0].padlock, Padlock::NoTraffic);
     }
@@ -479,12 +272,46 @@ mod tests {
         // 80 % plaintext towards a subset that must be ISTIO_MUTUAL: Kiali shows a
         // padlock, the verdict fails.
         let mostly_plain = delta(4.0, 16.0);
-        assert_eq!(mostly_plain.padlock(), Padlock::Present);
+        assert_eq!(padlock(&mostly_plain), Padlock::Present);
         assert!(!holds(Padlock::Present, &mostly_plain));
         assert!(holds(Padlock::Present, &delta(20.0, 0.0)));
-        // DISABLE: plaintext only.
         assert!(holds(Padlock::Absent, &delta(0.0, 20.0)));
         assert!(!holds(Padlock::Absent, &delta(1.0, 20.0)));
         assert!(!holds(Padlock::Absent, &delta(0.0, 0.0)));
+    }
+
+    #[test]
+    fn requests_must_add_up_per_group() {
+        let rows = vec![
+            row(
+                "istio-ingressgateway",
+                "sentences",
+                &delta(40.0, 0.0),
+                Padlock::Present,
+            ),
+            row_of("name", 21.0, 0.0, true),
+            row_of("name-v2", 19.0, 0.0, true),
+        ];
+        let groups = vec![
+            Group {
+                label: "istio-ingressgateway → sentences".into(),
+                edges: vec![("istio-ingressgateway".into(), "sentences".into())],
+            },
+            Group {
+                label: "sentences → Service name".into(),
+                edges: vec![
+                    ("sentences".into(), "name".into()),
+                    ("sentences".into(), "name-v2".into()),
+                ],
+            },
+        ];
+        assert_eq!(balance(&groups, &rows, 40.0).0, Balance::Exact);
+        assert_eq!(balance(&groups, &rows, 50.0).0, Balance::Short(10.0));
+        let (b, lines) = balance(&groups, &rows, 30.0);
+        assert_eq!(b, Balance::Over(10.0));
+        assert!(
+            lines[0].contains("Δ 40 for 30 answered by the app — more than sent"),
+            "{lines:?}"
+        );
     }
 }

@@ -138,6 +138,39 @@ impl Prometheus {
         }
     }
 
+    /// The configuration Prometheus runs with (`/api/v1/status/config`, YAML text).
+    pub async fn config_yaml(&self) -> Result<String, String> {
+        #[derive(Deserialize)]
+        struct Status {
+            status: String,
+            data: Option<ConfigData>,
+        }
+        #[derive(Deserialize)]
+        struct ConfigData {
+            yaml: String,
+        }
+        let url = format!("{}/api/v1/status/config", self.base);
+        let status: Status = self
+            .client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| {
+                format!(
+                    "Prometheus at {} is unreachable: {}",
+                    self.base,
+                    crate::probe::classify::chain(&e)
+                )
+            })?
+            .json()
+            .await
+            .map_err(|e| format!("Prometheus' configuration is unreadable: {e}"))?;
+        match (status.status.as_str(), status.data) {
+            ("success", Some(data)) => Ok(data.yaml),
+            _ => Err("Prometheus did not return its configuration".into()),
+        }
+    }
+
     /// Prometheus' own clock (`time()`), so phase boundaries do not depend on the
     /// harness's clock agreeing with the cluster's.
     pub async fn now(&self) -> Result<f64, String> {

@@ -32,6 +32,7 @@ pub struct ClusterWorld {
     interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
     /// The kind cluster this run created, from the moment it exists.
     owned: Arc<Mutex<Option<OwnedCluster>>>,
+    timeline: crate::runner::record::Timeline,
     live: Option<Live>,
     variables: Variables,
     pki: Option<Pki>,
@@ -85,6 +86,7 @@ impl ClusterWorld {
             properties: Arc::clone(&shared.properties),
             interrupt_cleanup: Arc::clone(&shared.interrupt_cleanup),
             owned: Arc::new(Mutex::new(None)),
+            timeline: shared.timeline.clone(),
             live: None,
             variables,
             pki: None,
@@ -147,12 +149,12 @@ impl World for ClusterWorld {
             &self.progress,
             &self.properties,
             &created,
+            &self.timeline,
         ))?;
-        self.runtime.block_on(fresh::fresh_start(
-            &mut live,
-            &self.config,
-            suites,
-            &self.progress,
+        self.runtime.block_on(self.timeline.time(
+            "start from the exercise's state",
+            None,
+            fresh::fresh_start(&mut live, &self.config, suites, &self.progress),
         ))?;
         self.live = Some(live);
         Ok(())

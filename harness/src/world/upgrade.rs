@@ -91,7 +91,7 @@ pub async fn upgrade(
         workloads::proxy_images(
             &live.client,
             &config.ingress_namespace,
-            Some("istio=ingressgateway"),
+            Some(istio::INGRESS_GATEWAY_SELECTOR),
         )
         .await
         .map_err(env(Phase::Upgrade))?,

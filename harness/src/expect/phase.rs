@@ -1,0 +1,132 @@
+//! What a telemetry phase needs from the cluster and the app, shared by `mtls` and
+//! `telemetry`: which proxies report its traffic (so it waits for their scrapes), the
+//! traffic itself, and which edges must add up to the requests the app answered.
+
+use super::Env;
+use crate::cluster::istio;
+use crate::cluster::workloads::{self, Sidecar};
+use crate::probe::Probe;
+use crate::probe::class::{Origin, ResultClass};
+use crate::probe::http::HttpProbe;
+use crate::probe::tally::Tally;
+use crate::suite::INGRESS_GATEWAY_WORKLOAD;
+use crate::telemetry::oracle::Group;
+use crate::telemetry::phase::Traffic;
+use crate::telemetry::targets::{ExpectedTarget, Targets};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+
+/// When the pod became ready, in seconds since the epoch.
+fn ready_since(pod: &Pod) -> Option<f64> {
+    pod.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready" && c.status == "True")?
+        .last_transition_time
+        .as_ref()
+        .map(|t| t.0.as_second() as f64)
+}
+
+fn targets_of(pods: Vec<Pod>) -> impl Iterator<Item = ExpectedTarget> {
+    pods.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| matches!(workloads::sidecar(p), Sidecar::Ready(_)))
+        .filter_map(|p| {
+            Some(ExpectedTarget {
+                namespace: p.metadata.namespace.clone()?,
+                pod: p.metadata.name.clone()?,
+                ready_since: ready_since(&p),
+            })
+        })
+}
+
+/// The proxies whose reports the phase needs: every app pod with a ready sidecar and
+/// the ingress gateway's pods.
+pub async fn targets(env: &Env<'_>) -> Result<Targets, String> {
+    let client = &env.cluster.client;
+    let app = Api::<Pod>::namespaced(client.clone(), &env.config.app_namespace)
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| format!("cannot list pods in {}: {e}", env.config.app_namespace))?;
+    let gateway = Api::<Pod>::namespaced(client.clone(), &env.config.ingress_namespace)
+        .list(&ListParams::default().labels(istio::INGRESS_GATEWAY_SELECTOR))
+        .await
+        .map_err(|e| format!("cannot list the ingress gateway's pods: {e}"))?;
+    Ok(Targets::Pods(
+        targets_of(app.items)
+            .chain(targets_of(gateway.items))
+            .collect(),
+    ))
+}
+
+/// Sends `requests` requests through the gateway, one at a time.
+pub async fn send(probe: &HttpProbe, requests: u32) -> Result<Traffic, String> {
+    let mut tally = Tally::default();
+    let mut app_answers = 0;
+    for _ in 0..requests {
+        let obs = probe.once().await;
+        if obs.class == ResultClass::Ok || obs.origin == Some(Origin::App) {
+            app_answers += 1;
+        }
+        tally.add(&obs);
+    }
+    if tally.reached == 0 {
+        return Err(format!(
+            "no request reached the gateway ({})",
+            tally.classes()
+        ));
+    }
+    Ok(Traffic {
+        summary: format!(
+            "{} requests through {}: {}; {app_answers} answered by the app",
+            tally.sent,
+            probe.target(),
+            tally.classes()
+        ),
+        sent: tally.sent,
+        app_answers,
+    })
+}
+
+/// The edges among `edges` whose requests must add up to the app's answers: the
+/// gateway's edge into the frontend, and for each caller, its edges to all the
+/// workloads behind one Service (only when every one of them is listed).
+pub fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
+    let app = &env.suite.app;
+    let mut out: Vec<Group> = Vec::new();
+    for (from, to) in edges {
+        if from == INGRESS_GATEWAY_WORKLOAD {
+            out.push(Group {
+                label: format!("{from} → {to}"),
+                edges: vec![(from.clone(), to.clone())],
+            });
+            continue;
+        }
+        for service in app.services_of(to) {
+            if out
+                .iter()
+                .any(|g| g.label == format!("{from} → Service {service}"))
+            {
+                continue;
+            }
+            let behind: Vec<String> = app
+                .deployments
+                .keys()
+                .filter(|w| app.services_of(w).contains(&service))
+                .cloned()
+                .collect();
+            let all_listed = behind
+                .iter()
+                .all(|w| edges.iter().any(|(f, t)| f == from && t == w));
+            if all_listed {
+                out.push(Group {
+                    label: format!("{from} → Service {service}"),
+                    edges: behind.into_iter().map(|w| (from.clone(), w)).collect(),
+                });
+            }
+        }
+    }
+    out
+}

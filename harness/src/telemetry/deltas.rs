@@ -1,0 +1,233 @@
+//! Deltas of `istio_requests_total` over a phase. Counters only grow and old series
+//! stay, so only the difference between a baseline and a later snapshot means
+//! anything; a series absent at the baseline counts from 0, and a counter that went
+//! down was reset (its pod restarted) and counts from 0.
+
+use super::prometheus::{Labels, Prometheus};
+use std::collections::BTreeMap;
+
+pub const METRIC: &str = "istio_requests_total";
+
+/// Counter values at one moment, keyed by the full label set of each series.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub at: f64,
+    pub series: BTreeMap<Labels, f64>,
+}
+
+pub async fn snapshot(prometheus: &Prometheus) -> Result<Snapshot, String> {
+    let at = prometheus.now().await?;
+    let series = prometheus.vector(METRIC).await?.into_iter().collect();
+    Ok(Snapshot { at, series })
+}
+
+pub fn label<'a>(labels: &'a Labels, name: &str) -> &'a str {
+    labels.get(name).map(String::as_str).unwrap_or("unknown")
+}
+
+/// Who reported a series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Reporter {
+    /// The caller's proxy (`reporter="source"`; the ingress gateway reports so).
+    Source,
+    /// The callee's sidecar (`reporter="destination"`): the only side that knows
+    /// `connection_security_policy`.
+    Destination,
+}
+
+impl Reporter {
+    pub fn label(self) -> &'static str {
+        match self {
+            Reporter::Source => "source",
+            Reporter::Destination => "destination",
+        }
+    }
+}
+
+/// Requests of one edge in the phase, by policy, and how many were errors.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EdgeDelta {
+    pub mutual_tls: f64,
+    pub none: f64,
+    pub other: f64,
+    /// Requests with a `response_code` outside 2xx.
+    pub errors: f64,
+    /// Requests by `response_code`.
+    pub codes: BTreeMap<String, f64>,
+}
+
+impl EdgeDelta {
+    pub fn total(&self) -> f64 {
+        self.mutual_tls + self.none + self.other
+    }
+
+    /// `200×38, 500×2`
+    pub fn describe_codes(&self) -> String {
+        self.codes
+            .iter()
+            .map(|(c, n)| format!("{c}×{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// The per-series increases between two snapshots.
+#[derive(Debug, Clone, Default)]
+pub struct Deltas {
+    pub before: Snapshot,
+    pub after: Snapshot,
+    increases: Vec<(Labels, f64)>,
+}
+
+impl Deltas {
+    pub fn between(before: &Snapshot, after: &Snapshot) -> Deltas {
+        let mut increases = Vec::new();
+        for (labels, now) in &after.series {
+            let then = before.series.get(labels).copied().unwrap_or(0.0);
+            let delta = if *now >= then { now - then } else { *now };
+            if delta > 0.0 {
+                increases.push((labels.clone(), delta));
+            }
+        }
+        Deltas {
+            before: before.clone(),
+            after: after.clone(),
+            increases,
+        }
+    }
+
+    /// The edge `from → to` as `reporter` saw it in the phase.
+    pub fn edge(&self, reporter: Reporter, from: &str, to: &str) -> EdgeDelta {
+        let mut edge = EdgeDelta::default();
+        for (labels, delta) in &self.increases {
+            if label(labels, "reporter") != reporter.label()
+                || label(labels, "source_workload") != from
+                || label(labels, "destination_workload") != to
+            {
+                continue;
+            }
+            let code = label(labels, "response_code").to_string();
+            if !code.starts_with('2') {
+                edge.errors += delta;
+            }
+            *edge.codes.entry(code).or_default() += delta;
+            match label(labels, "connection_security_policy") {
+                "mutual_tls" => edge.mutual_tls += delta,
+                "none" => edge.none += delta,
+                _ => edge.other += delta,
+            }
+        }
+        edge
+    }
+
+    /// Requests of the edge as `reporter` saw them whose policy and response code are
+    /// the given ones (None: any).
+    pub fn count(
+        &self,
+        reporter: Reporter,
+        from: &str,
+        to: &str,
+        policy: Option<&str>,
+        code: Option<&str>,
+    ) -> f64 {
+        self.increases
+            .iter()
+            .filter(|(l, _)| {
+                label(l, "reporter") == reporter.label()
+                    && label(l, "source_workload") == from
+                    && label(l, "destination_workload") == to
+                    && policy.is_none_or(|p| label(l, "connection_security_policy") == p)
+                    && code.is_none_or(|c| label(l, "response_code") == c)
+            })
+            .map(|(_, d)| d)
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0
+    }
+
+    /// Destination-reported requests towards `to` in the phase, from any source.
+    pub fn reported_by_destination(&self, to: &str) -> f64 {
+        self.increases
+            .iter()
+            .filter(|(l, _)| {
+                label(l, "reporter") == "destination" && label(l, "destination_workload") == to
+            })
+            .map(|(_, d)| d)
+            .sum::<f64>()
+            + 0.0 // an empty sum is -0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(reporter: &str, src: &str, dst: &str, policy: &str, code: &str) -> Labels {
+        [
+            ("reporter", reporter),
+            ("source_workload", src),
+            ("destination_workload", dst),
+            ("connection_security_policy", policy),
+            ("response_code", code),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+
+    #[test]
+    fn absent_series_count_as_zero_and_resets_count_from_zero() {
+        let before = Snapshot {
+            at: 0.0,
+            series: [
+                (
+                    series("destination", "sentences", "name", "mutual_tls", "200"),
+                    50.0,
+                ),
+                (
+                    series("destination", "sentences", "name-v2", "mutual_tls", "200"),
+                    30.0,
+                ),
+            ]
+            .into(),
+        };
+        let after = Snapshot {
+            at: 1.0,
+            series: [
+                (
+                    series("destination", "sentences", "name", "mutual_tls", "200"),
+                    50.0,
+                ),
+                (
+                    series("destination", "sentences", "name", "none", "200"),
+                    12.0,
+                ),
+                (
+                    series("destination", "sentences", "name", "none", "503"),
+                    2.0,
+                ),
+                (
+                    series("destination", "sentences", "name-v2", "mutual_tls", "200"),
+                    4.0,
+                ),
+                (
+                    series("source", "sentences", "name", "unknown", "200"),
+                    14.0,
+                ),
+            ]
+            .into(),
+        };
+        let d = Deltas::between(&before, &after);
+        let v1 = d.edge(Reporter::Destination, "sentences", "name");
+        assert_eq!((v1.mutual_tls, v1.none, v1.errors), (0.0, 14.0, 2.0));
+        assert_eq!(v1.describe_codes(), "200×12, 503×2");
+        assert_eq!(
+            d.edge(Reporter::Destination, "sentences", "name-v2")
+                .mutual_tls,
+            4.0
+        );
+        assert_eq!(d.edge(Reporter::Source, "sentences", "name").other, 14.0);
+        assert_eq!(d.reported_by_destination("name"), 14.0);
+        assert_eq!(d.reported_by_destination("age"), 0.0);
+    }
+}

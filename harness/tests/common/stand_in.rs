@@ -1,0 +1,145 @@
+//! A stand-in for a kind cluster with Istio: the stateful fake Kubernetes API server
+//! (testkit-k8s) with the simulated mesh and app (testkit-mesh) plugged in — sidecar
+//! injection as its pod admission, the mesh's listeners behind its port-forwards, the
+//! proxies' access logs as pod logs — Istio's control plane and Prometheus deployed, and
+//! a real Prometheus process scraping the mesh's proxies. The harness reaches it with
+//! a kubeconfig, exactly as it reaches a real cluster.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use testkit_k8s::{FakeCluster, Options, Upstream};
+use testkit_mesh::{Mesh, MeshOptions, Objects, PortTarget, PrometheusProcess};
+
+/// The mesh reads the fake API server's objects.
+struct View(FakeCluster);
+
+impl Objects for View {
+    fn list(&self, group: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
+        self.0.list(group, kind, namespace)
+    }
+}
+
+pub struct StandIn {
+    pub cluster: FakeCluster,
+    pub mesh: Mesh,
+    pub prometheus: PrometheusProcess,
+    pub kubeconfig: PathBuf,
+    pub dir: tempfile::TempDir,
+    log_copier: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StandIn {
+    fn drop(&mut self) {
+        self.log_copier.abort();
+        self.cluster.shutdown();
+    }
+}
+
+pub const CONTEXT: &str = "stand-in";
+
+impl StandIn {
+    /// A cluster running Istio `version` with the Prometheus addon, scraped every
+    /// `scrape_interval` by a real Prometheus.
+    pub async fn start(version: &str, prometheus: &Path, scrape_interval: Duration) -> StandIn {
+        let cluster = FakeCluster::start(Options::default()).await;
+        let mesh = Mesh::start(Arc::new(View(cluster.clone())), MeshOptions::default()).await;
+        let injector = mesh.clone();
+        cluster.set_pod_admission(Arc::new(move |pod, namespace| {
+            injector.inject(pod, namespace)
+        }));
+        let ports = mesh.clone();
+        cluster.set_port_forward(Arc::new(move |pod, port| {
+            match ports.port_target(pod, port) {
+                PortTarget::Tcp(address) => Upstream::Tcp(address),
+                PortTarget::Refused(message) => Upstream::Refused(message),
+            }
+        }));
+        for object in Mesh::control_plane(version) {
+            let is_namespace = object.get("kind").and_then(Value::as_str) == Some("Namespace");
+            let name = object
+                .pointer("/metadata/name")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if is_namespace && cluster.get("", "Namespace", None, &name).is_some() {
+                continue;
+            }
+            cluster.apply(object).expect("the control plane applies");
+        }
+        let prometheus =
+            PrometheusProcess::start(prometheus, &mesh.file_sd_path(), scrape_interval)
+                .await
+                .expect("Prometheus starts");
+        mesh.set_prometheus(prometheus.address);
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let kubeconfig = dir.path().join("kubeconfig");
+        cluster
+            .write_kubeconfig(&kubeconfig, CONTEXT)
+            .expect("kubeconfig written");
+        let log_copier = tokio::spawn(copy_proxy_logs(cluster.clone(), mesh.clone()));
+        // The control plane's pods are up before the harness looks.
+        cluster
+            .wait_for(
+                "istiod, the gateway and Prometheus ready",
+                Duration::from_secs(10),
+                |c| {
+                    ["istiod", "istio-ingressgateway", "prometheus"]
+                        .iter()
+                        .all(|d| {
+                            c.get("apps", "Deployment", Some("istio-system"), d)
+                                .and_then(|d| d.pointer("/status/availableReplicas")?.as_i64())
+                                == Some(1)
+                        })
+                },
+            )
+            .await
+            .expect("the control plane comes up");
+        StandIn {
+            cluster,
+            mesh,
+            prometheus,
+            kubeconfig,
+            dir,
+            log_copier,
+        }
+    }
+
+    /// The harness's arguments that point it at this stand-in.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+            "--context".into(),
+            CONTEXT.into(),
+        ]
+    }
+}
+
+/// The proxies' access logs (what `meshConfig.accessLogFile=/dev/stdout` writes) become
+/// the `istio-proxy` container logs of their pods, as on a real cluster.
+async fn copy_proxy_logs(cluster: FakeCluster, mesh: Mesh) {
+    let mut copied: std::collections::HashMap<(String, String), usize> = Default::default();
+    loop {
+        for pod in cluster.list("", "Pod", None) {
+            let (Some(ns), Some(name)) = (
+                pod.pointer("/metadata/namespace").and_then(Value::as_str),
+                pod.pointer("/metadata/name").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            let lines = mesh.proxy_logs(ns, name);
+            let done = copied
+                .entry((ns.to_string(), name.to_string()))
+                .or_default();
+            if lines.len() > *done {
+                let text: String = lines[*done..].iter().map(|l| format!("{l}\n")).collect();
+                cluster.append_pod_log(ns, name, "istio-proxy", &text);
+                *done = lines.len();
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
