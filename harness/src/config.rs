@@ -2,9 +2,11 @@
 //! here with exit code 2 before anything is touched.
 
 use crate::cli::Cli;
+use crate::cluster::platform::Platform;
 use crate::exit::HarnessError;
 use crate::suite::template::Variables;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -37,13 +39,17 @@ pub struct IstioVersions {
     /// The oldest minor the harness supports (`1.28`).
     pub minimum: String,
     pub hub: String,
+    /// With `{version}` and `{platform}`.
     pub download_url: String,
+    /// `{platform}` of `download_url` per `<os>-<arch>` (`darwin-amd64: osx-amd64`).
+    pub platforms: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindVersions {
     pub version: String,
+    /// With `{version}`, `{os}` and `{arch}`.
     pub download_url: String,
     pub node_image: String,
 }
@@ -70,15 +76,51 @@ impl Versions {
         (parts.next().unwrap_or(1), parts.next().unwrap_or(28))
     }
 
-    pub fn istio_archive_url(&self, version: &str) -> String {
-        self.istio.download_url.replace("{version}", version)
+    /// The release archive of `version` for `platform`.
+    pub fn istio_archive_url_for(
+        &self,
+        version: &str,
+        platform: Platform,
+    ) -> Result<String, String> {
+        let name = self
+            .istio
+            .platforms
+            .get(&platform.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "clusters/versions.yaml names no Istio archive for {platform} (istio.platforms)"
+                )
+            })?;
+        Ok(self
+            .istio
+            .download_url
+            .replace("{version}", version)
+            .replace("{platform}", name))
     }
 
-    pub fn kind_url(&self) -> String {
+    /// The release archive of `version` for the platform the harness runs on.
+    pub fn istio_archive_url(&self, version: &str) -> Result<String, String> {
+        self.istio_archive_url_for(version, Platform::current()?)
+    }
+
+    /// The kind binary for `platform`.
+    pub fn kind_url_for(&self, platform: Platform) -> String {
         self.kind
             .download_url
             .replace("{version}", &self.kind.version)
+            .replace("{os}", platform.os)
+            .replace("{arch}", platform.arch)
     }
+
+    /// The kind binary for the platform the harness runs on.
+    pub fn kind_url(&self) -> Result<String, String> {
+        Ok(self.kind_url_for(Platform::current()?))
+    }
+}
+
+/// The last path segment of a download URL: the name a download is cached under.
+pub fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
 }
 
 pub fn kind_config() -> &'static str {
@@ -296,16 +338,71 @@ mod tests {
         }
         assert_eq!(v.minimum_istio(), (1, 28));
         assert!(
+            v.kind.node_image.contains("@sha256:"),
+            "the kind node image is pinned by digest"
+        );
+        assert!(
             v.app
                 .image
                 .starts_with("ghcr.io/michaelvl/istio-katas@sha256:9ec280c27e4cfc88"),
             "the exercise's image by digest"
         );
         assert_eq!(v.istio.hub, "docker.io/istio");
-        assert!(
-            v.istio_archive_url("1.31.2")
-                .ends_with("/1.31.2/istio-1.31.2-linux-amd64.tar.gz")
+    }
+
+    #[test]
+    fn downloads_are_named_for_each_of_the_four_platforms() {
+        let v = Versions::embedded();
+        let base = "https://github.com/istio/istio/releases/download/1.31.2";
+        let kind = format!(
+            "https://github.com/kubernetes-sigs/kind/releases/download/{}",
+            v.kind.version
         );
+        let expected = [
+            (
+                "linux",
+                "x86_64",
+                "istio-1.31.2-linux-amd64.tar.gz",
+                "kind-linux-amd64",
+            ),
+            (
+                "linux",
+                "aarch64",
+                "istio-1.31.2-linux-arm64.tar.gz",
+                "kind-linux-arm64",
+            ),
+            (
+                "macos",
+                "x86_64",
+                "istio-1.31.2-osx-amd64.tar.gz",
+                "kind-darwin-amd64",
+            ),
+            (
+                "macos",
+                "aarch64",
+                "istio-1.31.2-osx-arm64.tar.gz",
+                "kind-darwin-arm64",
+            ),
+        ];
+        for (os, arch, istio, kind_name) in expected {
+            let platform = Platform::from_rust(os, arch).unwrap();
+            let url = v.istio_archive_url_for("1.31.2", platform).unwrap();
+            assert_eq!(url, format!("{base}/{istio}"), "{os}/{arch}");
+            assert_eq!(file_name(&url), istio);
+            assert_eq!(v.kind_url_for(platform), format!("{kind}/{kind_name}"));
+        }
+        for platform in Platform::all() {
+            assert!(
+                v.istio_archive_url_for("1.31.2", platform).is_ok(),
+                "istio.platforms lacks {platform}"
+            );
+        }
+        let mut missing = v.clone();
+        missing.istio.platforms.remove("darwin-arm64");
+        let err = missing
+            .istio_archive_url_for("1.31.2", Platform::from_rust("macos", "aarch64").unwrap())
+            .unwrap_err();
+        assert!(err.contains("darwin-arm64"), "{err}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod envoy_admin;
 pub mod istio;
 pub mod kind;
 mod live;
+pub mod platform;
 pub mod portforward;
 pub mod preflight;
 mod process;
