@@ -1,6 +1,6 @@
 //! One run from parsed arguments to exit code: load and select suites, resolve the
 //! Istio versions asked for, validate the configuration, build the schedule, then
-//! list, plan (`--dry-run`) or run. The JUnit
+//! list, plan (`--dry-run`) or run (`--print-matrix` only resolves and prints). The JUnit
 //! file is written on every run that gets as far as running (also on setup failure and
 //! on interruption).
 
@@ -71,6 +71,12 @@ fn list(schedule: &Schedule) -> u8 {
 pub fn run(cli: Cli) -> u8 {
     let versions = crate::config::Versions::embedded();
     let releases = ReleaseSource::from_env(&versions.istio.releases_url);
+    if cli.print_matrix {
+        return match crate::matrix::print(&versions, &releases) {
+            Ok(()) => exit::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let progress = Progress::new();
     let catalog = match load_catalog(&cli) {
         Ok(c) => c,

@@ -85,6 +85,12 @@ pub struct Cli {
     #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub upgrade_from: Option<String>,
 
+    /// Print the nightly CI matrix as one JSON line and exit: the newest patch of each
+    /// supported minor, the newest release if its minor is not listed yet, and the
+    /// upgrade from the previous minor to the newest listed one.
+    #[arg(long, help_heading = "Cluster")]
+    pub print_matrix: bool,
+
     /// Use the existing cluster of this kubeconfig instead of creating a kind cluster.
     #[arg(long, value_name = "FILE", help_heading = "Cluster")]
     pub kubeconfig: Option<PathBuf>,

@@ -1,12 +1,13 @@
 //! The binary resolving versions as a user or the nightly runs it, against a release
-//! list served on loopback (HARNESS_ISTIO_RELEASES_URL): `--list` and `--dry-run` with
-//! minors and `latest`, what the report records, and the exit codes
+//! list served on loopback (HARNESS_ISTIO_RELEASES_URL): `--print-matrix`, `--list` and
+//! `--dry-run` with minors and `latest`, what the report records, and the exit codes
 //! of a version never released and of a list out of reach.
 
 #[path = "common/release_list.rs"]
 mod release_list;
 
 use release_list::{ReleaseServer, paged, release, serve};
+use serde_json::Value;
 use std::process::{Command, Output};
 
 /// 1.32.0 has shipped; clusters/versions.yaml lists 1.30 and 1.31.
@@ -54,6 +55,21 @@ fn closed_url() -> String {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     format!("http://127.0.0.1:{port}/repos/istio/istio/releases")
+}
+
+#[test]
+fn print_matrix_is_one_json_line_with_the_new_minor_marked_unlisted() {
+    let server = served();
+    let cache = tempfile::tempdir().unwrap();
+    let out = harness(&server.url, cache.path(), &["--print-matrix"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "{\"include\":[{\"istio\":\"1.30.5\",\"minor\":\"1.30\",\"listed\":true},{\"istio\":\"1.31.2\",\"minor\":\"1.31\",\"listed\":true},{\"istio\":\"1.32.0\",\"minor\":\"1.32\",\"listed\":false}],\"upgrade\":{\"from\":\"1.30.5\",\"to\":\"1.31.2\"}}\n"
+    );
+    let matrix: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(matrix["include"].as_array().unwrap().len(), 3);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
 }
 
 #[test]
@@ -202,6 +218,13 @@ fn an_unreachable_list_exits_3_unless_a_copy_is_cached_and_exact_versions_never_
         )) && err
             .contains(", and no copy of it is cached; pass an exact version instead (such as "),
         "{err}"
+    );
+    let out = harness(&url, cache.path(), &["--print-matrix"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("error: --print-matrix needs the release list: "),
+        "{}",
+        stderr(&out)
     );
 
     // Exact versions: no request at all.
