@@ -1,9 +1,11 @@
-//! One run from parsed arguments to exit code: load and select suites, validate the
-//! configuration, build the schedule, then list, plan (`--dry-run`) or run. The JUnit
+//! One run from parsed arguments to exit code: load and select suites, resolve the
+//! Istio versions asked for, validate the configuration, build the schedule, then
+//! list, plan (`--dry-run`) or run (`--print-matrix` only resolves and prints). The JUnit
 //! file is written on every run that gets as far as running (also on setup failure and
 //! on interruption).
 
 use crate::cli::Cli;
+use crate::cluster::releases::ReleaseSource;
 use crate::config::RunConfig;
 use crate::exit::{self, HarnessError};
 use crate::progress::Progress;
@@ -67,6 +69,14 @@ fn list(schedule: &Schedule) -> u8 {
 }
 
 pub fn run(cli: Cli) -> u8 {
+    let versions = crate::config::Versions::embedded();
+    let releases = ReleaseSource::from_env(&versions.istio.releases_url);
+    if cli.print_matrix {
+        return match crate::matrix::print(&versions, &releases) {
+            Ok(()) => exit::SUCCESS,
+            Err(e) => fail(e),
+        };
+    }
     let progress = Progress::new();
     let catalog = match load_catalog(&cli) {
         Ok(c) => c,
@@ -76,8 +86,21 @@ pub fn run(cli: Cli) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(HarnessError::usage(e)),
     };
+    let resolved = match crate::resolve::resolve_run(
+        cli.istio_version.as_deref(),
+        cli.upgrade_from.as_deref(),
+        &versions,
+        &releases,
+    ) {
+        Ok(r) => r,
+        Err(e) => return fail(e),
+    };
+    let cli = resolved.apply(cli);
     let config = match RunConfig::from_cli(&cli) {
-        Ok(c) => c,
+        Ok(c) => RunConfig {
+            istio_requested: resolved.requested,
+            ..c
+        },
         Err(e) => return fail(e),
     };
     let schedule = match schedule(&cli, &suites, &config) {
@@ -123,6 +146,7 @@ pub fn run(cli: Cli) -> u8 {
         )));
     }
     let shared = Shared::default();
+    runner::lock(&shared.properties).istio_requested = config.istio_requested.clone();
     watch_for_interrupt(&runtime, &shared, &config);
     let world: Box<dyn World> = Box::new(ClusterWorld::new(
         config.clone(),

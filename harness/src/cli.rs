@@ -42,7 +42,11 @@ pub enum Color {
                   a FILTER without the version selects the step in both passes). A selected step has the \
                   actions of the earlier steps of its suite carried out first.\n\
                   Exit codes: 0 all passed, 1 an outcome failed, 2 bad usage or input, \
-                  3 environment or setup error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM)."
+                  3 environment or setup error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).\n\
+                  Environment: HARNESS_ISTIO_RELEASES_URL replaces the Istio release list \
+                  (istio.releases_url in clusters/versions.yaml; a mirror serving GitHub's \
+                  releases JSON) that minors and `latest` resolve against; GITHUB_TOKEN is \
+                  sent to it when set; XDG_CACHE_HOME holds the downloads and the last list read."
 )]
 pub struct Cli {
     // ---- selection -------------------------------------------------------------
@@ -76,10 +80,16 @@ pub struct Cli {
     #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub istio_version: Option<String>,
 
-    /// Upgrade validation: install Istio at this version, run the suites, upgrade to
-    /// --istio-version, run them again.
+    /// Upgrade validation: install Istio at this version (same forms as
+    /// --istio-version), run the suites, upgrade to --istio-version, run them again.
     #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub upgrade_from: Option<String>,
+
+    /// Print the nightly CI matrix as one JSON line and exit: the newest patch of each
+    /// supported minor, the newest release if its minor is not listed yet, and the
+    /// upgrade from the previous minor to the newest listed one.
+    #[arg(long, help_heading = "Cluster")]
+    pub print_matrix: bool,
 
     /// Use the existing cluster of this kubeconfig instead of creating a kind cluster.
     #[arg(long, value_name = "FILE", help_heading = "Cluster")]

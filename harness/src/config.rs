@@ -2,9 +2,12 @@
 //! here with exit code 2 before anything is touched.
 
 use crate::cli::Cli;
+use crate::cluster::platform::Platform;
 use crate::exit::HarnessError;
 use crate::suite::template::Variables;
+use crate::version::Minor;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -32,18 +35,26 @@ pub struct AppVersions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IstioVersions {
+    /// An exact version: a run that asks for nothing needs no network to resolve it.
     pub default: String,
+    /// Supported minors (`1.31`), oldest first.
     pub supported: Vec<String>,
     /// The oldest minor the harness supports (`1.28`).
     pub minimum: String,
     pub hub: String,
+    /// The release list minors and `latest` resolve against.
+    pub releases_url: String,
+    /// With `{version}` and `{platform}`.
     pub download_url: String,
+    /// `{platform}` of `download_url` per `<os>-<arch>` (`darwin-amd64: osx-amd64`).
+    pub platforms: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KindVersions {
     pub version: String,
+    /// With `{version}`, `{os}` and `{arch}`.
     pub download_url: String,
     pub node_image: String,
 }
@@ -70,15 +81,71 @@ impl Versions {
         (parts.next().unwrap_or(1), parts.next().unwrap_or(28))
     }
 
-    pub fn istio_archive_url(&self, version: &str) -> String {
-        self.istio.download_url.replace("{version}", version)
+    /// `istio.supported` as minors (the file's test checks every entry is one).
+    pub fn supported_minors(&self) -> Vec<Minor> {
+        self.istio
+            .supported
+            .iter()
+            .filter_map(|m| Minor::parse(m))
+            .collect()
     }
 
-    pub fn kind_url(&self) -> String {
+    /// A version (or minor) older than `istio.minimum` is refused with the reason.
+    pub fn too_old(&self, flag: &str, text: &str, minor: Minor) -> Option<HarnessError> {
+        let (major, min) = self.minimum_istio();
+        ((minor.major, minor.minor) < (major, min)).then(|| {
+            HarnessError::usage(format!(
+                "{flag} {text} is older than the harness supports: it needs Istio {major}.{min} or newer (native sidecars, on Kubernetes {} or newer)",
+                self.kubernetes.minimum
+            ))
+        })
+    }
+
+    /// The release archive of `version` for `platform`.
+    pub fn istio_archive_url_for(
+        &self,
+        version: &str,
+        platform: Platform,
+    ) -> Result<String, String> {
+        let name = self
+            .istio
+            .platforms
+            .get(&platform.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "clusters/versions.yaml names no Istio archive for {platform} (istio.platforms)"
+                )
+            })?;
+        Ok(self
+            .istio
+            .download_url
+            .replace("{version}", version)
+            .replace("{platform}", name))
+    }
+
+    /// The release archive of `version` for the platform the harness runs on.
+    pub fn istio_archive_url(&self, version: &str) -> Result<String, String> {
+        self.istio_archive_url_for(version, Platform::current()?)
+    }
+
+    /// The kind binary for `platform`.
+    pub fn kind_url_for(&self, platform: Platform) -> String {
         self.kind
             .download_url
             .replace("{version}", &self.kind.version)
+            .replace("{os}", platform.os)
+            .replace("{arch}", platform.arch)
     }
+
+    /// The kind binary for the platform the harness runs on.
+    pub fn kind_url(&self) -> Result<String, String> {
+        Ok(self.kind_url_for(Platform::current()?))
+    }
+}
+
+/// The last path segment of a download URL: the name a download is cached under.
+pub fn file_name(url: &str) -> &str {
+    url.rsplit('/').next().unwrap_or(url)
 }
 
 pub fn kind_config() -> &'static str {
@@ -105,11 +172,24 @@ pub fn parse_istio_version(text: &str) -> Result<(u32, u32, u32), String> {
     Ok((n(parts[0])?, n(parts[1])?, n(parts[2])?))
 }
 
+/// The `istio.requested` property: the version flags as given (`default` without
+/// --istio-version), `from → to` in an upgrade run.
+pub fn requested(upgrade_from: Option<&str>, istio_version: Option<&str>) -> String {
+    let target = istio_version.unwrap_or("default");
+    match upgrade_from {
+        Some(from) => format!("{from} → {target}"),
+        None => target.to_string(),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunConfig {
     pub reports_dir: PathBuf,
     /// The version the run ends on (and the only one without an upgrade).
     pub istio_version: String,
+    /// What the user asked for before resolution (`1.31`, `latest`, `1.30 → 1.31`), or
+    /// `default`; the report shows it beside what was installed.
+    pub istio_requested: String,
     /// The version installed first when validating an upgrade.
     pub upgrade_from: Option<String>,
     pub versions: Versions,
@@ -160,14 +240,15 @@ impl RunConfig {
             .clone()
             .unwrap_or_else(|| versions.istio.default.clone());
         let target = parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
-        let minimum = versions.minimum_istio();
         let too_old = |flag: &str, text: &str, v: (u32, u32, u32)| {
-            ((v.0, v.1) < minimum).then(|| {
-                HarnessError::usage(format!(
-                    "{flag} {text} is older than the harness supports: it needs Istio {}.{} or newer (native sidecars, on Kubernetes {} or newer)",
-                    minimum.0, minimum.1, versions.kubernetes.minimum
-                ))
-            })
+            versions.too_old(
+                flag,
+                text,
+                Minor {
+                    major: v.0,
+                    minor: v.1,
+                },
+            )
         };
         if let Some(e) = too_old("--istio-version", &istio_version, target) {
             return Err(e);
@@ -227,10 +308,12 @@ impl RunConfig {
                 cli.scrape_interval
             )));
         }
+        let istio_requested = requested(cli.upgrade_from.as_deref(), cli.istio_version.as_deref());
         Ok(RunConfig {
             scrape_interval,
             reports_dir: cli.reports_dir.clone(),
             istio_version,
+            istio_requested,
             upgrade_from: cli.upgrade_from.clone(),
             versions,
             kubeconfig: cli.kubeconfig.clone(),
@@ -278,23 +361,35 @@ mod tests {
     #[test]
     fn versions_file_is_valid_and_consistent() {
         let v = Versions::embedded();
-        assert!(
-            v.istio.supported.contains(&v.istio.default),
-            "default must be supported"
+        let default = crate::version::IstioVersion::parse(&v.istio.default)
+            .expect("istio.default is an exact version");
+        assert!(!default.is_prerelease(), "the default is a release");
+        let minors = v.supported_minors();
+        assert_eq!(
+            minors.len(),
+            v.istio.supported.len(),
+            "every istio.supported entry is a minor such as 1.31: {:?}",
+            v.istio.supported
         );
+        assert!(minors.windows(2).all(|w| w[0] < w[1]), "oldest first");
         assert!(
-            v.istio.supported.len() >= 2,
-            "nightly needs a matrix of at least two"
+            minors.contains(&default.minor()),
+            "the default's minor must be supported"
         );
-        for version in &v.istio.supported {
-            let (major, minor, _) = parse_istio_version(version).unwrap();
+        assert!(minors.len() >= 2, "nightly needs a matrix of at least two");
+        for minor in &minors {
             assert!(
-                (major, minor) >= v.minimum_istio(),
-                "{version}: native sidecars need Istio >= {}",
+                (minor.major, minor.minor) >= v.minimum_istio(),
+                "{minor}: native sidecars need Istio >= {}",
                 v.istio.minimum
             );
         }
         assert_eq!(v.minimum_istio(), (1, 28));
+        assert!(v.istio.releases_url.starts_with("https://"));
+        assert!(
+            v.kind.node_image.contains("@sha256:"),
+            "the kind node image is pinned by digest"
+        );
         assert!(
             v.app
                 .image
@@ -302,10 +397,68 @@ mod tests {
             "the exercise's image by digest"
         );
         assert_eq!(v.istio.hub, "docker.io/istio");
-        assert!(
-            v.istio_archive_url("1.31.2")
-                .ends_with("/1.31.2/istio-1.31.2-linux-amd64.tar.gz")
+    }
+
+    #[test]
+    fn downloads_are_named_for_each_of_the_four_platforms() {
+        let v = Versions::embedded();
+        let base = "https://github.com/istio/istio/releases/download/1.31.2";
+        let kind = format!(
+            "https://github.com/kubernetes-sigs/kind/releases/download/{}",
+            v.kind.version
         );
+        let expected = [
+            (
+                "linux",
+                "x86_64",
+                "istio-1.31.2-linux-amd64.tar.gz",
+                "kind-linux-amd64",
+            ),
+            (
+                "linux",
+                "aarch64",
+                "istio-1.31.2-linux-arm64.tar.gz",
+                "kind-linux-arm64",
+            ),
+            (
+                "macos",
+                "x86_64",
+                "istio-1.31.2-osx-amd64.tar.gz",
+                "kind-darwin-amd64",
+            ),
+            (
+                "macos",
+                "aarch64",
+                "istio-1.31.2-osx-arm64.tar.gz",
+                "kind-darwin-arm64",
+            ),
+        ];
+        for (os, arch, istio, kind_name) in expected {
+            let platform = Platform::from_rust(os, arch).unwrap();
+            let url = v.istio_archive_url_for("1.31.2", platform).unwrap();
+            assert_eq!(url, format!("{base}/{istio}"), "{os}/{arch}");
+            assert_eq!(file_name(&url), istio);
+            assert_eq!(v.kind_url_for(platform), format!("{kind}/{kind_name}"));
+        }
+        for platform in Platform::all() {
+            assert!(
+                v.istio_archive_url_for("1.31.2", platform).is_ok(),
+                "istio.platforms lacks {platform}"
+            );
+        }
+        let mut missing = v.clone();
+        missing.istio.platforms.remove("darwin-arm64");
+        let err = missing
+            .istio_archive_url_for("1.31.2", Platform::from_rust("macos", "aarch64").unwrap())
+            .unwrap_err();
+        assert!(err.contains("darwin-arm64"), "{err}");
+    }
+
+    #[test]
+    fn the_requested_versions_read_as_given() {
+        assert_eq!(requested(None, None), "default");
+        assert_eq!(requested(None, Some("1.31")), "1.31");
+        assert_eq!(requested(Some("1.30"), Some("latest")), "1.30 → latest");
     }
 
     #[test]

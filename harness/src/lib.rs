@@ -13,6 +13,8 @@
 //! - [`telemetry`]: the Prometheus client and oracle, the proxy-config reader
 //! - [`pki`]: the run's certificates
 //! - [`deadlines`], [`wait`]: every default deadline, and the one way to wait
+//! - [`version`], [`resolve`], [`matrix`]: Istio versions as asked for, resolved
+//!   against the release list, and the nightly matrix
 
 pub mod action;
 pub mod app;
@@ -22,15 +24,18 @@ pub mod config;
 pub mod deadlines;
 pub mod exit;
 pub mod expect;
+pub mod matrix;
 pub mod pki;
 pub mod plan;
 pub mod probe;
 pub mod progress;
 pub mod report;
+pub mod resolve;
 pub mod runner;
 pub mod suite;
 pub mod telemetry;
 pub mod verdict;
+pub mod version;
 pub mod wait;
 pub mod world;
 

@@ -32,7 +32,7 @@ fn unknown_suite_exits_2_with_one_line_listing_the_valid_ones() {
 #[test]
 fn bad_input_exits_2() {
     for args in [
-        &["--istio-version", "1.31", "--dry-run"][..],
+        &["--istio-version", "1.31.x", "--dry-run"][..],
         &["--app-namespace", "Not_A_Namespace", "--dry-run"][..],
         &["--ingress-address", "nowhere", "--dry-run"][..],
         &["--no-such-flag"][..],

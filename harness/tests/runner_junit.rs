@@ -143,9 +143,8 @@ fn run(script: &Script, extra_args: &[&str]) -> (u8, Report, tempfile::TempDir) 
     let catalog = suite::load(&SuiteSource::embedded()).unwrap();
     let suites: Vec<Arc<Suite>> = catalog.select(&cli.suites).unwrap();
     let schedule = harness::app::schedule(&cli, &suites, &config).unwrap();
-    if let Some(from) = &config.upgrade_from {
-        *script.istio.lock().unwrap() = from.clone();
-    }
+    // istiod runs what setup installs: the upgrade's start, else the requested version.
+    *script.istio.lock().unwrap() = config.install_version().to_string();
     let code = harness::app::run_with_world(
         &cli.libtest(),
         schedule,

@@ -1,6 +1,7 @@
-//! The cluster side, infrastructure only: preflight, tools and downloads, kind, Istio
-//! install/upgrade, the apply engine, rollouts, workloads and sidecars, port-forwards,
-//! Envoy's admin API, provisioning as a whole, and the diagnostics bundle. What the
+//! The cluster side, infrastructure only: preflight, tools and downloads (per
+//! platform), the Istio release list, kind, Istio install/upgrade, the apply engine,
+//! rollouts, workloads and sidecars, port-forwards, Envoy's admin API, provisioning as
+//! a whole, and the diagnostics bundle. What the
 //! harness *concludes* from the cluster lives in `expect/`.
 
 pub mod apply;
@@ -11,10 +12,12 @@ pub mod envoy_admin;
 pub mod istio;
 pub mod kind;
 mod live;
+pub mod platform;
 pub mod portforward;
 pub mod preflight;
 mod process;
 pub mod provision;
+pub mod releases;
 pub mod rollout;
 pub mod tools;
 pub mod workloads;

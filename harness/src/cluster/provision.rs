@@ -459,12 +459,13 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
     if config.kubeconfig.is_none() && config.context.is_none() {
         let kubeconfig = config.reports_dir.join("kubeconfig");
         let kind_config = config.reports_dir.join("kind-config.yaml");
-        lines.push(format!(
-            "provision: kind {} (from PATH if that version, else {} verified against {}.sha256sum)",
-            config.versions.kind.version,
-            config.versions.kind_url(),
-            config.versions.kind_url()
-        ));
+        lines.push(match config.versions.kind_url() {
+            Ok(url) => format!(
+                "provision: kind {} (from PATH if that version, else {url} verified against {url}.sha256sum)",
+                config.versions.kind.version,
+            ),
+            Err(e) => format!("provision: kind {}: {e}", config.versions.kind.version),
+        });
         lines.push(format!(
             "  kind {}   (reused instead when a kind cluster `{}` exists){}",
             kind::create_args(
@@ -500,11 +501,12 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
         ));
     }
     let install = config.install_version();
-    let url = config.versions.istio_archive_url(install);
-    lines.push(format!(
-        "  Istio {}: {url} (verified against {url}.sha256; istioctl from PATH if that version)",
-        install
-    ));
+    lines.push(match config.versions.istio_archive_url(install) {
+        Ok(url) => format!(
+            "  Istio {install}: {url} (verified against {url}.sha256; istioctl from PATH if that version)"
+        ),
+        Err(e) => format!("  Istio {install}: {e}"),
+    });
     lines.push(format!(
         "  istioctl {}   (skipped when istiod already runs {})",
         istio::istioctl_args("install", install, &config.versions.istio.hub).join(" "),

@@ -50,8 +50,12 @@ pub async fn kind(versions: &Versions, cache: &Path) -> Result<PathBuf, String> 
     {
         return Ok(path);
     }
-    let url = versions.kind_url();
-    let dest = cache.join(format!("kind-{}", versions.kind.version));
+    let url = versions.kind_url()?;
+    let dest = cache.join(format!(
+        "{}-{}",
+        crate::config::file_name(&url),
+        versions.kind.version
+    ));
     let path = fetch_verified(&http_client()?, &url, &format!("{url}.sha256sum"), &dest).await?;
     make_executable(&path)?;
     Ok(path)
@@ -75,8 +79,8 @@ pub async fn istio(
     cache: &Path,
 ) -> Result<IstioRelease, String> {
     let dir = cache.join(format!("istio-{version}"));
-    let archive = cache.join(format!("istio-{version}-linux-amd64.tar.gz"));
-    let url = versions.istio_archive_url(version);
+    let url = versions.istio_archive_url(version)?;
+    let archive = cache.join(crate::config::file_name(&url));
     fetch_verified(&http_client()?, &url, &format!("{url}.sha256"), &archive).await?;
     let prometheus_addon = dir.join("samples/addons/prometheus.yaml");
     let bundled = dir.join("bin/istioctl");

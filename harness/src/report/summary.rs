@@ -108,8 +108,13 @@ pub fn edge_table(rows: &[EdgeRow]) -> String {
 pub fn render(record: &RunRecord) -> String {
     let p = &record.properties;
     let mut out = format!(
-        "## Istio mTLS conformance\n\nIstio {} · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
-        p.istio_version, p.kubernetes_version, p.kind_node_image, p.cluster_name, p.harness_version
+        "## Istio mTLS conformance\n\nIstio {} (requested: {}) · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
+        p.istio_version,
+        p.istio_requested,
+        p.kubernetes_version,
+        p.kind_node_image,
+        p.cluster_name,
+        p.harness_version
     );
     for failure in &record.setup_failures {
         let _ = writeln!(

@@ -85,6 +85,8 @@ pub struct SetupFailure {
 pub struct RunProperties {
     pub harness_version: String,
     pub istio_version: String,
+    /// What the user asked for (`1.31`, `latest`, `default`) before it was resolved.
+    pub istio_requested: String,
     pub kubernetes_version: String,
     pub kind_node_image: String,
     pub cluster_name: String,
@@ -96,6 +98,7 @@ impl Default for RunProperties {
         RunProperties {
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
             istio_version: unknown(),
+            istio_requested: unknown(),
             kubernetes_version: unknown(),
             kind_node_image: unknown(),
             cluster_name: unknown(),
@@ -104,10 +107,11 @@ impl Default for RunProperties {
 }
 
 impl RunProperties {
-    pub fn pairs(&self) -> [(&'static str, &str); 5] {
+    pub fn pairs(&self) -> [(&'static str, &str); 6] {
         [
             ("harness.version", &self.harness_version),
             ("istio.version", &self.istio_version),
+            ("istio.requested", &self.istio_requested),
             ("kubernetes.version", &self.kubernetes_version),
             ("kind.node_image", &self.kind_node_image),
             ("cluster.name", &self.cluster_name),
