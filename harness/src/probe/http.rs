@@ -88,13 +88,27 @@ pub async fn get_gateway(
     let before = target.health.as_ref().map(|h| h.failures());
     let observation =
         classify_request(client.get(url).header(reqwest::header::HOST, host), grammar).await;
-    match (&target.health, before) {
-        (Some(health), Some(before)) if health.failures() > before => {
-            observation.path_failed(&health.last())
+    let (Some(health), Some(before)) = (&target.health, before) else {
+        return observation;
+    };
+    if observation.status.is_none() {
+        // The forward closes the local connection before it has learnt why (the
+        // kubelet's error arrives just after): give it a moment to say so.
+        let until = Instant::now() + PATH_FAILURE_GRACE;
+        while health.failures() == before && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        _ => observation,
+    }
+    if health.failures() > before {
+        observation.path_failed(&health.last())
+    } else {
+        observation
     }
 }
+
+/// How long a request that ended without an HTTP answer waits for the port-forward
+/// to report a failure of its own.
+const PATH_FAILURE_GRACE: Duration = Duration::from_millis(200);
 
 impl Probe for HttpProbe {
     async fn once(&self) -> Observation {

@@ -22,8 +22,22 @@ impl Objects for View {
     }
 }
 
+/// How port-forwards to a pod port fail, for wrong worlds of the harness's own path.
+#[derive(Clone, Debug)]
+pub enum ForwardFault {
+    /// The kubelet cannot reach the port: an error on the port's error channel.
+    Refused,
+    /// The API server refuses the upgrade.
+    Rejected,
+    /// The forward is opened, then closed with nothing sent either way.
+    Dropped,
+}
+
+type ForwardFaults = Arc<std::sync::Mutex<std::collections::HashMap<u16, ForwardFault>>>;
+
 pub struct StandIn {
     pub cluster: FakeCluster,
+    forward_faults: ForwardFaults,
     pub mesh: Mesh,
     pub prometheus: PrometheusProcess,
     pub kubeconfig: PathBuf,
@@ -51,7 +65,23 @@ impl StandIn {
             injector.inject(pod, namespace)
         }));
         let ports = mesh.clone();
+        let forward_faults: ForwardFaults = Arc::default();
+        let faults = Arc::clone(&forward_faults);
         cluster.set_port_forward(Arc::new(move |pod, port| {
+            let fault = faults.lock().unwrap().get(&port).cloned();
+            match fault {
+                Some(ForwardFault::Refused) => {
+                    return Upstream::Refused(testkit_k8s::connection_refused_message(pod, port));
+                }
+                Some(ForwardFault::Rejected) => {
+                    return Upstream::RejectUpgrade {
+                        status: 500,
+                        message: "error upgrading connection: unable to upgrade connection: container not found".into(),
+                    };
+                }
+                Some(ForwardFault::Dropped) => return Upstream::CloseAfterUpgrade,
+                None => {}
+            }
             match ports.port_target(pod, port) {
                 PortTarget::Tcp(address) => Upstream::Tcp(address),
                 PortTarget::Refused(message) => Upstream::Refused(message),
@@ -99,12 +129,18 @@ impl StandIn {
             .expect("the control plane comes up");
         StandIn {
             cluster,
+            forward_faults,
             mesh,
             prometheus,
             kubeconfig,
             dir,
             log_copier,
         }
+    }
+
+    /// Port-forwards to pod port `port` (of any pod) fail this way from now on.
+    pub fn break_forwards(&self, port: u16, fault: ForwardFault) {
+        self.forward_faults.lock().unwrap().insert(port, fault);
     }
 
     /// The harness's arguments that point it at this stand-in.
