@@ -249,8 +249,14 @@ fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
 fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
     let shared = shared.clone();
     let config = config.clone();
+    // The handlers are installed now, before setup starts: a signal that came before
+    // the task first ran would otherwise end the process without a report.
+    let signals = {
+        let _entered = runtime.enter();
+        Signals::install()
+    };
     runtime.spawn(async move {
-        let (signal, code) = wait_for_signal().await;
+        let (signal, code) = signals.next().await;
         let record = shared.interrupted_snapshot(signal);
         write_report(&record, &config);
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
@@ -278,18 +284,38 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     });
 }
 
-/// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
-async fn wait_for_signal() -> (&'static str, u8) {
-    #[cfg(unix)]
-    {
+/// SIGINT and SIGTERM, listened to from the moment they are installed.
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn install() -> Signals {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            return tokio::select! {
-                _ = tokio::signal::ctrl_c() => ("Ctrl-C", exit::INTERRUPTED),
-                _ = term.recv() => ("SIGTERM", exit::TERMINATED),
-            };
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
     }
-    let _ = tokio::signal::ctrl_c().await;
-    ("Ctrl-C", exit::INTERRUPTED)
+
+    /// The first of them, with the exit code it ends the run with.
+    async fn next(mut self) -> (&'static str, u8) {
+        let interrupt = async {
+            match self.interrupt.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        let terminate = async {
+            match self.terminate.as_mut() {
+                Some(s) => s.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = interrupt => ("Ctrl-C", exit::INTERRUPTED),
+            _ = terminate => ("SIGTERM", exit::TERMINATED),
+        }
+    }
 }

@@ -64,6 +64,34 @@ where
     }
 }
 
+/// What one look found, for waits whose answer is a value either way (a verdict with
+/// its evidence): final now, or what it would be if time ran out.
+pub enum Look<T> {
+    Final(T),
+    Pending(T),
+}
+
+/// Polls `look` every `pace` until it is final or `deadline` passes; then the last
+/// pending value is the answer.
+pub async fn until_final<T, F, Fut>(deadline: Duration, pace: Duration, mut look: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Look<T>>,
+{
+    let started = Instant::now();
+    loop {
+        let value = match look().await {
+            Look::Final(value) => return value,
+            Look::Pending(value) => value,
+        };
+        let left = deadline.saturating_sub(started.elapsed());
+        if left.is_zero() {
+            return value;
+        }
+        tokio::time::sleep(pace.min(left)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,6 +108,23 @@ mod tests {
         })
         .await;
         assert_eq!(v, Ok(3));
+    }
+
+    #[tokio::test]
+    async fn until_final_answers_the_last_pending_value_at_the_deadline() {
+        let n = AtomicU32::new(0);
+        let v = until_final(
+            Duration::from_millis(30),
+            Duration::from_millis(5),
+            || async { Look::Pending(n.fetch_add(1, Ordering::SeqCst)) },
+        )
+        .await;
+        assert!(v >= 1, "looked more than once: {v}");
+        let v = until_final(Duration::from_secs(60), Duration::from_secs(1), || async {
+            Look::Final("settled")
+        })
+        .await;
+        assert_eq!(v, "settled");
     }
 
     #[tokio::test]

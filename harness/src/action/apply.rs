@@ -54,14 +54,21 @@ fn validate_list(
     Ok(())
 }
 
-/// Whether any of the manifests holds a Deployment (its rollout is then waited for).
-fn rolls_out(suite: &Suite, list: &[Spanned<String>]) -> bool {
-    list.iter().any(|m| {
+/// The deadline of applying `list`: the apply, and the rollout when any manifest holds
+/// a Deployment (its rollout is then waited for).
+fn apply_deadline(suite: &Suite, list: &[Spanned<String>]) -> Duration {
+    let rolls_out = list.iter().any(|m| {
         suite
             .manifests
             .get(&m.value)
             .is_some_and(|m| m.kinds.iter().any(|k| k == "Deployment"))
-    })
+    });
+    deadlines::APPLY
+        + if rolls_out {
+            deadlines::ROLLOUT
+        } else {
+            Duration::ZERO
+        }
 }
 
 fn list_names(list: &[Spanned<String>]) -> Vec<&str> {
@@ -98,12 +105,7 @@ impl Apply {
     }
 
     pub fn deadline(&self, suite: &Suite) -> Duration {
-        deadlines::APPLY
-            + if rolls_out(suite, &self.manifests) {
-                deadlines::ROLLOUT
-            } else {
-                Duration::ZERO
-            }
+        apply_deadline(suite, &self.manifests)
     }
 
     pub fn manifests(&self) -> (&'static str, Vec<&str>) {
@@ -113,15 +115,7 @@ impl Apply {
     pub async fn execute(&self, ctx: &mut Ctx<'_>) -> Result<(), EnvError> {
         let mut applied = Vec::new();
         for name in &self.manifests {
-            for obj in ctx.objects(&name.value, false)? {
-                ctx.cluster
-                    .applier
-                    .apply(&obj)
-                    .await
-                    .map_err(|e| EnvError::new(Phase::Apply, e))?;
-                ctx.log.push(format!("applied {}", describe(&obj)));
-                applied.push(obj);
-            }
+            applied.extend(ctx.apply_manifest(&name.value).await?);
         }
         wait_rollouts(ctx, &applied).await
     }
@@ -139,12 +133,7 @@ impl Ensure {
     }
 
     pub fn deadline(&self, suite: &Suite) -> Duration {
-        deadlines::APPLY
-            + if rolls_out(suite, &self.manifests) {
-                deadlines::ROLLOUT
-            } else {
-                Duration::ZERO
-            }
+        apply_deadline(suite, &self.manifests)
     }
 
     pub fn manifests(&self) -> (&'static str, Vec<&str>) {

@@ -3,7 +3,6 @@
 //! that carries it (the gateway's TLS Secret) applied. Key material never reaches a log.
 
 use super::Ctx;
-use crate::cluster::apply::describe;
 use crate::config::HOST;
 use crate::deadlines;
 use crate::pki::Pki;
@@ -55,16 +54,8 @@ impl IssuePki {
         ctx.log
             .push(format!("issued the run's PKI into {}", dir.display()));
         *ctx.pki = Some(pki);
-        for obj in ctx.objects(&self.secret.value, false)? {
-            ctx.cluster
-                .applier
-                .apply(&obj)
-                .await
-                .map_err(|e| EnvError::new(Phase::Apply, e))?;
-            // The Secret's content is never logged: only what it is.
-            ctx.log.push(format!("applied {}", describe(&obj)));
-        }
-        Ok(())
+        // The Secret's content is never logged: only what it is.
+        ctx.apply_manifest(&self.secret.value).await.map(|_| ())
     }
 }
 

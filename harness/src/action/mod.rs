@@ -115,6 +115,21 @@ impl Ctx<'_> {
             })
     }
 
+    /// Server-side applies a manifest's objects, logging what (never their content).
+    pub async fn apply_manifest(&mut self, name: &str) -> Result<Vec<DynamicObject>, EnvError> {
+        let objects = self.objects(name, false)?;
+        for obj in &objects {
+            self.cluster
+                .applier
+                .apply(obj)
+                .await
+                .map_err(|e| EnvError::new(Phase::Apply, e))?;
+            self.log
+                .push(format!("applied {}", crate::cluster::apply::describe(obj)));
+        }
+        Ok(objects)
+    }
+
     /// The objects of a rendered manifest.
     pub fn objects(&self, name: &str, for_delete: bool) -> Result<Vec<DynamicObject>, EnvError> {
         let text = self.render(name, for_delete)?;

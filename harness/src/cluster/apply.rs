@@ -2,12 +2,13 @@
 //! server-side applied under one field manager with `force`; `ensure` creates only what
 //! is missing; deletes wait until the objects are gone.
 
+use crate::wait::{self, Check, WaitError};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::discovery::{self, ApiCapabilities, ApiResource, Scope};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The field manager of every server-side apply the harness makes.
 pub const FIELD_MANAGER: &str = "istio-mtls-harness";
@@ -55,6 +56,15 @@ pub fn describe(obj: &DynamicObject) -> String {
     }
 }
 
+/// Why an object cannot be addressed; deleting branches on a kind not being served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{0}")]
+    NotServed(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
 pub struct Applier {
     client: Client,
     resolved: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>,
@@ -69,57 +79,65 @@ impl Applier {
     }
 
     /// Resolves the object's kind, waiting up to [`DISCOVERY_DEADLINE`] for a kind the
-    /// server does not serve yet (its CRD is still being established).
+    /// server does not serve yet (its CRD is still being established) when asked to.
     async fn api_for(
         &mut self,
         obj: &DynamicObject,
         wait_for_kind: bool,
-    ) -> Result<(Api<DynamicObject>, String), String> {
+    ) -> Result<(Api<DynamicObject>, String), ApplyError> {
         let types = obj
             .types
             .as_ref()
-            .ok_or_else(|| "object without apiVersion/kind".to_string())?;
-        let gvk = GroupVersionKind::try_from(types)
-            .map_err(|e| format!("bad apiVersion `{}`: {e}", types.api_version))?;
-        let name = obj
-            .metadata
-            .name
-            .clone()
-            .ok_or_else(|| format!("{} has no metadata.name", types.kind))?;
+            .ok_or_else(|| ApplyError::Invalid("object without apiVersion/kind".into()))?;
+        let gvk = GroupVersionKind::try_from(types).map_err(|e| {
+            ApplyError::Invalid(format!("bad apiVersion `{}`: {e}", types.api_version))
+        })?;
+        let name =
+            obj.metadata.name.clone().ok_or_else(|| {
+                ApplyError::Invalid(format!("{} has no metadata.name", types.kind))
+            })?;
         if !self.resolved.contains_key(&gvk) {
-            let started = Instant::now();
-            let resolved = loop {
-                match discovery::pinned_kind(&self.client, &gvk).await {
-                    Ok(found) => break found,
-                    Err(e)
-                        if wait_for_kind
-                            && started.elapsed() < DISCOVERY_DEADLINE
-                            && is_not_served(&e) =>
-                    {
-                        tokio::time::sleep(POLL_INTERVAL).await;
-                    }
-                    Err(e) => {
-                        return Err(format!(
-                            "the cluster does not serve {} {} ({e}){}",
-                            types.api_version,
-                            types.kind,
-                            if gvk.group.ends_with("istio.io") {
-                                "; is Istio installed and its CRDs established?"
-                            } else {
-                                ""
-                            }
-                        ));
-                    }
-                }
+            let client = &self.client;
+            let deadline = if wait_for_kind {
+                DISCOVERY_DEADLINE
+            } else {
+                Duration::ZERO
             };
-            self.resolved.insert(gvk.clone(), resolved);
+            let found = wait::until(deadline, POLL_INTERVAL, || async {
+                match discovery::pinned_kind(client, &gvk).await {
+                    Ok(found) => Check::Ready(found),
+                    Err(e) if is_not_served(&e) => Check::NotYet(e.to_string()),
+                    Err(e) => Check::Abort(e.to_string()),
+                }
+            })
+            .await;
+            let found = found.map_err(|e| {
+                let why = match e {
+                    WaitError::Deadline { last, .. } => last,
+                    WaitError::Aborted(why) => why,
+                };
+                ApplyError::NotServed(format!(
+                    "the cluster does not serve {} {} ({why}){}",
+                    types.api_version,
+                    types.kind,
+                    if gvk.group.ends_with("istio.io") {
+                        "; is Istio installed and its CRDs established?"
+                    } else {
+                        ""
+                    }
+                ))
+            })?;
+            self.resolved.insert(gvk.clone(), found);
         }
         let (resource, capabilities) = &self.resolved[&gvk];
         let api = match capabilities.scope {
             Scope::Cluster => Api::all_with(self.client.clone(), resource),
             Scope::Namespaced => {
                 let ns = obj.metadata.namespace.as_deref().ok_or_else(|| {
-                    format!("{} {name} is namespaced but names no namespace", types.kind)
+                    ApplyError::Invalid(format!(
+                        "{} {name} is namespaced but names no namespace",
+                        types.kind
+                    ))
                 })?;
                 Api::namespaced_with(self.client.clone(), ns, resource)
             }
@@ -129,7 +147,7 @@ impl Applier {
 
     /// Server-side apply with the harness's field manager, taking over conflicting fields.
     pub async fn apply(&mut self, obj: &DynamicObject) -> Result<(), String> {
-        let (api, name) = self.api_for(obj, true).await?;
+        let (api, name) = self.api_for(obj, true).await.map_err(|e| e.to_string())?;
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -143,7 +161,7 @@ impl Applier {
     /// Creates the object when it does not exist; an existing one is left as it is.
     /// Returns whether it was created.
     pub async fn ensure(&mut self, obj: &DynamicObject) -> Result<bool, String> {
-        let (api, name) = self.api_for(obj, true).await?;
+        let (api, name) = self.api_for(obj, true).await.map_err(|e| e.to_string())?;
         let existing = api
             .get_opt(&name)
             .await
@@ -172,35 +190,33 @@ impl Applier {
         let (api, name) = match self.api_for(obj, false).await {
             Ok(found) => found,
             // A kind the cluster does not serve has no objects to delete.
-            Err(e) if e.starts_with("the cluster does not serve") => return Ok(false),
-            Err(e) => return Err(e),
+            Err(ApplyError::NotServed(_)) => return Ok(false),
+            Err(e) => return Err(e.to_string()),
         };
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
             Err(e) => return Err(format!("cannot delete {}: {e}", describe(obj))),
         }
-        let started = Instant::now();
-        loop {
+        let gone = wait::until(deadline, POLL_INTERVAL, || async {
             match api.get_opt(&name).await {
-                Ok(None) => return Ok(true),
-                Ok(Some(_)) if started.elapsed() < deadline => {
-                    tokio::time::sleep(POLL_INTERVAL).await
-                }
-                Ok(Some(_)) => {
-                    return Err(format!(
-                        "{} still exists {} s after it was deleted (a finalizer may hold it)",
-                        describe(obj),
-                        deadline.as_secs()
-                    ));
-                }
-                Err(e) => {
-                    return Err(format!(
-                        "cannot read {} while waiting for its deletion: {e}",
-                        describe(obj)
-                    ));
-                }
+                Ok(None) => Check::Ready(()),
+                Ok(Some(_)) => Check::NotYet("still there".into()),
+                Err(e) => Check::Abort(format!(
+                    "cannot read {} while waiting for its deletion: {e}",
+                    describe(obj)
+                )),
             }
+        })
+        .await;
+        match gone {
+            Ok(()) => Ok(true),
+            Err(WaitError::Aborted(why)) => Err(why),
+            Err(WaitError::Deadline { .. }) => Err(format!(
+                "{} still exists {} s after it was deleted (a finalizer may hold it)",
+                describe(obj),
+                deadline.as_secs()
+            )),
         }
     }
 }

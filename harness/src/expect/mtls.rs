@@ -4,16 +4,16 @@
 //! the caller's proxy config, an oracle independent of Prometheus: when the two
 //! disagree the step fails and both are shown.
 
-use super::{Env, phase, proxy_config};
+use super::phase::{self, Standing};
+use super::{Env, proxy_config};
 use crate::deadlines;
 use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::telemetry::deltas::Deltas;
-use crate::telemetry::oracle::{self, Balance, Group};
+use crate::telemetry::oracle::{self, Group};
 use crate::telemetry::phase::{self as telemetry_phase, Look, Traffic};
-use crate::telemetry::prometheus::Prometheus;
-use crate::verdict::{EdgeExpectation, Evidence, Judgement, Verdict};
+use crate::verdict::{EdgeExpectation, Judgement, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,33 +49,17 @@ pub fn look(
     let (balance, balance_lines) = oracle::balance(groups, &rows, f64::from(traffic.app_answers));
     let mut details = oracle::table(&rows);
     details.extend(balance_lines);
-    let wrong = oracle::wrong_rows(&rows);
-    let final_failure = rows.iter().any(oracle::is_final_failure);
-    let (look, summary): (fn(Evidence) -> Look, String) = match balance {
-        Balance::Over(extra) => (
-            Look::Error,
-            format!(
-                "the deltas count {extra} requests more than the phase sent: the baseline missed counters; not a verdict on Istio"
-            ),
-        ),
-        _ if final_failure => (Look::Final, wrong.join("; ")),
-        Balance::Exact if holds => (
-            Look::Holds,
-            if groups.is_empty() {
-                "every edge as expected".to_string()
-            } else {
-                "every edge as expected, and the requests add up".to_string()
-            },
-        ),
-        Balance::Short(missing) if holds => (
-            Look::NotYet,
-            format!("telemetry is {missing} requests short of what the app answered"),
-        ),
-        _ => (Look::NotYet, wrong.join("; ")),
-    };
-    let mut evidence = Evidence::new(summary).with_details(details);
-    evidence.edges = rows;
-    look(evidence)
+    Standing {
+        holds,
+        final_failure: rows.iter().any(oracle::is_final_failure),
+        wrong: oracle::wrong_rows(&rows),
+        balance,
+        grouped: !groups.is_empty(),
+        holds_means: "every edge as expected",
+        details,
+        rows,
+    }
+    .look()
 }
 
 impl Mtls {
@@ -100,25 +84,17 @@ impl Mtls {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let prometheus = match Prometheus::new(&env.cluster.prometheus_url) {
-            Ok(p) => p,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
-        let probe = match env.http_probe() {
-            Ok(p) => p,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
-        let targets = match phase::targets(env).await {
+        let tools = match phase::tools(env).await {
             Ok(t) => t,
             Err(e) => return Judgement::errored(e, Duration::ZERO),
         };
         let edges: Vec<(String, String)> = self.edges.iter().map(|e| e.key()).collect();
         let groups = phase::groups(env, &edges);
         let requests = self.requests;
-        let probe_ref = &probe;
+        let probe_ref = &tools.probe;
         let mut judgement = telemetry_phase::run(
-            &prometheus,
-            &targets,
+            &tools.prometheus,
+            &tools.targets,
             self.deadline.0,
             || phase::send(probe_ref, requests),
             |deltas, traffic| look(&self.edges, &groups, deltas, traffic),

@@ -10,9 +10,11 @@ use crate::probe::class::{Origin, ResultClass};
 use crate::probe::http::HttpProbe;
 use crate::probe::tally::Tally;
 use crate::suite::INGRESS_GATEWAY_WORKLOAD;
-use crate::telemetry::oracle::Group;
-use crate::telemetry::phase::Traffic;
+use crate::telemetry::oracle::{Balance, Group};
+use crate::telemetry::phase::{Look, Traffic};
+use crate::telemetry::prometheus::Prometheus;
 use crate::telemetry::targets::{ExpectedTarget, Targets};
+use crate::verdict::{EdgeRow, Evidence};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
@@ -129,4 +131,67 @@ pub fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
         }
     }
     out
+}
+
+/// What a telemetry phase runs with.
+pub struct Tools {
+    pub prometheus: Prometheus,
+    pub probe: HttpProbe,
+    pub targets: Targets,
+}
+
+pub async fn tools(env: &Env<'_>) -> Result<Tools, String> {
+    Ok(Tools {
+        prometheus: Prometheus::new(&env.cluster.prometheus_url)?,
+        probe: env.http_probe()?,
+        targets: targets(env).await?,
+    })
+}
+
+/// How one look at a phase's deltas ends, from how the edges and the request balance
+/// stand: more requests than the app answered is an error (the baseline missed
+/// counters); a wrong edge that counters cannot undo is final; everything right and
+/// adding up holds; otherwise the next scrape may still bring what is missing.
+pub struct Standing {
+    pub holds: bool,
+    pub final_failure: bool,
+    /// What is wrong, edge by edge.
+    pub wrong: Vec<String>,
+    pub balance: Balance,
+    /// Whether any group of edges was checked for adding up.
+    pub grouped: bool,
+    /// What holding means, for the summary.
+    pub holds_means: &'static str,
+    pub details: Vec<String>,
+    pub rows: Vec<EdgeRow>,
+}
+
+impl Standing {
+    pub fn look(self) -> Look {
+        let (look, summary): (fn(Evidence) -> Look, String) = match self.balance {
+            Balance::Over(extra) => (
+                Look::Error,
+                format!(
+                    "the deltas count {extra} requests more than the phase sent: the baseline missed counters; not a verdict on Istio"
+                ),
+            ),
+            _ if self.final_failure => (Look::Final, self.wrong.join("; ")),
+            Balance::Exact if self.holds => (
+                Look::Holds,
+                if self.grouped {
+                    format!("{}, and the requests add up", self.holds_means)
+                } else {
+                    self.holds_means.to_string()
+                },
+            ),
+            Balance::Short(missing) if self.holds => (
+                Look::NotYet,
+                format!("telemetry is {missing} requests short of what the app answered"),
+            ),
+            _ => (Look::NotYet, self.wrong.join("; ")),
+        };
+        let mut evidence = Evidence::new(summary).with_details(self.details);
+        evidence.edges = self.rows;
+        look(evidence)
+    }
 }

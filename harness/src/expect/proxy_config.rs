@@ -12,6 +12,7 @@ use crate::suite::validation::Validation;
 use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
 use crate::telemetry::proxy_config;
 use crate::verdict::{Evidence, Judgement};
+use crate::wait::{self, Look};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -215,15 +216,11 @@ impl ProxyConfig {
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
         let started = Instant::now();
-        loop {
+        wait::until_final(self.deadline.0, deadlines::POLL, || async {
             let dump = match config_dump(env, &self.client.value).await {
                 Ok(d) => d,
-                Err(err) if started.elapsed() < self.deadline.0 => {
-                    tracing::debug!("proxy config not readable yet: {err}");
-                    tokio::time::sleep(deadlines::POLL).await;
-                    continue;
-                }
-                Err(err) => return Judgement::errored(err, started.elapsed()),
+                // Not readable yet (a pod starting): an error only if it stays so.
+                Err(err) => return Look::Pending(Judgement::errored(err, started.elapsed())),
             };
             let mut lines = Vec::new();
             let mut holds = true;
@@ -258,22 +255,21 @@ impl ProxyConfig {
                 }
             }
             let elapsed = started.elapsed();
-            if holds || elapsed >= self.deadline.0 {
-                let mut evidence = Evidence::new(if holds {
-                    format!("every cluster as expected after {}", secs(elapsed))
-                } else {
-                    lines.join("; ")
-                })
-                .with_details(lines);
-                evidence.timing.convergence = elapsed;
-                return if holds {
-                    Judgement::passed(evidence, elapsed)
-                } else {
-                    Judgement::failed(evidence, elapsed)
-                };
+            let mut evidence = Evidence::new(if holds {
+                format!("every cluster as expected after {}", secs(elapsed))
+            } else {
+                lines.join("; ")
+            })
+            .with_details(lines);
+            evidence.timing.convergence = elapsed;
+            if holds {
+                Look::Final(Judgement::passed(evidence, elapsed))
+            } else {
+                // istiod may still be pushing the config.
+                Look::Pending(Judgement::failed(evidence, elapsed))
             }
-            tokio::time::sleep(deadlines::POLL).await;
-        }
+        })
+        .await
     }
 }
 

@@ -14,6 +14,7 @@ use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::verdict::{Evidence, Judgement};
+use crate::wait::{self, Look};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, LogParams};
 use serde::Deserialize;
@@ -111,10 +112,11 @@ impl ProxyLog {
                 started.elapsed(),
             );
         }
-        loop {
+        let (before, tally) = (&before, &tally);
+        wait::until_final(self.deadline.0, deadlines::POLL, || async move {
             let after = match logs(env, workload).await {
                 Ok(l) => l,
-                Err(e) => return Judgement::errored(e, started.elapsed()),
+                Err(e) => return Look::Final(Judgement::errored(e, started.elapsed())),
             };
             let new: Vec<&String> = after
                 .iter()
@@ -126,47 +128,46 @@ impl ProxyLog {
             let matching: Vec<&&String> =
                 new.iter().filter(|l| l.contains(&self.contains)).collect();
             let elapsed = started.elapsed();
-            if !matching.is_empty() || elapsed >= self.deadline.0 {
-                let mut details = vec![
-                    format!("requests: {}; classes: {}", tally.sent, tally.classes()),
-                    format!(
-                        "{} new line(s) in the istio-proxy logs of {workload} ({}), {} containing `{}`",
-                        new.len(),
-                        after.keys().cloned().collect::<Vec<_>>().join(", "),
-                        matching.len(),
-                        self.contains
-                    ),
-                ];
-                if let Some(sample) = matching.first().map(|l| **l).or(new.first().copied()) {
-                    let sample: String = sample.chars().take(300).collect();
-                    details.push(format!("e.g.: {sample}"));
-                }
-                let mut evidence = Evidence::new(if matching.is_empty() {
-                    format!(
-                        "no new line of {workload}'s proxy log contains `{}` after {} requests ({} new lines) in {}",
-                        self.contains,
-                        tally.sent,
-                        new.len(),
-                        secs(elapsed)
-                    )
-                } else {
-                    format!(
-                        "{workload}'s proxy logged `{}` ({} new line(s) so far) for the phase's {} requests",
-                        self.contains,
-                        matching.len(),
-                        tally.sent
-                    )
-                })
-                .with_details(details);
-                evidence.timing.traffic = elapsed;
-                return if matching.is_empty() {
-                    Judgement::failed(evidence, elapsed)
-                } else {
-                    Judgement::passed(evidence, elapsed)
-                };
+            let mut details = vec![
+                format!("requests: {}; classes: {}", tally.sent, tally.classes()),
+                format!(
+                    "{} new line(s) in the istio-proxy logs of {workload} ({}), {} containing `{}`",
+                    new.len(),
+                    after.keys().cloned().collect::<Vec<_>>().join(", "),
+                    matching.len(),
+                    self.contains
+                ),
+            ];
+            if let Some(sample) = matching.first().map(|l| **l).or(new.first().copied()) {
+                let sample: String = sample.chars().take(300).collect();
+                details.push(format!("e.g.: {sample}"));
             }
-            tokio::time::sleep(deadlines::POLL).await;
-        }
+            let mut evidence = Evidence::new(if matching.is_empty() {
+                format!(
+                    "no new line of {workload}'s proxy log contains `{}` after {} requests ({} new lines) in {}",
+                    self.contains,
+                    tally.sent,
+                    new.len(),
+                    secs(elapsed)
+                )
+            } else {
+                format!(
+                    "{workload}'s proxy logged `{}` ({} new line(s) so far) for the phase's {} requests",
+                    self.contains,
+                    matching.len(),
+                    tally.sent
+                )
+            })
+            .with_details(details);
+            evidence.timing.traffic = elapsed;
+            if matching.is_empty() {
+                // The log may not have been flushed yet.
+                Look::Pending(Judgement::failed(evidence, elapsed))
+            } else {
+                Look::Final(Judgement::passed(evidence, elapsed))
+            }
+        })
+        .await
     }
 }
 

@@ -16,6 +16,7 @@ use crate::suite::model::names;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::verdict::{Evidence, Judgement};
+use crate::wait;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -37,14 +38,14 @@ pub struct Sidecars {
 }
 
 /// One workload as seen at one look.
-struct Look {
+struct Workload {
     line: String,
     holds: bool,
     /// The contradiction cannot resolve by itself (rollout complete, pods final).
     settled: bool,
 }
 
-fn look(workload: &str, want: bool, pods: &[(String, Sidecar)], rollout_done: bool) -> Look {
+fn look(workload: &str, want: bool, pods: &[(String, Sidecar)], rollout_done: bool) -> Workload {
     let holds = !pods.is_empty()
         && pods.iter().all(|(_, s)| match s {
             Sidecar::Ready(_) => want,
@@ -62,7 +63,7 @@ fn look(workload: &str, want: bool, pods: &[(String, Sidecar)], rollout_done: bo
         .iter()
         .map(|(name, s)| format!("{name} ({s})"))
         .collect();
-    Look {
+    Workload {
         line: format!(
             "{workload}: {} — expected {}",
             if described.is_empty() {
@@ -104,7 +105,7 @@ impl Sidecars {
     /// The verdict for the workloads of `namespace`.
     pub async fn judge_in(&self, client: &kube::Client, namespace: &str) -> Judgement {
         let started = Instant::now();
-        loop {
+        wait::until_final(self.deadline.0, deadlines::POLL, || async {
             let mut lines = Vec::new();
             let mut failing = Vec::new();
             let mut settled = Vec::new();
@@ -112,7 +113,7 @@ impl Sidecars {
                 for workload in list {
                     let pods = match workloads::pods_of(client, namespace, &workload.value).await {
                         Ok(p) => p,
-                        Err(e) => return Judgement::errored(e, started.elapsed()),
+                        Err(e) => return wait::Look::Final(Judgement::errored(e, started.elapsed())),
                     };
                     let done = match rollout::observe(client, namespace, &workload.value).await {
                         Ok(o) => rollout::rollout_state(&o.deployment) == RolloutState::Done,
@@ -139,29 +140,32 @@ impl Sidecars {
             }
             let elapsed = started.elapsed();
             if failing.is_empty() {
-                return Judgement::passed(
+                return wait::Look::Final(Judgement::passed(
                     Evidence::new(format!("every pod as expected after {}", secs(elapsed)))
                         .with_details(lines),
                     elapsed,
-                );
+                ));
             }
-            if !settled.is_empty() || elapsed >= self.deadline.0 {
-                let why = if settled.is_empty() {
-                    format!("after {}", secs(elapsed))
-                } else {
-                    format!(
-                        "the rollout of {} is complete, so its pods will not change ({} after the start)",
-                        settled.join(", "),
-                        secs(elapsed)
-                    )
-                };
-                return Judgement::failed(
-                    Evidence::new(format!("{}; {why}", failing.join("; "))).with_details(lines),
-                    elapsed,
-                );
+            let why = if settled.is_empty() {
+                format!("after {}", secs(elapsed))
+            } else {
+                format!(
+                    "the rollout of {} is complete, so its pods will not change ({} after the start)",
+                    settled.join(", "),
+                    secs(elapsed)
+                )
+            };
+            let judgement = Judgement::failed(
+                Evidence::new(format!("{}; {why}", failing.join("; "))).with_details(lines),
+                elapsed,
+            );
+            if settled.is_empty() {
+                wait::Look::Pending(judgement)
+            } else {
+                wait::Look::Final(judgement)
             }
-            tokio::time::sleep(deadlines::POLL.min(self.deadline.0.saturating_sub(elapsed))).await;
-        }
+        })
+        .await
     }
 }
 

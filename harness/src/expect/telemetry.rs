@@ -10,16 +10,16 @@
 //! one of them has the given policy and response code; `unreported` workloads received
 //! none that a sidecar reported. The requests must add up to what the app answered.
 
-use super::{Env, phase};
+use super::Env;
+use super::phase::{self, Standing};
 use crate::deadlines;
 use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::telemetry::deltas::{Deltas, Reporter};
-use crate::telemetry::oracle::{self, Balance};
-use crate::telemetry::phase::{self as telemetry_phase, Look};
-use crate::telemetry::prometheus::Prometheus;
-use crate::verdict::{EdgeRow, Evidence, Judgement, Padlock};
+use crate::telemetry::oracle;
+use crate::telemetry::phase as telemetry_phase;
+use crate::verdict::{EdgeRow, Judgement, Padlock};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 use std::fmt;
@@ -183,15 +183,7 @@ impl Telemetry {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let prometheus = match Prometheus::new(&env.cluster.prometheus_url) {
-            Ok(p) => p,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
-        let probe = match env.http_probe() {
-            Ok(p) => p,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
-        let targets = match phase::targets(env).await {
+        let tools = match phase::tools(env).await {
             Ok(t) => t,
             Err(e) => return Judgement::errored(e, Duration::ZERO),
         };
@@ -202,10 +194,10 @@ impl Telemetry {
             .collect();
         let groups = phase::groups(env, &pairs);
         let requests = self.requests;
-        let probe_ref = &probe;
+        let probe_ref = &tools.probe;
         telemetry_phase::run(
-            &prometheus,
-            &targets,
+            &tools.prometheus,
+            &tools.targets,
             self.deadline.0,
             || phase::send(probe_ref, requests),
             |deltas, traffic| {
@@ -241,32 +233,17 @@ impl Telemetry {
                 let (balance, balance_lines) =
                     oracle::balance(&groups, &rows, f64::from(traffic.app_answers));
                 lines.extend(balance_lines);
-                let (look, summary): (fn(Evidence) -> Look, String) = match balance {
-                    Balance::Over(extra) => (
-                        Look::Error,
-                        format!(
-                            "the deltas count {extra} requests more than the phase sent: the baseline missed counters; not a verdict on Istio"
-                        ),
-                    ),
-                    _ if final_failure => (Look::Final, wrong.join("; ")),
-                    Balance::Exact if all => (
-                        Look::Holds,
-                        if groups.is_empty() {
-                            "telemetry shows what the exercise shows".to_string()
-                        } else {
-                            "telemetry shows what the exercise shows, and the requests add up"
-                                .to_string()
-                        },
-                    ),
-                    Balance::Short(missing) if all => (
-                        Look::NotYet,
-                        format!("telemetry is {missing} requests short of what the app answered"),
-                    ),
-                    _ => (Look::NotYet, wrong.join("; ")),
-                };
-                let mut evidence = Evidence::new(summary).with_details(lines);
-                evidence.edges = rows;
-                look(evidence)
+                Standing {
+                    holds: all,
+                    final_failure,
+                    wrong,
+                    balance,
+                    grouped: !groups.is_empty(),
+                    holds_means: "telemetry shows what the exercise shows",
+                    details: lines,
+                    rows,
+                }
+                .look()
             },
         )
         .await

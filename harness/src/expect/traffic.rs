@@ -186,6 +186,15 @@ fn did_not_hold(tally: &Tally, started: Instant, target: &str, summary: String) 
     )
 }
 
+/// The last result, for summaries.
+fn last(tally: &Tally) -> String {
+    tally
+        .last
+        .as_ref()
+        .map(Observation::short)
+        .unwrap_or_default()
+}
+
 /// K consecutive successes (200 and a sentence), each of `from_each` among them.
 pub async fn flows<P: Probe>(
     probe: &P,
@@ -272,11 +281,7 @@ pub async fn flows<P: Probe>(
             tally.classes(),
             tally.sent,
             secs(started.elapsed()),
-            tally
-                .last
-                .as_ref()
-                .map(Observation::short)
-                .unwrap_or_default()
+            last(&tally)
         )
     };
     did_not_hold(&tally, started, &probe.target(), summary)
@@ -424,11 +429,7 @@ pub async fn fails<P: Probe>(
             },
             tally.sent,
             secs(started.elapsed()),
-            tally
-                .last
-                .as_ref()
-                .map(Observation::short)
-                .unwrap_or_default()
+            last(&tally)
         );
         return did_not_hold(&tally, started, &probe.target(), summary);
     }

@@ -29,35 +29,72 @@ impl Target {
     }
 }
 
-pub struct HttpProbe {
+/// A client of the gateway host at one address, judging answers against the app.
+/// Both probes are one of these.
+pub struct GatewayClient {
     client: reqwest::Client,
-    url: String,
+    pub url: String,
     host: String,
-    target: Target,
+    pub target: Target,
     grammar: Arc<Grammar>,
 }
+
+impl GatewayClient {
+    /// `scheme://<host>:<port>/` at the target with `client`.
+    pub fn new(
+        client: reqwest::Client,
+        scheme: &str,
+        host: &str,
+        target: Target,
+        grammar: Arc<Grammar>,
+    ) -> GatewayClient {
+        GatewayClient {
+            client,
+            url: format!("{scheme}://{host}:{}/", target.address.port()),
+            host: host.to_string(),
+            target,
+            grammar,
+        }
+    }
+
+    /// One classified `GET /`.
+    pub async fn get(&self) -> Observation {
+        get_gateway(
+            &self.client,
+            &self.url,
+            &self.host,
+            &self.target,
+            &self.grammar,
+        )
+        .await
+    }
+}
+
+pub struct HttpProbe(GatewayClient);
 
 impl HttpProbe {
     /// Probes `http://<host>/` at the target: the name resolves to the address, so the
     /// Host header is the gateway host the VirtualService routes.
     pub fn new(host: &str, target: Target, grammar: Arc<Grammar>) -> Result<Self, String> {
-        crate::ensure_crypto_provider();
-        let client = reqwest::Client::builder()
-            .resolve(host, target.address)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+        let client = client_builder(host, &target)
             .pool_max_idle_per_host(4)
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP prober: {e}"))?;
-        Ok(HttpProbe {
-            client,
-            url: format!("http://{host}:{}/", target.address.port()),
-            host: host.to_string(),
-            target,
-            grammar,
-        })
+        Ok(HttpProbe(GatewayClient::new(
+            client, "http", host, target, grammar,
+        )))
     }
+}
+
+/// A client for the gateway host at the target's address: bounded, never following
+/// redirects (shared with the TLS probe).
+pub fn client_builder(host: &str, target: &Target) -> reqwest::ClientBuilder {
+    crate::ensure_crypto_provider();
+    reqwest::Client::builder()
+        .resolve(host, target.address)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .timeout(REQUEST_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
 }
 
 /// Sends `request` and classifies the answer (shared with the TLS probe).
@@ -112,17 +149,10 @@ const PATH_FAILURE_GRACE: Duration = Duration::from_millis(200);
 
 impl Probe for HttpProbe {
     async fn once(&self) -> Observation {
-        get_gateway(
-            &self.client,
-            &self.url,
-            &self.host,
-            &self.target,
-            &self.grammar,
-        )
-        .await
+        self.0.get().await
     }
 
     fn target(&self) -> String {
-        format!("GET {} via {}", self.url, self.target.address)
+        format!("GET {} via {}", self.0.url, self.0.target.address)
     }
 }

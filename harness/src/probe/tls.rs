@@ -4,7 +4,7 @@
 
 use super::Probe;
 use super::classify::{Observation, TlsSignal};
-use super::http::{CONNECT_TIMEOUT, REQUEST_TIMEOUT, Target, get_gateway};
+use super::http::{GatewayClient, Target, client_builder};
 use super::sentence::Grammar;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -66,12 +66,8 @@ pub enum TlsVersions {
 }
 
 pub struct TlsProbe {
-    client: reqwest::Client,
-    url: String,
-    host: String,
-    target: Target,
+    gateway: GatewayClient,
     identity: ClientIdentity,
-    grammar: Arc<Grammar>,
 }
 
 fn certs(pem: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
@@ -129,44 +125,28 @@ impl TlsProbe {
         identity: ClientIdentity,
         grammar: Arc<Grammar>,
     ) -> Result<Self, String> {
-        crate::ensure_crypto_provider();
-        let client = reqwest::Client::builder()
+        let client = client_builder(host, &target)
             .tls_backend_preconfigured(config)
-            .resolve(host, target.address)
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
             // A new connection (and handshake) per request: each probe is a fresh client.
             .pool_max_idle_per_host(0)
-            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the TLS prober: {e}"))?;
         Ok(TlsProbe {
-            client,
-            url: format!("https://{host}:{}/", target.address.port()),
-            host: host.to_string(),
-            target,
+            gateway: GatewayClient::new(client, "https", host, target, grammar),
             identity,
-            grammar,
         })
     }
 }
 
 impl Probe for TlsProbe {
     async fn once(&self) -> Observation {
-        get_gateway(
-            &self.client,
-            &self.url,
-            &self.host,
-            &self.target,
-            &self.grammar,
-        )
-        .await
+        self.gateway.get().await
     }
 
     fn target(&self) -> String {
         format!(
             "GET {} via {} with {}",
-            self.url, self.target.address, self.identity
+            self.gateway.url, self.gateway.target.address, self.identity
         )
     }
 }

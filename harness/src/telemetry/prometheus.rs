@@ -53,12 +53,11 @@ impl Prometheus {
         &self.base
     }
 
-    async fn query_raw(&self, promql: &str) -> Result<Data, String> {
-        let url = format!("{}/api/v1/query", self.base);
-        let response = self
-            .client
-            .get(&url)
-            .query(&[("query", promql)])
+    /// `GET <base><path>?<query>`, bounded; an unreachable Prometheus says so.
+    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<reqwest::Response, String> {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .query(query)
             .send()
             .await
             .map_err(|e| {
@@ -67,7 +66,11 @@ impl Prometheus {
                     self.base,
                     crate::probe::classify::chain(&e)
                 )
-            })?;
+            })
+    }
+
+    async fn query_raw(&self, promql: &str) -> Result<Data, String> {
+        let response = self.get("/api/v1/query", &[("query", promql)]).await?;
         let status = response.status();
         let envelope: Envelope = response.json().await.map_err(|e| {
             format!("Prometheus answered {status} with something that is not its API: {e}")
@@ -149,19 +152,9 @@ impl Prometheus {
         struct ConfigData {
             yaml: String,
         }
-        let url = format!("{}/api/v1/status/config", self.base);
         let status: Status = self
-            .client
-            .get(&url)
-            .send()
-            .await
-            .map_err(|e| {
-                format!(
-                    "Prometheus at {} is unreachable: {}",
-                    self.base,
-                    crate::probe::classify::chain(&e)
-                )
-            })?
+            .get("/api/v1/status/config", &[])
+            .await?
             .json()
             .await
             .map_err(|e| format!("Prometheus' configuration is unreadable: {e}"))?;
