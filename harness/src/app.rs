@@ -114,7 +114,7 @@ pub fn run(cli: Cli) -> u8 {
         return fail(e);
     }
     if cli.dry_run {
-        let provisioning = crate::cluster::provision::provisioning_plan(&config);
+        let provisioning = crate::cluster::provision_plan::provisioning_plan(&config);
         return match crate::plan::write(&config, &schedule, &provisioning) {
             Ok(plan) => {
                 print!("{}", plan.text);

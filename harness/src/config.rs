@@ -1,5 +1,8 @@
 //! The run's configuration, checked once: everything a user can get wrong is refused
 //! here with exit code 2 before anything is touched.
+//!
+//! Longer than most files because it is one table: every flag's check, the versions
+//! file it is checked against, and the defaults, kept together so no check is missed.
 
 use crate::cli::Cli;
 use crate::cluster::platform::Platform;

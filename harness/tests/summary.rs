@@ -240,3 +240,48 @@ fn the_summary_is_written_and_appended_to_the_step_summary() {
         "appended, not replaced"
     );
 }
+
+#[test]
+fn the_summary_ends_with_where_the_time_went_and_the_critical_path() {
+    use harness::runner::record::PhaseTime;
+    let mut record = record();
+    let phase = |name: &str, group: Option<&str>, secs: u64| PhaseTime {
+        name: name.into(),
+        group: group.map(str::to_string),
+        elapsed: Duration::from_secs(secs),
+    };
+    record.setup_phases = vec![
+        phase("preflight: Docker", None, 1),
+        phase("create the kind cluster", Some("cluster"), 60),
+        phase("download the Istio release", Some("cluster"), 12),
+        phase("istioctl install", Some("install"), 40),
+        phase("apply the Prometheus addon", Some("install"), 2),
+    ];
+    let md = summary::render(&record);
+    let budget = &md[md.find("### Where the time went").expect("a time budget")..];
+    let rows: Vec<Vec<String>> = budget
+        .lines()
+        .skip(4)
+        .take_while(|l| l.starts_with('|'))
+        .map(cells)
+        .collect();
+    assert_eq!(rows[0], ["setup: preflight: Docker", "1.0 s", "✔"]);
+    assert_eq!(
+        rows[1],
+        [
+            "setup, at the same time: create the kind cluster 60.0 s ∥ download the Istio release 12.0 s",
+            "60.0 s",
+            "✔ create the kind cluster"
+        ]
+    );
+    assert_eq!(rows[2][2], "✔ istioctl install");
+    assert!(
+        rows[3][0].starts_with("mesh::01-no-sidecars (actions "),
+        "{:?}",
+        rows[3]
+    );
+    let total = rows.last().unwrap();
+    // 1 + 60 + 40 of setup, and four steps of 31.5 s each.
+    assert_eq!(total[0], "**critical path**");
+    assert_eq!(total[1], "**227.0 s**");
+}

@@ -17,6 +17,7 @@ pub mod portforward;
 pub mod preflight;
 mod process;
 pub mod provision;
+pub mod provision_plan;
 pub mod releases;
 pub mod rollout;
 pub mod tools;

@@ -6,6 +6,10 @@
 //! downloaded while kind creates the cluster; the app's and Istio's images are pulled
 //! onto the kind node while istioctl installs; the addon is applied while istiod rolls
 //! out; istiod, the gateway and Prometheus are waited for together.
+//!
+//! Longer than most files because setup is one sequence over shared state (clients,
+//! the release, the applier, background tasks): split, it would pass all of it around.
+//! The `--dry-run` description of this sequence is in `provision_plan.rs`.
 
 use super::Live;
 use super::apply::{Applier, parse_documents};
@@ -451,86 +455,6 @@ async fn apply_addon(
 fn parse_minimum(text: &str) -> (u32, u32) {
     let mut parts = text.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
     (parts.next().unwrap_or(1), parts.next().unwrap_or(33))
-}
-
-/// The provisioning part of the `--dry-run` plan.
-pub fn provisioning_plan(config: &RunConfig) -> String {
-    let mut lines = Vec::new();
-    if config.kubeconfig.is_none() && config.context.is_none() {
-        let kubeconfig = config.reports_dir.join("kubeconfig");
-        let kind_config = config.reports_dir.join("kind-config.yaml");
-        lines.push(match config.versions.kind_url() {
-            Ok(url) => format!(
-                "provision: kind {} (from PATH if that version, else {url} verified against {url}.sha256sum)",
-                config.versions.kind.version,
-            ),
-            Err(e) => format!("provision: kind {}: {e}", config.versions.kind.version),
-        });
-        lines.push(format!(
-            "  kind {}   (reused instead when a kind cluster `{}` exists){}",
-            kind::create_args(
-                &config.cluster_name,
-                &config.versions.kind.node_image,
-                &kind_config,
-                &kubeconfig
-            )
-            .join(" "),
-            config.cluster_name,
-            if config.keep_cluster {
-                ""
-            } else {
-                "; deleted at the end unless --keep-cluster"
-            }
-        ));
-        lines.push(format!("  kind config ({}):", kind_config.display()));
-        lines.extend(
-            crate::config::kind_config()
-                .lines()
-                .filter(|l| !l.starts_with('#'))
-                .map(|l| format!("    {l}")),
-        );
-    } else {
-        lines.push(format!(
-            "provision: existing cluster (kubeconfig {}, context {}); never deleted",
-            config
-                .kubeconfig
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|| "from KUBECONFIG or ~/.kube/config".into()),
-            config.context.as_deref().unwrap_or("current")
-        ));
-    }
-    let install = config.install_version();
-    lines.push(match config.versions.istio_archive_url(install) {
-        Ok(url) => format!(
-            "  Istio {install}: {url} (verified against {url}.sha256; istioctl from PATH if that version)"
-        ),
-        Err(e) => format!("  Istio {install}: {e}"),
-    });
-    lines.push(format!(
-        "  istioctl {}   (skipped when istiod already runs {})",
-        istio::istioctl_args("install", install, &config.versions.istio.hub).join(" "),
-        install
-    ));
-    lines.push(match &config.prometheus_url {
-        Some(url) => format!("  Prometheus: {url} (--prometheus-url)"),
-        None => "  Prometheus: samples/addons/prometheus.yaml of the release, applied server-side in istio-system, reached by port-forward".into(),
-    });
-    lines.push(format!(
-        "  ingress gateway: {} (HTTP), {} (HTTPS)",
-        config
-            .ingress_address
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| format!(
-                "port-forward to {}/istio-ingressgateway pod port behind service port 80",
-                config.ingress_namespace
-            )),
-        config
-            .ingress_tls_address
-            .map(|a| a.to_string())
-            .unwrap_or_else(|| "port-forward to the pod port behind service port 443".into())
-    ));
-    lines.join("\n")
 }
 
 #[cfg(test)]

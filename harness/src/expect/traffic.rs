@@ -15,6 +15,9 @@
 //! A verdict on Istio needs the path to the gateway: when nothing reached it, or the
 //! harness's own port-forward failed where it mattered, the result is an environment
 //! error, not a failure.
+//!
+//! Longer than most files because the three verdicts share one pacing loop, one
+//! accounting of what reached the app and one rule for the path; apart, they would drift.
 
 use super::{Env, secs};
 use crate::deadlines;

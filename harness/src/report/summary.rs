@@ -167,6 +167,72 @@ pub fn render(record: &RunRecord) -> String {
             }
         }
     }
+    out.push_str(&time_budget(record));
+    out
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+/// Where the run's time went: setup's phases (those that ran at the same time on one
+/// row, the longest of them on the critical path), then every step with its actions,
+/// convergence, traffic and telemetry. Steps run one after another: all of them are on
+/// the critical path.
+pub fn time_budget(record: &RunRecord) -> String {
+    let mut rows: Vec<(String, std::time::Duration, String)> = Vec::new();
+    let mut phases = record.setup_phases.iter().peekable();
+    while let Some(first) = phases.next() {
+        let mut group = vec![first];
+        if let Some(name) = &first.group {
+            while let Some(next) = phases.next_if(|p| p.group.as_ref() == Some(name)) {
+                group.push(next);
+            }
+        }
+        let longest = group
+            .iter()
+            .max_by_key(|p| p.elapsed)
+            .map(|p| (p.name.clone(), p.elapsed))
+            .unwrap_or_default();
+        if group.len() == 1 {
+            rows.push((format!("setup: {}", longest.0), longest.1, "✔".into()));
+        } else {
+            let parts: Vec<String> = group
+                .iter()
+                .map(|p| format!("{} {}", p.name, secs(p.elapsed)))
+                .collect();
+            rows.push((
+                format!("setup, at the same time: {}", parts.join(" ∥ ")),
+                longest.1,
+                format!("✔ {}", longest.0),
+            ));
+        }
+    }
+    for (label, steps) in &record.suites {
+        for step in steps {
+            let t = &step.timing;
+            let parts = if step.expectations.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.describe())
+            };
+            rows.push((
+                format!("{label}::{}{parts}", step.slug),
+                step.duration,
+                "✔".into(),
+            ));
+        }
+    }
+    if rows.is_empty() {
+        return String::new();
+    }
+    let total: std::time::Duration = rows.iter().map(|(_, d, _)| *d).sum();
+    let mut out =
+        String::from("### Where the time went\n\n| part | time | critical path |\n|---|---|---|\n");
+    for (part, time, critical) in &rows {
+        let _ = writeln!(out, "| {} | {} | {} |", cell(part), secs(*time), critical);
+    }
+    let _ = writeln!(out, "| **critical path** | **{}** | |\n", secs(total));
     out
 }
 

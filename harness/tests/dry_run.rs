@@ -1,0 +1,137 @@
+//! The provisioning part of `--dry-run`: the phases in the order setup runs them, what
+//! runs at the same time, and the commands a real run would execute.
+
+use std::process::Command;
+
+fn provisioning(args: &[&str]) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["--dry-run", "--reports-dir", dir.path().to_str().unwrap()])
+        .args(args)
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("the harness binary runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let start = text
+        .find("provision (")
+        .unwrap_or_else(|| panic!("no provisioning section:\n{text}"));
+    let end = text.find("suite ").unwrap_or(text.len());
+    text[start..end].lines().map(str::to_string).collect()
+}
+
+/// The numbered phase lines, without their numbers.
+fn phases(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter_map(|l| {
+            let t = l.trim_start();
+            let (n, rest) = t.split_once(". ")?;
+            n.parse::<u32>().ok().map(|_| rest.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_kind_run_shows_every_phase_in_order_with_what_runs_at_the_same_time() {
+    let lines = provisioning(&["--istio-version", "1.31.2", "--scrape-interval", "15s"]);
+    let phases = phases(&lines);
+    let expected_starts = [
+        "preflight: the Docker engine answers /_ping at unix:///nonexistent/docker.sock",
+        "tools: kind ",
+        "create the kind cluster  ∥  download the Istio release",
+        "preflight: the API server answers",
+        "istioctl install  ∥  the Prometheus addon  ∥  pre-pull images onto the node",
+        "wait until rolled out: istio-system/istiod  ∥  istio-system/istio-ingressgateway  ∥  istio-system/prometheus",
+        "reach the gateway and Prometheus",
+    ];
+    assert_eq!(phases.len(), expected_starts.len(), "{lines:#?}");
+    for (phase, start) in phases.iter().zip(expected_starts) {
+        assert!(phase.starts_with(start), "`{phase}` should start `{start}`");
+    }
+    assert!(lines[0].contains("7 phases in order"), "{}", lines[0]);
+    let all = lines.join("\n");
+    for needle in [
+        "kind create cluster --name istio-mtls --image kindest/node:",
+        "download Istio 1.31.2: https://github.com/istio/istio/releases/download/1.31.2/istio-1.31.2-",
+        "istioctl install -y --set profile=default --set hub=docker.io/istio --set tag=1.31.2",
+        "scrape interval 15s",
+        "docker.io/istio/proxyv2:1.31.2",
+        "port-forward to istio-system/prometheus pod port 9090",
+    ] {
+        assert!(all.contains(needle), "lacks {needle}:\n{all}");
+    }
+    // The commands sit under the phase that runs them.
+    let position = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no line with {needle}"))
+    };
+    assert!(position("kind create cluster --name") > position("3. create the kind cluster"));
+    assert!(position("kind create cluster --name") < position("4. preflight"));
+    assert!(position("istioctl install -y") > position("5. istioctl install"));
+    assert!(position("istioctl install -y") < position("6. wait until"));
+}
+
+#[test]
+fn an_existing_cluster_with_its_own_prometheus_skips_kind_the_addon_and_the_pre_pull() {
+    let lines = provisioning(&[
+        "--kubeconfig",
+        "/somewhere/kubeconfig",
+        "--context",
+        "ci",
+        "--prometheus-url",
+        "http://prometheus.example:9090",
+        "--ingress-address",
+        "127.0.0.1:8080",
+    ]);
+    let phases = phases(&lines);
+    let all = lines.join("\n");
+    assert!(
+        phases[0].starts_with("existing cluster: kubeconfig /somewhere/kubeconfig, context ci"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("kind create") && !all.contains("Docker"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("pre-pull") && !all.contains("addon:"),
+        "{all}"
+    );
+    assert!(
+        phases.iter().any(|p| p == "istioctl install"),
+        "install runs alone: {all}"
+    );
+    assert!(
+        phases
+            .iter()
+            .any(|p| p.starts_with("wait until rolled out:") && !p.contains("prometheus")),
+        "{all}"
+    );
+    for needle in [
+        "ingress gateway HTTP: 127.0.0.1:8080",
+        "ingress gateway HTTPS: port-forward to the istio-system/istio-ingressgateway pod port behind service port 443",
+        "Prometheus: http://prometheus.example:9090",
+    ] {
+        assert!(all.contains(needle), "lacks {needle}:\n{all}");
+    }
+}
+
+#[test]
+fn an_upgrade_run_installs_the_version_it_starts_from() {
+    let lines = provisioning(&["--upgrade-from", "1.30.5", "--istio-version", "1.31.2"]);
+    let all = lines.join("\n");
+    assert!(
+        all.contains("--set tag=1.30.5") && all.contains("download Istio 1.30.5"),
+        "{all}"
+    );
+    assert!(!all.contains("--set tag=1.31.2"), "{all}");
+}
