@@ -11,9 +11,9 @@ use harness::telemetry::prometheus::Prometheus;
 use harness::telemetry::targets::Targets;
 use harness::verdict::{EdgeExpectation, Judgement, Padlock, Verdict};
 use std::collections::BTreeMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testkit_mesh::PrometheusProcess;
 
 type Counters = Arc<Mutex<BTreeMap<(String, String, String, String), f64>>>;
 
@@ -40,71 +40,24 @@ fn add(counters: &Counters, src: &str, dst: &str, policy: &str, n: f64) {
         .or_default() += n;
 }
 
-struct PrometheusProcess {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for PrometheusProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 async fn start_prometheus(
     binary: &std::path::Path,
     target: std::net::SocketAddr,
+    file_sd_dir: &std::path::Path,
 ) -> PrometheusProcess {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
+    let file_sd = file_sd_dir.join("targets.json");
     std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: istio\n    static_configs:\n      - targets: ['{target}']\n"),
+        &file_sd,
+        format!("[{{\"targets\":[\"{target}\"],\"labels\":{{}}}}]"),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+    PrometheusProcess::start(binary, &file_sd, Duration::from_secs(1))
+        .await
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = std::process::Command::new(binary)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus starts");
-    let url = format!("http://127.0.0.1:{port}");
-    let process = PrometheusProcess {
-        child,
-        url: url.clone(),
-        _dir: dir,
-    };
-    let started = Instant::now();
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("{url}/-/ready")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "Prometheus did not become ready in 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    process
 }
 
 /// The exporter's scrape job, as the addon's `kubernetes-pods` is for real sidecars.
-const TARGETS: &str = r#"up{job="istio"}"#;
+const TARGETS: &str = r#"up{job="kubernetes-pods"}"#;
 
 fn edge(from: &str, to: &str, padlock: bool) -> EdgeExpectation {
     EdgeExpectation::new(from, to, padlock)
@@ -171,7 +124,8 @@ async fn phases_of_o5_and_o6(binary: std::path::PathBuf) {
     .await;
     // Traffic from before the phases: mTLS everywhere, as after O5.
     add(&counters, "sentences", "name", "mutual_tls", 100.0);
-    let prom = start_prometheus(&binary, exporter.addr).await;
+    let sd = tempfile::tempdir().unwrap();
+    let prom = start_prometheus(&binary, exporter.addr, sd.path()).await;
     let prometheus = Prometheus::new(&prom.url).unwrap();
     let deadline = Duration::from_secs(20);
 
