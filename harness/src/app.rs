@@ -249,8 +249,14 @@ fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
 fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
     let shared = shared.clone();
     let config = config.clone();
+    // Registered here, before setup starts: registering inside the task left a window
+    // in which a signal killed the process without a report.
+    let signals = {
+        let _context = runtime.enter();
+        Signals::register()
+    };
     runtime.spawn(async move {
-        let (signal, code) = wait_for_signal().await;
+        let (signal, code) = signals.wait().await;
         let record = shared.interrupted_snapshot(signal);
         write_report(&record, &config);
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
@@ -278,18 +284,37 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     });
 }
 
-/// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
-async fn wait_for_signal() -> (&'static str, u8) {
+/// SIGINT and SIGTERM, listened for from the moment they are registered.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Needs the runtime's context (`Runtime::enter`).
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { streams }
+        }
+        #[cfg(not(unix))]
+        Signals {}
+    }
+
+    /// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
+    async fn wait(self) -> (&'static str, u8) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.streams {
             return tokio::select! {
-                _ = tokio::signal::ctrl_c() => ("Ctrl-C", exit::INTERRUPTED),
+                _ = int.recv() => ("Ctrl-C", exit::INTERRUPTED),
                 _ = term.recv() => ("SIGTERM", exit::TERMINATED),
             };
         }
+        let _ = tokio::signal::ctrl_c().await;
+        ("Ctrl-C", exit::INTERRUPTED)
     }
-    let _ = tokio::signal::ctrl_c().await;
-    ("Ctrl-C", exit::INTERRUPTED)
 }
