@@ -18,12 +18,25 @@ use crate::world::ClusterWorld;
 use std::io::Write;
 use std::sync::Arc;
 
+fn suite_source(cli: &Cli) -> Result<SuiteSource, HarnessError> {
+    match &cli.suites_dir {
+        Some(dir) => SuiteSource::from_dir(dir).map_err(HarnessError::usage),
+        None => Ok(SuiteSource::embedded()),
+    }
+}
+
 pub fn load_catalog(cli: &Cli) -> Result<Catalog, HarnessError> {
-    let source = match &cli.suites_dir {
-        Some(dir) => SuiteSource::from_dir(dir).map_err(HarnessError::usage)?,
-        None => SuiteSource::embedded(),
-    };
-    suite::load(&source).map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))
+    suite::load(&suite_source(cli)?)
+        .map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))
+}
+
+/// The canary upgrade's steps (`canary-upgrade/suite.yaml` of the suites folder),
+/// checked as a canary plan.
+pub fn load_canary(cli: &Cli) -> Result<Arc<suite::Suite>, HarnessError> {
+    let suite = suite::load_one(&suite_source(cli)?, runner::canary::SUITE)
+        .map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))?;
+    runner::canary::CanaryPlan::new(&suite).map_err(HarnessError::usage)?;
+    Ok(Arc::new(suite))
 }
 
 fn fail(e: HarnessError) -> u8 {
@@ -41,9 +54,12 @@ pub fn schedule(
     let upgrade = config
         .upgrade_from
         .as_deref()
-        .map(|from| (from, config.istio_version.as_str()));
+        .map(|from| (from, config.istio_version.as_str(), config.upgrade_mode));
     let selection = cli.selection();
-    let schedule = Schedule::new(suites, &config.istio_version, upgrade, &selection);
+    let mut schedule = Schedule::new(suites, &config.istio_version, upgrade, &selection);
+    if upgrade.is_some() && config.upgrade_mode == crate::cli::UpgradeMode::Canary {
+        schedule.canary = Some(load_canary(cli)?);
+    }
     if schedule.selected_names().is_empty() {
         return Err(HarnessError::usage(format!(
             "no step matches {}; steps are: {}",
