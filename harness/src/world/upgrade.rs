@@ -57,7 +57,7 @@ pub async fn upgrade(
             return Err(EnvError::new(
                 Phase::Upgrade,
                 format!(
-                    "after `istioctl upgrade` istiod runs {}, not {version}: istioctl reported success but the control plane did not change (see its output above, or upgrade by hand and rerun)",
+                    "after `istioctl upgrade` istiod runs {}, not {version}: istioctl reported success but the control plane did not change; check which istioctl ran (PATH, or the release archive) or upgrade by hand and rerun",
                     other.as_deref().unwrap_or("nothing")
                 ),
             ));
