@@ -18,12 +18,25 @@ use crate::world::ClusterWorld;
 use std::io::Write;
 use std::sync::Arc;
 
+fn suite_source(cli: &Cli) -> Result<SuiteSource, HarnessError> {
+    match &cli.suites_dir {
+        Some(dir) => SuiteSource::from_dir(dir).map_err(HarnessError::usage),
+        None => Ok(SuiteSource::embedded()),
+    }
+}
+
 pub fn load_catalog(cli: &Cli) -> Result<Catalog, HarnessError> {
-    let source = match &cli.suites_dir {
-        Some(dir) => SuiteSource::from_dir(dir).map_err(HarnessError::usage)?,
-        None => SuiteSource::embedded(),
-    };
-    suite::load(&source).map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))
+    suite::load(&suite_source(cli)?)
+        .map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))
+}
+
+/// The canary upgrade's steps (`canary-upgrade/suite.yaml` of the suites folder),
+/// checked as a canary plan.
+pub fn load_canary(cli: &Cli) -> Result<Arc<suite::Suite>, HarnessError> {
+    let suite = suite::load_one(&suite_source(cli)?, runner::canary::SUITE)
+        .map_err(|e| HarnessError::usage(format!("invalid suite file: {e}")))?;
+    runner::canary::CanaryPlan::new(&suite).map_err(HarnessError::usage)?;
+    Ok(Arc::new(suite))
 }
 
 fn fail(e: HarnessError) -> u8 {
@@ -41,9 +54,12 @@ pub fn schedule(
     let upgrade = config
         .upgrade_from
         .as_deref()
-        .map(|from| (from, config.istio_version.as_str()));
+        .map(|from| (from, config.istio_version.as_str(), config.upgrade_mode));
     let selection = cli.selection();
-    let schedule = Schedule::new(suites, &config.istio_version, upgrade, &selection);
+    let mut schedule = Schedule::new(suites, &config.istio_version, upgrade, &selection);
+    if upgrade.is_some() && config.upgrade_mode == crate::cli::UpgradeMode::Canary {
+        schedule.canary = Some(load_canary(cli)?);
+    }
     if schedule.selected_names().is_empty() {
         return Err(HarnessError::usage(format!(
             "no step matches {}; steps are: {}",
@@ -249,14 +265,14 @@ fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
 fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
     let shared = shared.clone();
     let config = config.clone();
-    // The handlers are installed now, before setup starts: a signal that came before
-    // the task first ran would otherwise end the process without a report.
+    // Registered here, before setup starts: registering inside the task left a window
+    // in which a signal killed the process without a report.
     let signals = {
-        let _entered = runtime.enter();
-        Signals::install()
+        let _context = runtime.enter();
+        Signals::register()
     };
     runtime.spawn(async move {
-        let (signal, code) = signals.next().await;
+        let (signal, code) = signals.wait().await;
         let record = shared.interrupted_snapshot(signal);
         write_report(&record, &config);
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
@@ -284,38 +300,37 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     });
 }
 
-/// SIGINT and SIGTERM, listened to from the moment they are installed.
+/// SIGINT and SIGTERM, listened for from the moment they are registered.
 struct Signals {
-    interrupt: Option<tokio::signal::unix::Signal>,
-    terminate: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
-    fn install() -> Signals {
-        use tokio::signal::unix::{SignalKind, signal};
-        Signals {
-            interrupt: signal(SignalKind::interrupt()).ok(),
-            terminate: signal(SignalKind::terminate()).ok(),
+    /// Needs the runtime's context (`Runtime::enter`).
+    fn register() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let streams = signal(SignalKind::interrupt())
+                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .ok();
+            Signals { streams }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
 
-    /// The first of them, with the exit code it ends the run with.
-    async fn next(mut self) -> (&'static str, u8) {
-        let interrupt = async {
-            match self.interrupt.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let terminate = async {
-            match self.terminate.as_mut() {
-                Some(s) => s.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = interrupt => ("Ctrl-C", exit::INTERRUPTED),
-            _ = terminate => ("SIGTERM", exit::TERMINATED),
+    /// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
+    async fn wait(self) -> (&'static str, u8) {
+        #[cfg(unix)]
+        if let Some((mut int, mut term)) = self.streams {
+            return tokio::select! {
+                _ = int.recv() => ("Ctrl-C", exit::INTERRUPTED),
+                _ = term.recv() => ("SIGTERM", exit::TERMINATED),
+            };
         }
+        let _ = tokio::signal::ctrl_c().await;
+        ("Ctrl-C", exit::INTERRUPTED)
     }
 }

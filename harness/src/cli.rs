@@ -23,6 +23,25 @@ pub enum Format {
     Json,
 }
 
+/// How `--upgrade-from` upgrades: in place (`istioctl upgrade`), or as a canary (the new
+/// control plane installed as a revision beside the old one, the app moved over in
+/// batches, the old revision removed; see `runner::canary`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum UpgradeMode {
+    #[default]
+    InPlace,
+    Canary,
+}
+
+impl std::fmt::Display for UpgradeMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            UpgradeMode::InPlace => "in-place",
+            UpgradeMode::Canary => "canary",
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Color {
     Auto,
@@ -46,7 +65,10 @@ pub enum Color {
                   Environment: HARNESS_ISTIO_RELEASES_URL replaces the Istio release list \
                   (istio.releases_url in clusters/versions.yaml; a mirror serving GitHub's \
                   releases JSON) that minors and `latest` resolve against; GITHUB_TOKEN is \
-                  sent to it when set; XDG_CACHE_HOME holds the downloads and the last list read."
+                  sent to it when set; HARNESS_ISTIO_DOWNLOAD_URL replaces the Istio release \
+                  archive URL (istio.download_url: a template with {version} and {platform}, \
+                  e.g. a mirror for air-gapped use; the .sha256 beside it is still required); \
+                  XDG_CACHE_HOME holds the downloads and the last list read."
 )]
 pub struct Cli {
     // ---- selection -------------------------------------------------------------
@@ -84,6 +106,19 @@ pub struct Cli {
     /// --istio-version), run the suites, upgrade to --istio-version, run them again.
     #[arg(long, value_name = "VERSION", help_heading = "Cluster")]
     pub upgrade_from: Option<String>,
+
+    /// How --upgrade-from upgrades: in-place (istioctl upgrade, trial
+    /// upgrade::A-to-B) or canary (the new version as a revision beside the old one,
+    /// the app moved over in batches, the old revision removed; trials
+    /// upgrade::canary-mixed and upgrade::canary-complete).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "in-place",
+        help_heading = "Cluster"
+    )]
+    pub upgrade_mode: UpgradeMode,
 
     /// Print the nightly CI matrix as one JSON line and exit: the newest patch of each
     /// supported minor, the newest release if its minor is not listed yet, and the

@@ -4,7 +4,7 @@
 //! Longer than most files because it is one table: every flag's check, the versions
 //! file it is checked against, and the defaults, kept together so no check is missed.
 
-use crate::cli::Cli;
+use crate::cli::{Cli, UpgradeMode};
 use crate::cluster::platform::Platform;
 use crate::exit::HarnessError;
 use crate::suite::template::Variables;
@@ -16,6 +16,10 @@ use std::path::PathBuf;
 
 /// The host name the exercise routes through the gateway.
 pub const HOST: &str = "sentences.example.com";
+
+/// Replaces `istio.download_url` (same placeholders): a mirror for air-gapped users, or
+/// the tests' loopback server. The `.sha256` beside each archive is still required.
+pub const DOWNLOAD_URL_ENV: &str = "HARNESS_ISTIO_DOWNLOAD_URL";
 
 static VERSIONS_YAML: &str = include_str!("../../clusters/versions.yaml");
 static KIND_CONFIG: &str = include_str!("../../clusters/kind.yaml");
@@ -120,10 +124,17 @@ impl Versions {
                 )
             })?;
         Ok(self
-            .istio
-            .download_url
+            .istio_download_template()?
             .replace("{version}", version)
             .replace("{platform}", name))
+    }
+
+    /// `HARNESS_ISTIO_DOWNLOAD_URL` when set, else `istio.download_url`.
+    pub fn istio_download_template(&self) -> Result<String, String> {
+        download_template(
+            std::env::var(DOWNLOAD_URL_ENV).ok().as_deref(),
+            &self.istio.download_url,
+        )
     }
 
     /// The release archive of `version` for the platform the harness runs on.
@@ -143,6 +154,18 @@ impl Versions {
     /// The kind binary for the platform the harness runs on.
     pub fn kind_url(&self) -> Result<String, String> {
         Ok(self.kind_url_for(Platform::current()?))
+    }
+}
+
+/// The archive URL template: `overridden` (the environment variable's value) when it is
+/// set and not blank, else the file's.
+pub fn download_template(overridden: Option<&str>, file: &str) -> Result<String, String> {
+    match overridden.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(file.to_string()),
+        Some(t) if t.contains("{version}") => Ok(t.to_string()),
+        Some(t) => Err(format!(
+            "{DOWNLOAD_URL_ENV} `{t}` has no {{version}} placeholder; give a template like istio.download_url in clusters/versions.yaml, e.g. https://mirror.example/istio/{{version}}/istio-{{version}}-{{platform}}.tar.gz"
+        )),
     }
 }
 
@@ -195,6 +218,8 @@ pub struct RunConfig {
     pub istio_requested: String,
     /// The version installed first when validating an upgrade.
     pub upgrade_from: Option<String>,
+    /// How the upgrade is carried out (in place, or as a canary with revisions).
+    pub upgrade_mode: UpgradeMode,
     pub versions: Versions,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
@@ -268,6 +293,11 @@ impl RunConfig {
                 )));
             }
         }
+        if cli.upgrade_mode == UpgradeMode::Canary && cli.upgrade_from.is_none() {
+            return Err(HarnessError::usage(
+                "--upgrade-mode canary needs --upgrade-from VERSION (the version the canary upgrade starts from)",
+            ));
+        }
         for (flag, ns) in [
             ("--app-namespace", &cli.app_namespace),
             ("--ingress-namespace", &cli.ingress_namespace),
@@ -318,6 +348,7 @@ impl RunConfig {
             istio_version,
             istio_requested,
             upgrade_from: cli.upgrade_from.clone(),
+            upgrade_mode: cli.upgrade_mode,
             versions,
             kubeconfig: cli.kubeconfig.clone(),
             context: cli.context.clone(),
@@ -455,6 +486,26 @@ mod tests {
             .istio_archive_url_for("1.31.2", Platform::from_rust("macos", "aarch64").unwrap())
             .unwrap_err();
         assert!(err.contains("darwin-arm64"), "{err}");
+    }
+
+    #[test]
+    fn a_mirror_replaces_the_archive_url_template() {
+        let file = "https://github.com/istio/istio/releases/download/{version}/istio-{version}-{platform}.tar.gz";
+        assert_eq!(download_template(None, file).unwrap(), file);
+        assert_eq!(download_template(Some("  "), file).unwrap(), file);
+        assert_eq!(
+            download_template(
+                Some("http://127.0.0.1:8080/istio/{version}/istio-{version}-{platform}.tar.gz"),
+                file
+            )
+            .unwrap(),
+            "http://127.0.0.1:8080/istio/{version}/istio-{version}-{platform}.tar.gz"
+        );
+        let err = download_template(Some("http://mirror/istio.tar.gz"), file).unwrap_err();
+        assert!(
+            err.starts_with("HARNESS_ISTIO_DOWNLOAD_URL `http://mirror/istio.tar.gz` has no {version} placeholder"),
+            "{err}"
+        );
     }
 
     #[test]

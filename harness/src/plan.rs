@@ -6,7 +6,8 @@
 
 use crate::config::RunConfig;
 use crate::pki::Pki;
-use crate::runner::schedule::{Item, Schedule};
+use crate::runner::canary::{CanaryPlan, Op};
+use crate::runner::schedule::{Item, Schedule, Stage};
 use crate::suite::template::{self, Variables};
 use crate::suite::{Action, Suite};
 use std::collections::BTreeMap;
@@ -99,44 +100,144 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
     let mut current_pass = usize::MAX;
     for (position, item) in schedule.items.iter().enumerate() {
         match item {
-            Item::Upgrade { from, to, selected } => {
-                let runs = schedule.runs_upgrade();
+            Item::Upgrade {
+                from,
+                to,
+                stage,
+                selected,
+            } => {
+                let runs = schedule.runs_stage(position);
                 let _ = writeln!(
                     text,
-                    "{}: upgrade Istio in place from {from} to {to}{}",
-                    crate::runner::schedule::upgrade_name(from, to),
+                    "{}: {}{}",
+                    schedule.name(item),
+                    stage.title(from, to),
                     if *selected {
                         ""
                     } else if runs {
-                        " [setup: carried out before the first selected step on the new version]"
+                        " [setup: carried out before the selected trials after it, not judged]"
                     } else {
                         " [not run]"
                     }
                 );
-                if runs {
-                    let _ = writeln!(
-                        text,
-                        "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
-                        crate::cluster::istio::istioctl_args(
-                            "upgrade",
-                            to,
-                            &config.versions.istio.hub
-                        )
-                        .join(" ")
-                    );
-                    let _ = writeln!(
-                        text,
-                        "    do:     wait for istiod and the ingress gateway; istiod must run {to}"
-                    );
-                    let _ = writeln!(
-                        text,
-                        "    do:     restart every deployment in {} and wait for the rollouts",
-                        config.app_namespace
-                    );
-                    let _ = writeln!(
-                        text,
-                        "    expect: every istio-proxy (app pods and ingress gateway) runs {to}"
-                    );
+                if !runs {
+                    continue;
+                }
+                match stage {
+                    Stage::InPlace => {
+                        let _ = writeln!(
+                            text,
+                            "    do:     istioctl {} (istioctl of {to}, from its verified release archive)",
+                            crate::cluster::istio::istioctl_args(
+                                "upgrade",
+                                to,
+                                &config.versions.istio.hub
+                            )
+                            .join(" ")
+                        );
+                        let _ = writeln!(
+                            text,
+                            "    do:     wait for istiod and the ingress gateway; istiod must run {to}"
+                        );
+                        let _ = writeln!(
+                            text,
+                            "    do:     restart every deployment in {} and wait for the rollouts",
+                            config.app_namespace
+                        );
+                        let _ = writeln!(
+                            text,
+                            "    expect: every istio-proxy (app pods and ingress gateway) runs {to}"
+                        );
+                    }
+                    Stage::CanaryMixed | Stage::CanaryComplete => {
+                        let Some(suite) = &schedule.canary else {
+                            return Err(
+                                "the canary steps were not loaded; this is a harness bug".into()
+                            );
+                        };
+                        let plan = CanaryPlan::new(suite)?;
+                        let variables = variables_by_suite
+                            .entry(suite.name.clone())
+                            .or_insert_with(|| config.variables());
+                        for op in plan.ops(*stage) {
+                            match op {
+                                Op::Actions(index) => {
+                                    let step = &suite.steps[*index];
+                                    let _ = writeln!(
+                                        text,
+                                        "  {}: {} [its actions]",
+                                        step.trial_name(),
+                                        step.title
+                                    );
+                                    folder_index += 1;
+                                    let folder = plan_dir.join(format!(
+                                        "{folder_index:02}-{}-{}",
+                                        suite.name,
+                                        step.slug()
+                                    ));
+                                    written.extend(plan_actions(
+                                        &mut text,
+                                        suite,
+                                        &step.actions,
+                                        variables,
+                                        &folder,
+                                        &pki_dir,
+                                        &mut total,
+                                    )?);
+                                }
+                                Op::Cluster(op) => {
+                                    let _ = writeln!(text, "  {op}:");
+                                    for command in crate::world::canary::commands(op, config) {
+                                        let _ = writeln!(text, "    do:     {command}");
+                                    }
+                                    total += crate::deadlines::ISTIOCTL;
+                                }
+                                Op::Judge(index) => {
+                                    let step = &suite.steps[*index];
+                                    let _ = writeln!(
+                                        text,
+                                        "  {}: {}{}",
+                                        step.trial_name(),
+                                        step.title,
+                                        if *selected {
+                                            ""
+                                        } else {
+                                            " [setup only: not judged]"
+                                        }
+                                    );
+                                    if *selected {
+                                        let mut expectations = Duration::ZERO;
+                                        for expectation in &step.expect {
+                                            expectations += expectation.deadline();
+                                            let _ = writeln!(text, "    expect: {expectation}");
+                                        }
+                                        total += expectations;
+                                        let _ = writeln!(
+                                            text,
+                                            "    deadline: {} for all expectations",
+                                            human(expectations)
+                                        );
+                                    }
+                                }
+                                Op::Teardown => {
+                                    let _ =
+                                        writeln!(text, "  {}::teardown: unless --keep", suite.name);
+                                    folder_index += 1;
+                                    let folder = plan_dir
+                                        .join(format!("{folder_index:02}-{}-teardown", suite.name));
+                                    written.extend(plan_actions(
+                                        &mut text,
+                                        suite,
+                                        &suite.teardown,
+                                        variables,
+                                        &folder,
+                                        &pki_dir,
+                                        &mut total,
+                                    )?);
+                                }
+                            }
+                        }
+                    }
                 }
             }
             Item::Step {

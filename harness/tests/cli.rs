@@ -581,3 +581,129 @@ fn sigterm_is_handled_like_ctrl_c_with_the_runs_properties_and_exit_143() {
     );
     assert!(reports.join("summary.md").exists());
 }
+
+const CANARY: [&str; 6] = [
+    "--upgrade-from",
+    "1.30.5",
+    "--istio-version",
+    "1.31.2",
+    "--upgrade-mode",
+    "canary",
+];
+
+#[test]
+fn list_shows_the_two_canary_trials_between_the_passes() {
+    let mut args = vec!["--list", "--suite", "ingress"];
+    args.extend_from_slice(&CANARY);
+    let out = harness(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_suffix(": test").map(str::to_string))
+        .collect();
+    let steps = [
+        "01-app-with-sidecars",
+        "02-mutual-gateway-accepts-client-certificate",
+        "03-rejects-client-without-certificate",
+        "04-rejects-untrusted-client-certificate",
+    ];
+    let mut expected: Vec<String> = steps
+        .iter()
+        .map(|s| format!("ingress@1.30.5::{s}"))
+        .collect();
+    expected.push("upgrade::canary-mixed".into());
+    expected.push("upgrade::canary-complete".into());
+    expected.extend(steps.iter().map(|s| format!("ingress@1.31.2::{s}")));
+    assert_eq!(listed, expected);
+    // `upgrade::canary` selects both phases; the in-place mode keeps its single trial.
+    let mut args = vec!["--list", "upgrade::canary"];
+    args.extend_from_slice(&CANARY);
+    let out = harness(&args);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "upgrade::canary-mixed: test\nupgrade::canary-complete: test\n"
+    );
+    let out = harness(&[
+        "--list",
+        "upgrade::",
+        "--upgrade-from",
+        "1.30.5",
+        "--istio-version",
+        "1.31.2",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "upgrade::1.30.5-to-1.31.2: test\n"
+    );
+    // Canary without an upgrade is a usage error.
+    let out = harness(&["--list", "--upgrade-mode", "canary"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--upgrade-mode canary needs --upgrade-from"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn dry_run_shows_the_canary_sequence_with_the_exact_commands_and_labels_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--dry-run", "--reports-dir", dir.path().to_str().unwrap()];
+    args.extend_from_slice(&CANARY);
+    let out = harness(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    let order = [
+        "istioctl install -y --set profile=default --set hub=docker.io/istio --set tag=1.30.5",
+        "pass 1 on Istio 1.30.5:",
+        "ingress@1.30.5::04-rejects-untrusted-client-certificate",
+        "upgrade::canary-mixed: canary upgrade from 1.30.5 to 1.31.2",
+        "canary-upgrade::01-prepare",
+        "apply peer-auth-strict",
+        "istioctl install -y --set profile=minimal --set revision=1-31-2 --set hub=docker.io/istio --set tag=1.31.2 --set meshConfig.accessLogFile=/dev/stdout",
+        "kubectl label namespace sentences istio-injection-",
+        r#"kubectl -n sentences patch deployment sentences --type merge -p '{"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"default"}}}}}'"#,
+        r#"kubectl -n sentences patch deployment age --type merge -p '{"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"1-31-2"}}}}}'"#,
+        "canary-upgrade::02-old-to-new",
+        "expect: telemetry after 40 requests: istio-ingressgateway → sentences all mTLS (padlock), sentences → age all mTLS (padlock)",
+        r#"kubectl -n sentences patch deployment sentences --type merge -p '{"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"1-31-2"}}}}}'"#,
+        "canary-upgrade::03-new-to-old",
+        "upgrade::canary-complete: canary upgrade from 1.30.5 to 1.31.2",
+        r#"kubectl -n sentences patch deployment name --type merge -p '{"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"1-31-2"}}}}}'"#,
+        "istioctl install -y --set profile=default --set revision=1-31-2 --set hub=docker.io/istio --set tag=1.31.2",
+        "istioctl tag set default --revision 1-31-2 -y",
+        "istioctl uninstall --revision default -y",
+        "kubectl label namespace sentences istio-injection=enabled",
+        "canary-upgrade::04-complete",
+        "expect: proxy versions: istio-ingressgateway, sentences, age, name, name-v2 on the new version and revision",
+        "canary-upgrade::teardown: unless --keep",
+        "pass 2 on Istio 1.31.2:",
+        "mesh@1.31.2::01-no-sidecars",
+        "ingress@1.31.2::04-rejects-untrusted-client-certificate",
+    ];
+    let mut at = 0;
+    for needle in order {
+        let found = plan[at..]
+            .find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` missing or out of order in:\n{plan}"));
+        at += found + needle.len();
+    }
+    assert!(
+        !plan.contains("istioctl upgrade"),
+        "a canary never upgrades in place:\n{plan}"
+    );
+    // A selected second phase carries out the first as setup, without judging it.
+    let mut args = vec![
+        "--dry-run",
+        "--reports-dir",
+        dir.path().to_str().unwrap(),
+        "upgrade::canary-complete",
+    ];
+    args.extend_from_slice(&CANARY);
+    let plan = String::from_utf8_lossy(&harness(&args).stdout).to_string();
+    assert!(
+        plan.contains("upgrade::canary-mixed: canary upgrade from 1.30.5 to 1.31.2: 1.31.2 as a revision beside 1.30.5, part of the app moved to it, mTLS across the revisions under STRICT [setup: carried out before the selected trials after it, not judged]")
+            && plan.contains("canary-upgrade::02-old-to-new: age and name-v2 on the new revision; old-revision sentences calls them over mTLS [setup only: not judged]"),
+        "{plan}"
+    );
+}

@@ -5,6 +5,8 @@
 //! show as ignored tests with the reason.)
 
 mod common;
+#[path = "common/fake_istio_release.rs"]
+mod fake_istio_release;
 #[path = "common/stand_in.rs"]
 mod stand_in;
 
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 use testkit_mesh::Fault;
 
 const ISTIO: &str = "1.31.2";
+/// The version upgrade runs start from.
+const OLD: &str = "1.30.3";
 
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -161,7 +165,413 @@ fn main() {
             );
         }),
     ];
+    let upgrade = |name: &'static str, test: fn(&Path)| {
+        common::trial_needing_each(
+            name,
+            &[
+                ("prometheus", "apt-get install prometheus"),
+                ("curl", "apt-get install curl (the fake istioctl uses it)"),
+            ],
+            move |bins| test(&bins[0]),
+        )
+    };
+    let mut trials = trials;
+    trials.extend([
+        upgrade(
+            "an_in_place_upgrade_passes_and_every_proxy_runs_the_new_version",
+            in_place_upgrade_passes,
+        ),
+        upgrade(
+            "a_second_pass_step_alone_upgrades_as_its_setup_and_records_the_new_version",
+            second_pass_step_alone,
+        ),
+        upgrade(
+            "an_istioctl_that_changes_nothing_makes_the_second_pass_step_an_error",
+            istioctl_that_changes_nothing,
+        ),
+        upgrade(
+            "a_cluster_already_at_the_target_refuses_an_upgrade_run",
+            cluster_already_at_target,
+        ),
+        upgrade(
+            "the_canary_sequence_passes_and_the_ingress_suite_rechecks_the_moved_gateway",
+            canary_sequence_passes,
+        ),
+        upgrade(
+            "a_plaintext_edge_between_revisions_fails_canary_mixed_and_skips_what_depends_on_it",
+            canary_plaintext_mixed_edge,
+        ),
+    ]);
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// An upgrade run from OLD to ISTIO against `stand_in`: the release archives come from
+/// `releases` through HARNESS_ISTIO_DOWNLOAD_URL into an empty cache, no istioctl on
+/// PATH can stand in for the fake one, deadlines are the quick ones.
+async fn upgrade_run(
+    stand_in: &StandIn,
+    releases: &fake_istio_release::FakeReleases,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (i32, Report, String, tempfile::TempDir) {
+    let cache = tempfile::tempdir().unwrap();
+    let suites = tempfile::tempdir().unwrap();
+    quick_suites(suites.path());
+    let path = std::env::var_os("PATH")
+        .map(|p| {
+            let dirs = std::env::split_paths(&p).filter(|d| !d.join("istioctl").exists());
+            std::env::join_paths(dirs).unwrap()
+        })
+        .unwrap_or_default();
+    let path = path.to_string_lossy().to_string();
+    let cache_dir = cache.path().display().to_string();
+    let suites_dir = suites.path().display().to_string();
+    let mut args = vec![
+        "--upgrade-from",
+        OLD,
+        "--istio-version",
+        ISTIO,
+        "--suites-dir",
+        &suites_dir,
+    ];
+    args.extend_from_slice(extra);
+    let mut all_envs = vec![
+        ("HARNESS_ISTIO_DOWNLOAD_URL", releases.url_template.as_str()),
+        ("XDG_CACHE_HOME", cache_dir.as_str()),
+        ("PATH", path.as_str()),
+    ];
+    all_envs.extend_from_slice(envs);
+    run_harness_with(stand_in, &args, &all_envs).await
+}
+
+/// Every `istio-proxy` image tag in `namespace` (pods not terminating), by pod name.
+fn proxy_tags(stand_in: &StandIn, namespace: &str) -> Vec<(String, String)> {
+    stand_in
+        .cluster
+        .list("", "Pod", Some(namespace))
+        .iter()
+        .filter(|p| p.pointer("/metadata/deletionTimestamp").is_none())
+        .filter_map(|p| {
+            let name = p.pointer("/metadata/name")?.as_str()?.to_string();
+            let spec = p.get("spec")?;
+            let image = ["containers", "initContainers"]
+                .iter()
+                .filter_map(|f| spec.get(*f)?.as_array())
+                .flatten()
+                .find(|c| c["name"] == "istio-proxy")?["image"]
+                .as_str()?
+                .to_string();
+            Some((name, image.rsplit(':').next()?.to_string()))
+        })
+        .collect()
+}
+
+fn case_property(report: &Report, name: &str, property: &str) -> Option<String> {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|s| {
+            s.test_cases
+                .iter()
+                .map(move |c| (format!("{}::{}", s.name.as_str(), c.name.as_str()), c))
+        })
+        .find(|(n, _)| n == name)
+        .and_then(|(_, c)| {
+            c.properties
+                .iter()
+                .find(|p| p.name.as_str() == property)
+                .map(|p| p.value.as_str().to_string())
+        })
+}
+
+fn system_out(report: &Report, name: &str) -> String {
+    report
+        .test_suites
+        .iter()
+        .flat_map(|s| {
+            s.test_cases
+                .iter()
+                .map(move |c| (format!("{}::{}", s.name.as_str(), c.name.as_str()), c))
+        })
+        .find(|(n, _)| n == name)
+        .and_then(|(_, c)| c.system_out.as_ref().map(|o| o.as_str().to_string()))
+        .unwrap_or_default()
+}
+
+fn ingress_names(version: &str) -> Vec<String> {
+    [
+        "01-app-with-sidecars",
+        "02-mutual-gateway-accepts-client-certificate",
+        "03-rejects-client-without-certificate",
+        "04-rejects-untrusted-client-certificate",
+    ]
+    .iter()
+    .map(|s| format!("ingress@{version}::{s}"))
+    .collect()
+}
+
+fn in_place_upgrade_passes(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let started = Instant::now();
+        let (code, report, stderr, _reports) =
+            upgrade_run(&stand_in, &releases, &["--suite", "ingress", "--keep"], &[]).await;
+        let results = results_of(&report);
+        eprintln!(
+            "in-place upgrade run in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        for (name, status) in &results {
+            eprintln!("  {name}: {status}");
+        }
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let mut expected = ingress_names(OLD);
+        expected.push(format!("upgrade::{OLD}-to-{ISTIO}"));
+        expected.extend(ingress_names(ISTIO));
+        let names: Vec<String> = results.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, expected);
+        assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+        for namespace in ["sentences", "istio-system"] {
+            let tags = proxy_tags(&stand_in, namespace);
+            assert!(!tags.is_empty(), "no proxies in {namespace}");
+            assert!(
+                tags.iter().all(|(_, t)| t == ISTIO),
+                "every proxy in {namespace} on {ISTIO}: {tags:?}"
+            );
+        }
+        assert_eq!(
+            case_property(&report, &ingress_names(ISTIO)[3], "istio.version").as_deref(),
+            Some(ISTIO)
+        );
+    });
+}
+
+fn second_pass_step_alone(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let step = ingress_names(ISTIO)[0].clone();
+        let filter = format!("ingress@{ISTIO}::01");
+        let (code, report, stderr, _reports) =
+            upgrade_run(&stand_in, &releases, &[&filter], &[]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        assert_eq!(results, vec![(step.clone(), "passed".to_string())]);
+        assert_eq!(
+            case_property(&report, &step, "istio.version").as_deref(),
+            Some(ISTIO),
+            "the step records the version it ran on"
+        );
+        let out = system_out(&report, &step);
+        assert!(
+            out.contains(&format!(
+                "(setup) upgraded Istio from {OLD} to {ISTIO} before this step"
+            )),
+            "{out}"
+        );
+    });
+}
+
+fn istioctl_that_changes_nothing(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let step = ingress_names(ISTIO)[0].clone();
+        let filter = format!("ingress@{ISTIO}::01");
+        let (code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &[&filter],
+            &[("FAKE_ISTIOCTL_NOOP", "1")],
+        )
+        .await;
+        let results = results_of(&report);
+        let judged: Vec<_> = results
+            .iter()
+            .filter(|(n, _)| !n.starts_with("setup::"))
+            .collect();
+        assert_eq!(judged.len(), 1, "{results:#?}");
+        let (name, status) = judged[0];
+        assert_eq!(name, &step);
+        assert!(
+            status.starts_with("ERROR")
+                && status.contains(&format!(
+                    "belongs to the pass on Istio {ISTIO}, but istiod runs {OLD}"
+                )),
+            "{status}\n{stderr}"
+        );
+        assert_eq!(code, 3, "{stderr}");
+    });
+}
+
+fn cluster_already_at_target(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[OLD, ISTIO]).await;
+        let started = Instant::now();
+        let (code, report, stderr, _reports) =
+            upgrade_run(&stand_in, &releases, &["--suite", "ingress"], &[]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 3, "{results:#?}\n{stderr}");
+        let setup: Vec<_> = results
+            .iter()
+            .filter(|(n, _)| n.starts_with("setup::"))
+            .collect();
+        assert!(
+            setup.iter().any(|(n, s)| n == "setup::istio"
+                && s.contains(&format!(
+                    "already runs Istio {ISTIO}, the version this run upgrades to"
+                ))
+                && s.contains("use a cluster without Istio")
+                && s.contains("run without --upgrade-from")),
+            "{results:#?}"
+        );
+        assert!(
+            results.iter().all(|(n, _)| n.starts_with("setup::")),
+            "nothing ran: {results:#?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
+    });
+}
+
+fn canary_sequence_passes(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let started = Instant::now();
+        let (code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "ingress", "--keep"],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        eprintln!(
+            "canary upgrade run in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        for (name, status) in &results {
+            eprintln!("  {name}: {status}");
+        }
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let mut expected = ingress_names(OLD);
+        expected.push("upgrade::canary-mixed".into());
+        expected.push("upgrade::canary-complete".into());
+        expected.extend(ingress_names(ISTIO));
+        let names: Vec<String> = results.iter().map(|(n, _)| n.clone()).collect();
+        assert_eq!(names, expected);
+        assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+        // The mixed phase judged mTLS with each side's version in the evidence.
+        let mixed = system_out(&report, "upgrade::canary-mixed");
+        for needle in [
+            "age 1.31.2 (1-31-2)",
+            "sentences 1.30.3 (default)",
+            "sentences 1.31.2 (1-31-2)",
+            "istio-ingressgateway 1.30.3 (default)",
+            "sentences → age",
+        ] {
+            assert!(mixed.contains(needle), "`{needle}` in:\n{mixed}");
+        }
+        // Only the new revision is left; every proxy runs it; the exercise's label
+        // selects it through the default tag.
+        let deployments: Vec<String> = stand_in
+            .cluster
+            .list("apps", "Deployment", Some("istio-system"))
+            .iter()
+            .filter_map(|d| d.pointer("/metadata/name")?.as_str().map(str::to_string))
+            .collect();
+        assert!(
+            deployments.contains(&"istiod-1-31-2".to_string())
+                && !deployments.contains(&"istiod".to_string()),
+            "{deployments:?}"
+        );
+        for namespace in ["sentences", "istio-system"] {
+            let tags = proxy_tags(&stand_in, namespace);
+            assert!(!tags.is_empty(), "no proxies in {namespace}");
+            assert!(
+                tags.iter().all(|(_, t)| t == ISTIO),
+                "every proxy in {namespace} on {ISTIO}: {tags:?}"
+            );
+        }
+        let namespace = stand_in
+            .cluster
+            .get("", "Namespace", None, "sentences")
+            .unwrap();
+        assert_eq!(
+            namespace.pointer("/metadata/labels/istio-injection"),
+            Some(&serde_json::json!("enabled"))
+        );
+        // O7–O9 judged again after the gateway moved, on the new version.
+        for name in ingress_names(ISTIO) {
+            assert_eq!(
+                case_property(&report, &name, "istio.version").as_deref(),
+                Some(ISTIO),
+                "{name}"
+            );
+        }
+    });
+}
+
+fn canary_plaintext_mixed_edge(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        // sentences stays on the old revision while age moves: an old → new edge.
+        stand_in.mesh.set_fault(Fault::PlaintextShare {
+            from: "sentences".into(),
+            to: "age".into(),
+            share: 0.5,
+        });
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let (code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "ingress"],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        for (name, status) in &results {
+            eprintln!("  {name}: {status}");
+        }
+        let status = |name: &str| {
+            results
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, s)| s.clone())
+                .unwrap_or_else(|| panic!("{name} missing: {results:#?}"))
+        };
+        let mixed = status("upgrade::canary-mixed");
+        assert!(
+            mixed.starts_with("FAILED")
+                && mixed.contains("canary-upgrade::02-old-to-new")
+                && mixed.contains("sentences → age")
+                && mixed.contains("[proxies:"),
+            "{mixed}\n{stderr}"
+        );
+        let reason = "upgrade::canary-mixed did not pass";
+        let complete = status("upgrade::canary-complete");
+        assert!(
+            complete.starts_with("skipped") && complete.contains(reason),
+            "{complete}"
+        );
+        for name in ingress_names(ISTIO) {
+            let s = status(&name);
+            assert!(
+                s.starts_with("skipped") && s.contains(reason),
+                "{name}: {s}"
+            );
+        }
+        for name in ingress_names(OLD) {
+            assert_eq!(status(&name), "passed");
+        }
+        assert_eq!(code, 1, "{stderr}");
+    });
 }
 
 /// What a wrong world must make of the step under test.
@@ -254,15 +664,27 @@ async fn run_harness(
     stand_in: &StandIn,
     extra: &[&str],
 ) -> (i32, Report, String, tempfile::TempDir) {
+    let mut args = vec!["--istio-version", ISTIO];
+    args.extend_from_slice(extra);
+    run_harness_with(stand_in, &args, &[]).await
+}
+
+/// Runs the harness binary against `stand_in` with `args` (no --istio-version added)
+/// and `envs` set for it.
+async fn run_harness_with(
+    stand_in: &StandIn,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (i32, Report, String, tempfile::TempDir) {
     let reports = tempfile::tempdir().unwrap();
     let mut args = stand_in.args();
     args.extend(["--reports-dir".into(), reports.path().display().to_string()]);
-    args.extend(["--istio-version".into(), ISTIO.into()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_harness"))
         .args(&args)
         .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
         .env_remove("KUBECONFIG")
+        .envs(envs.iter().copied())
         .stdin(std::process::Stdio::null())
         .output();
     let out = tokio::time::timeout(Duration::from_secs(400), child)

@@ -6,6 +6,7 @@ use harness::config::RunConfig;
 use harness::progress::Progress;
 use harness::report::junit;
 use harness::runner::Shared;
+use harness::runner::canary::CanaryOp;
 use harness::runner::record::RunProperties;
 use harness::runner::world::{EnvError, Phase, World};
 use harness::suite::source::SuiteSource;
@@ -30,6 +31,8 @@ struct Script {
     /// never changes, an upgrade "succeeds" without upgrading.
     istio: Arc<Mutex<String>>,
     upgrade_changes_nothing: bool,
+    /// A canary change whose description contains the first text fails with the second.
+    canary_error: Option<(String, String)>,
 }
 
 struct ScriptedWorld(Script);
@@ -114,6 +117,19 @@ impl World for ScriptedWorld {
                 Ok(())
             }
         }
+    }
+    fn canary(&mut self, op: &CanaryOp, log: &mut Vec<String>) -> Result<(), EnvError> {
+        self.0.actions.lock().unwrap().push(format!("canary: {op}"));
+        log.push(format!("done: {op}"));
+        if let Some((which, message)) = &self.0.canary_error
+            && op.to_string().contains(which.as_str())
+        {
+            return Err(EnvError::new(Phase::Upgrade, message.clone()));
+        }
+        if *op == CanaryOp::RemoveOld {
+            *self.0.istio.lock().unwrap() = "1.31.2".into();
+        }
+        Ok(())
     }
     fn diagnostics(&mut self, _suite: &Suite, step: &Step, label: &str) -> Option<PathBuf> {
         Some(PathBuf::from(format!(
@@ -672,4 +688,241 @@ fn diagnostics_of_the_two_passes_go_to_separate_folders() {
             "reports/diagnostics/ingress@1.31.2-03-rejects-client-without-certificate"
         ]
     );
+}
+
+const CANARY: [&str; 6] = [
+    "--upgrade-from",
+    "1.30.5",
+    "--istio-version",
+    "1.31.2",
+    "--upgrade-mode",
+    "canary",
+];
+
+fn canary_args(extra: &[&'static str]) -> Vec<&'static str> {
+    let mut args = CANARY.to_vec();
+    args.extend_from_slice(extra);
+    args
+}
+
+fn status_of<'a>(report: &'a Report, suite: &str, case: &str) -> &'a TestCaseStatus {
+    &report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == suite)
+        .unwrap_or_else(|| panic!("no testsuite {suite}"))
+        .test_cases
+        .iter()
+        .find(|c| c.name.as_str() == case)
+        .unwrap_or_else(|| panic!("no test case {suite}::{case}"))
+        .status
+}
+
+fn skipped_because(status: &TestCaseStatus, reason: &str) -> bool {
+    matches!(status, TestCaseStatus::Skipped { message, .. }
+        if message.as_ref().is_some_and(|m| m.as_str().starts_with(reason)))
+}
+
+#[test]
+fn a_canary_run_has_two_upgrade_trials_between_the_passes_and_judges_each_batch() {
+    let script = script();
+    let (code, report, dir) = run(&script, &canary_args(&["--suite", "ingress"]));
+    assert_eq!(code, 0);
+    let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["ingress@1.30.5", "upgrade", "ingress@1.31.2"]);
+    let upgrade: Vec<&str> = report.test_suites[1]
+        .test_cases
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(upgrade, ["canary-mixed", "canary-complete"]);
+    let log = std::fs::read_to_string(dir.path().join("libtest.log")).unwrap();
+    let mixed = log.find("test upgrade::canary-mixed").expect("listed");
+    let complete = log.find("test upgrade::canary-complete").expect("listed");
+    assert!(mixed < complete, "{log}");
+    // The moves, in order, between the passes; the canary steps judged in between.
+    let actions = script.actions.lock().unwrap().clone();
+    let canary: Vec<&str> = actions
+        .iter()
+        .filter(|a| a.starts_with("canary: "))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        canary,
+        [
+            "canary: install the new version as a revision beside the old one",
+            "canary: remove the app namespace's istio-injection label (it wins over istio.io/rev)",
+            "canary: move age, name-v2 to the new revision; pin sentences, name to the old revision (restart, wait for the rollouts)",
+            "canary: move sentences to the new revision (restart, wait for the rollouts)",
+            "canary: move name to the new revision (restart, wait for the rollouts)",
+            "canary: move the ingress gateway to the new revision",
+            "canary: make the new revision the default one and uninstall the old revision",
+        ]
+    );
+    // Pass 1, then the prepare step's actions, then the moves, then pass 2.
+    let first = actions
+        .iter()
+        .position(|a| a.starts_with("canary: "))
+        .unwrap();
+    let prepare = actions
+        .iter()
+        .position(|a| a == "canary-upgrade: apply peer-auth-strict")
+        .expect("the prepare step's actions ran");
+    assert!(prepare < first, "{actions:?}");
+    assert!(
+        actions[..prepare]
+            .iter()
+            .any(|a| a.starts_with("ingress: "))
+    );
+    assert!(
+        actions[first..]
+            .iter()
+            .any(|a| a == "canary-upgrade: delete peer-auth-strict and wait until gone"),
+        "the canary steps' teardown after the last phase: {actions:?}"
+    );
+    let judged = script.judged.lock().unwrap().clone();
+    for step in [
+        "canary-upgrade::01-prepare",
+        "canary-upgrade::02-old-to-new",
+        "canary-upgrade::03-new-to-old",
+        "canary-upgrade::04-complete",
+    ] {
+        assert!(
+            judged.iter().any(|j| j == step),
+            "{step} judged: {judged:?}"
+        );
+    }
+    let case = &report.test_suites[1].test_cases[0];
+    assert!(
+        case.system_out
+            .as_ref()
+            .unwrap()
+            .as_str()
+            .contains("judge: canary-upgrade::02-old-to-new"),
+        "{:?}",
+        case.system_out
+    );
+    assert_eq!(
+        case_property(&report.test_suites[2].test_cases[0], "istio.version"),
+        Some("1.31.2")
+    );
+}
+
+#[test]
+fn a_failed_canary_phase_skips_what_depends_on_it_with_the_reason() {
+    let mut script = script();
+    script
+        .verdicts
+        .insert("canary-upgrade::02-old-to-new".into(), Verdict::Failed);
+    let (code, report, _dir) = run(&script, &canary_args(&["--suite", "ingress"]));
+    assert_eq!(code, 1, "Istio got it wrong: an outcome failure");
+    match status_of(&report, "upgrade", "canary-mixed") {
+        TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, NonSuccessKind::Failure);
+            assert!(
+                message
+                    .as_ref()
+                    .unwrap()
+                    .as_str()
+                    .starts_with("canary-upgrade::02-old-to-new: "),
+                "{message:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    let reason = "upgrade::canary-mixed did not pass: canary-upgrade::02-old-to-new";
+    assert!(skipped_because(
+        status_of(&report, "upgrade", "canary-complete"),
+        reason
+    ));
+    let after = report
+        .test_suites
+        .iter()
+        .find(|s| s.name.as_str() == "ingress@1.31.2")
+        .unwrap();
+    assert_eq!(after.skipped, 4);
+    assert!(
+        after
+            .test_cases
+            .iter()
+            .all(|c| skipped_because(&c.status, reason))
+    );
+    let actions = script.actions.lock().unwrap().clone();
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.contains("uninstall the old revision")),
+        "nothing after the failure: {actions:?}"
+    );
+}
+
+#[test]
+fn a_canary_change_that_errs_is_an_environment_error_and_skips_the_second_pass() {
+    let script = Script {
+        canary_error: Some((
+            "uninstall the old revision".into(),
+            "`istioctl uninstall --revision default -y` exited with 1".into(),
+        )),
+        ..script()
+    };
+    let (code, report, _dir) = run(&script, &canary_args(&["--suite", "ingress"]));
+    assert_eq!(code, 3);
+    assert!(matches!(
+        status_of(&report, "upgrade", "canary-mixed"),
+        TestCaseStatus::Success { .. }
+    ));
+    match status_of(&report, "upgrade", "canary-complete") {
+        TestCaseStatus::NonSuccess { kind, message, .. } => {
+            assert_eq!(*kind, NonSuccessKind::Error);
+            assert!(
+                message.as_ref().unwrap().as_str().contains("exited with 1"),
+                "{message:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(skipped_because(
+        status_of(&report, "ingress@1.31.2", "01-app-with-sidecars"),
+        "upgrade::canary-complete did not pass"
+    ));
+}
+
+#[test]
+fn a_selected_canary_complete_carries_out_the_mixed_phase_as_setup_without_judging_it() {
+    let script = script();
+    let (code, report, _dir) = run(&script, &canary_args(&["upgrade::canary-complete"]));
+    assert_eq!(code, 0);
+    let names: Vec<&str> = report.test_suites.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["upgrade"]);
+    assert_eq!(report.test_suites[0].tests, 1);
+    let judged = script.judged.lock().unwrap().clone();
+    assert!(
+        judged.iter().all(|j| j == "canary-upgrade::04-complete") && !judged.is_empty(),
+        "{judged:?}"
+    );
+    let actions = script.actions.lock().unwrap().clone();
+    assert!(
+        actions
+            .iter()
+            .any(|a| a == "canary: install the new version as a revision beside the old one"),
+        "{actions:?}"
+    );
+    let out = report.test_suites[0].test_cases[0]
+        .system_out
+        .as_ref()
+        .unwrap()
+        .as_str()
+        .to_string();
+    assert!(
+        out.contains("(setup) carried out upgrade::canary-mixed before this trial"),
+        "{out}"
+    );
+}
+
+#[test]
+fn canary_mode_needs_an_upgrade() {
+    let cli = Cli::parse_from_args(["harness", "--upgrade-mode", "canary"]).unwrap();
+    let err = RunConfig::from_cli(&cli).unwrap_err();
+    assert_eq!(err.code, 2);
+    assert!(err.to_string().contains("needs --upgrade-from"), "{err}");
 }

@@ -60,7 +60,25 @@ fn nightly_runs_the_matrix_of_supported_versions_and_the_upgrade() {
             && nightly
                 .contains("TO_VERSION: ${{ fromJSON(needs.versions.outputs.matrix).upgrade.to }}")
     );
-    assert!(nightly.contains("--upgrade-from \"$FROM_VERSION\" --istio-version \"$TO_VERSION\""));
+    assert!(nightly.contains(
+        "--upgrade-from \"$FROM_VERSION\" --istio-version \"$TO_VERSION\" --upgrade-mode \"$UPGRADE_MODE\""
+    ));
+    // Both upgrade modes, each its own job with its own reports.
+    assert!(nightly.contains("mode: [in-place, canary]"));
+    assert!(nightly.contains("UPGRADE_MODE: ${{ matrix.mode }}"));
+    assert!(nightly.contains("name: reports-upgrade-${{ matrix.mode }}"));
+    for mode in ["in-place", "canary"] {
+        let cli = harness::cli::Cli::parse_from_args([
+            "harness",
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            "--upgrade-mode",
+            mode,
+        ]);
+        assert!(cli.is_ok(), "the harness accepts --upgrade-mode {mode}");
+    }
     // A minor not listed yet is named as such and does not fail the nightly.
     assert!(nightly.contains("(new minor {1}, not yet listed)"));
     assert!(nightly.contains("continue-on-error: ${{ !matrix.listed }}"));

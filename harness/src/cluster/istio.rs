@@ -1,5 +1,6 @@
-//! Istio on the cluster: which version runs, installing with istioctl, the Prometheus
-//! addon, and waiting until the control plane and the ingress gateway serve.
+//! Istio on the cluster: which version (and which revisions) run, and the istioctl
+//! command lines: install, in-place upgrade, and the canary verbs (a revision beside
+//! the running control plane, the `default` revision tag, uninstalling a revision).
 
 use super::process::run;
 use crate::deadlines::ISTIOCTL as INSTALL_DEADLINE;
@@ -14,6 +15,30 @@ pub const INGRESS_GATEWAY: &str = "istio-ingressgateway";
 /// The label selector of the ingress gateway's pods.
 pub const INGRESS_GATEWAY_SELECTOR: &str = "istio=ingressgateway";
 pub const PROMETHEUS: &str = "prometheus";
+/// The label (on istiod, the injector's webhooks, injected pods and the gateway) that
+/// names a control plane revision; namespaces and pods select a revision with it.
+pub const REVISION_LABEL: &str = "istio.io/rev";
+/// The revision of an install without `--set revision` (charts: `.Values.revision |
+/// default "default"`); its istiod is the Deployment `istiod`.
+pub const DEFAULT_REVISION: &str = "default";
+/// istiod's Deployments carry `app: istiod`, whatever their revision.
+const ISTIOD_SELECTOR: &str = "app=istiod";
+
+/// The revision name for `version`: `.` is not valid in a revision name, so Istio's
+/// canary docs name revision `1-31-2` for Istio 1.31.2 (istio.io
+/// docs/setup/upgrade/canary: "you must replace `.` characters in the revision name").
+pub fn revision_name(version: &str) -> String {
+    version
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
 
 /// The arguments of `istioctl <verb>` (`install` or `upgrade`): profile `default`,
 /// images from `hub` at the exact version, access logs to stdout for diagnostics.
@@ -30,6 +55,41 @@ pub fn istioctl_args(verb: &str, version: &str, hub: &str) -> Vec<String> {
         "--set".into(),
         "meshConfig.accessLogFile=/dev/stdout".into(),
     ]
+}
+
+/// `istioctl install` of `version` as revision `revision`, beside what runs: profile
+/// `minimal` installs its istiod (and the shared base) only; profile `default` also
+/// renders the ingress gateway for that revision, which upgrades the existing gateway
+/// Deployment in place to it (see `world/canary.rs`).
+pub fn revision_install_args(
+    version: &str,
+    revision: &str,
+    profile: &str,
+    hub: &str,
+) -> Vec<String> {
+    let mut args = istioctl_args("install", version, hub);
+    args[3] = format!("profile={profile}");
+    args.splice(4..4, ["--set".to_string(), format!("revision={revision}")]);
+    args
+}
+
+/// `istioctl tag set default --revision <revision> -y`: that revision handles the
+/// `istio-injection=enabled` namespaces (and validation) from now on; the webhooks of
+/// an un-revisioned install are made to match nothing (istioctl/pkg/tag
+/// `DeactivateIstioInjectionWebhook`).
+pub fn tag_default_args(revision: &str) -> Vec<String> {
+    ["tag", "set", DEFAULT_REVISION, "--revision", revision, "-y"]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// `istioctl uninstall --revision <revision> -y`: removes that revision's istiod,
+/// webhooks and any gateway still labelled with it (operator/pkg/uninstall/prune.go
+/// selects `istio.io/rev=<revision>` and the Pilot/gateway components).
+pub fn uninstall_args(revision: &str) -> Vec<String> {
+    ["uninstall", "--revision", revision, "-y"]
+        .map(str::to_string)
+        .to_vec()
 }
 
 /// `--kubeconfig`/`--context` for istioctl, so it talks to the same cluster.
@@ -53,21 +113,73 @@ pub fn image_tag(image: &str) -> Option<&str> {
     Some(tag.split('@').next().unwrap_or(tag))
 }
 
-/// The version istiod runs, from its image tag; None when Istio is not installed.
-pub async fn installed_version(client: &Client) -> Result<Option<String>, String> {
+/// One control plane revision that runs: its istiod Deployment, revision and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlPlane {
+    pub deployment: String,
+    pub revision: String,
+    pub version: String,
+}
+
+/// Every istiod Deployment in `istio-system` (one per revision), the default revision
+/// first.
+pub async fn control_planes(client: &Client) -> Result<Vec<ControlPlane>, String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), ISTIO_NAMESPACE);
-    let deployment = api
-        .get_opt(ISTIOD)
+    let list = api
+        .list(&kube::api::ListParams::default().labels(ISTIOD_SELECTOR))
         .await
-        .map_err(|e| format!("cannot read deployment {ISTIO_NAMESPACE}/{ISTIOD}: {e}"))?;
-    Ok(deployment.and_then(|d| {
-        d.spec?
-            .template
-            .spec?
-            .containers
+        .map_err(|e| format!("cannot list the istiod deployments in {ISTIO_NAMESPACE}: {e}"))?;
+    let mut planes: Vec<ControlPlane> = list
+        .items
+        .into_iter()
+        .filter(|d| d.metadata.deletion_timestamp.is_none())
+        .filter_map(|d| {
+            let deployment = d.metadata.name.clone()?;
+            let revision = d
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(REVISION_LABEL).cloned())
+                .unwrap_or_else(|| DEFAULT_REVISION.to_string());
+            let version = d
+                .spec?
+                .template
+                .spec?
+                .containers
+                .iter()
+                .find_map(|c| c.image.as_deref().and_then(image_tag).map(str::to_string))?;
+            Some(ControlPlane {
+                deployment,
+                revision,
+                version,
+            })
+        })
+        .collect();
+    planes.sort_by_key(|p| (p.revision != DEFAULT_REVISION, p.revision.clone()));
+    Ok(planes)
+}
+
+/// What the control plane runs, as one version when every revision runs the same one
+/// (`1.31.2`), else each with its revision (`1.30.3 (default), 1.31.2 (1-31-2)`); None
+/// when Istio is not installed.
+pub fn describe_versions(planes: &[ControlPlane]) -> Option<String> {
+    let first = planes.first()?;
+    if planes.iter().all(|p| p.version == first.version) {
+        return Some(first.version.clone());
+    }
+    Some(
+        planes
             .iter()
-            .find_map(|c| c.image.as_deref().and_then(image_tag).map(str::to_string))
-    }))
+            .map(|p| format!("{} ({})", p.version, p.revision))
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// The version istiod runs, from its image tag (see [`describe_versions`] when several
+/// revisions run); None when Istio is not installed.
+pub async fn installed_version(client: &Client) -> Result<Option<String>, String> {
+    Ok(describe_versions(&control_planes(client).await?))
 }
 
 /// `istioctl install` of `version` (from the same release's istioctl).
@@ -97,7 +209,16 @@ async fn istioctl_run(
     hub: &str,
     cluster: &[String],
 ) -> Result<(), String> {
-    let mut args = istioctl_args(verb, version, hub);
+    istioctl_with(istioctl, &istioctl_args(verb, version, hub), cluster).await
+}
+
+/// Runs istioctl with `args` against the run's cluster (bounded by its deadline).
+pub async fn istioctl_with(
+    istioctl: &Path,
+    args: &[String],
+    cluster: &[String],
+) -> Result<(), String> {
+    let mut args = args.to_vec();
     args.extend(cluster.iter().cloned());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run(istioctl, &args, INSTALL_DEADLINE).await.map(|_| ())
@@ -119,6 +240,42 @@ mod tests {
             Some("1.31.2")
         );
         assert_eq!(image_tag("docker.io/istio/pilot"), None);
+    }
+
+    #[test]
+    fn revisions_are_named_without_dots_and_installed_beside_the_default() {
+        assert_eq!(revision_name("1.31.2"), "1-31-2");
+        assert_eq!(revision_name("1.32.0-beta.1"), "1-32-0-beta-1");
+        assert_eq!(
+            revision_install_args("1.31.2", "1-31-2", "minimal", "docker.io/istio").join(" "),
+            "install -y --set profile=minimal --set revision=1-31-2 --set hub=docker.io/istio --set tag=1.31.2 --set meshConfig.accessLogFile=/dev/stdout"
+        );
+        assert_eq!(
+            tag_default_args("1-31-2").join(" "),
+            "tag set default --revision 1-31-2 -y"
+        );
+        assert_eq!(
+            uninstall_args("default").join(" "),
+            "uninstall --revision default -y"
+        );
+    }
+
+    #[test]
+    fn several_revisions_show_each_version_with_its_revision() {
+        let plane = |revision: &str, version: &str| ControlPlane {
+            deployment: format!("istiod-{revision}"),
+            revision: revision.into(),
+            version: version.into(),
+        };
+        assert_eq!(describe_versions(&[]), None);
+        assert_eq!(
+            describe_versions(&[plane("1-31-2", "1.31.2")]).as_deref(),
+            Some("1.31.2")
+        );
+        assert_eq!(
+            describe_versions(&[plane("default", "1.30.3"), plane("1-31-2", "1.31.2")]).as_deref(),
+            Some("1.30.3 (default), 1.31.2 (1-31-2)")
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod mtls;
 mod phase;
 pub mod proxy_config;
 pub mod proxy_log;
+pub mod proxy_versions;
 pub mod sidecars;
 pub mod telemetry;
 pub mod tls;
@@ -50,6 +51,8 @@ pub enum Expectation {
     Telemetry(telemetry::Telemetry),
     /// A sidecar's access log shows why traffic fails.
     ProxyLog(proxy_log::ProxyLog),
+    /// In an upgrade run: which workloads' proxies run the old or the new version.
+    ProxyVersions(proxy_versions::ProxyVersions),
 }
 
 /// One `match` over the families: `each!(self, e => e.method())`.
@@ -66,6 +69,7 @@ macro_rules! each {
             Expectation::ProxyConfig($e) => $body,
             Expectation::Telemetry($e) => $body,
             Expectation::ProxyLog($e) => $body,
+            Expectation::ProxyVersions($e) => $body,
         }
     };
 }

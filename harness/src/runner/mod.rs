@@ -1,8 +1,12 @@
-//! The runner: one libtest trial per selected step (and the upgrade between the passes
-//! of an upgrade run), in schedule order, on one thread. A step that does not pass
-//! makes the rest of its suite (in its pass) skipped with the reason; the next suite
-//! still runs. Results are collected as a [`record::RunRecord`] for the reports.
+//! The runner: one libtest trial per selected step (and per stage of the upgrade
+//! between the passes of an upgrade run), in schedule order, on one thread. A step that
+//! does not pass makes the rest of its suite (in its pass) skipped with the reason; the
+//! next suite still runs. An upgrade stage that does not pass makes what depends on it
+//! (later stages, the second pass) skipped with the reason; carried out as the setup of
+//! a selected trial, its failure is that trial's error. Results are collected as a
+//! [`record::RunRecord`] for the reports.
 
+pub mod canary;
 pub mod record;
 pub mod schedule;
 mod step;
@@ -12,7 +16,7 @@ use crate::progress::Progress;
 use crate::verdict::Timing;
 use libtest_mimic::{Arguments, Completion, Conclusion, Failed, Trial};
 use record::{RunRecord, SetupFailure, StepRecord, StepStatus};
-use schedule::{Item, Schedule};
+use schedule::{Item, Schedule, Stage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -99,11 +103,11 @@ impl Shared {
     }
 }
 
-/// How the upgrade between the passes went, once it ran.
+/// How an upgrade stage went, once it ran (a stage not in the map has not run yet).
 #[derive(Clone, Debug)]
 enum UpgradeState {
-    NotYet,
     Done,
+    /// Why it did not pass.
     Failed(String),
 }
 
@@ -112,7 +116,11 @@ struct RunState {
     /// Labels of suites (in a pass) whose remaining steps are skipped, with the trial
     /// that did not pass.
     blocked: HashMap<String, String>,
-    upgrade: UpgradeState,
+    /// Each upgrade stage by its position in the schedule.
+    stages: HashMap<usize, UpgradeState>,
+    /// The canary steps and what each stage does with them, in a canary upgrade run.
+    canary: Option<(Arc<crate::suite::Suite>, canary::CanaryPlan)>,
+    keep: bool,
 }
 
 /// The libtest arguments the runner hands to libtest-mimic: its output options, never
@@ -130,30 +138,159 @@ pub fn libtest_arguments(base: &Arguments) -> Arguments {
     args
 }
 
-/// Carries out the upgrade, records it as a step of suite `upgrade` when `as_trial`.
-fn do_upgrade(
+/// What one upgrade stage did.
+struct StageResult {
+    status: StepStatus,
+    log: Vec<String>,
+    expectations: Vec<crate::verdict::Judged>,
+    diagnostics: Option<std::path::PathBuf>,
+    timing: Timing,
+}
+
+/// One upgrade stage, as `schedule` names it.
+#[derive(Clone, Debug)]
+struct StageRef {
+    position: usize,
+    stage: Stage,
+    from: String,
+    to: String,
+}
+
+impl StageRef {
+    fn name(&self) -> String {
+        schedule::stage_name(self.stage, &self.from, &self.to)
+    }
+
+    /// Why what depends on this stage is not run, given its failure.
+    fn blocks(&self, why: &str) -> String {
+        match self.stage {
+            Stage::InPlace => format!("the upgrade to {} did not pass: {why}", self.to),
+            Stage::CanaryMixed | Stage::CanaryComplete => {
+                format!("{} did not pass: {why}", self.name())
+            }
+        }
+    }
+}
+
+/// Carries out `stage` (judged when it is its own trial, else as setup) and records
+/// its state.
+fn carry_out(
     state: &mut RunState,
     shared: &Shared,
     progress: &Progress,
-    from: &str,
-    to: &str,
-    log: &mut Vec<String>,
-) -> Result<(), String> {
-    match &state.upgrade {
-        UpgradeState::Done => return Ok(()),
-        UpgradeState::Failed(why) => return Err(why.clone()),
-        UpgradeState::NotYet => {}
-    }
-    let slug = format!("{from}-to-{to}");
-    *lock(&shared.current) = Some(("upgrade".into(), slug));
-    progress.line(&format!("upgrading Istio in place from {from} to {to}"));
-    let result = state.world.upgrade(to, log).map_err(|e| e.to_string());
-    *lock(&shared.current) = None;
-    state.upgrade = match &result {
-        Ok(()) => UpgradeState::Done,
-        Err(e) => UpgradeState::Failed(e.clone()),
+    stage: &StageRef,
+    judged: bool,
+) -> StageResult {
+    *lock(&shared.current) = Some((
+        schedule::UPGRADE_SUITE.into(),
+        stage.stage.slug(&stage.from, &stage.to),
+    ));
+    progress.line(&stage.stage.title(&stage.from, &stage.to));
+    let mut result = StageResult {
+        status: StepStatus::Passed,
+        log: Vec::new(),
+        expectations: Vec::new(),
+        diagnostics: None,
+        timing: Timing::default(),
     };
+    match stage.stage {
+        Stage::InPlace => {
+            let started = Instant::now();
+            if let Err(e) = state.world.upgrade(&stage.to, &mut result.log) {
+                result.status = StepStatus::Errored {
+                    message: e.to_string(),
+                };
+            }
+            result.timing.actions = started.elapsed();
+        }
+        Stage::CanaryMixed | Stage::CanaryComplete => match &state.canary {
+            None => {
+                result.status = StepStatus::Errored {
+                    message: "the canary steps were not loaded; this is a harness bug".into(),
+                };
+            }
+            Some((suite, plan)) => {
+                let run = canary::run_stage(
+                    state.world.as_mut(),
+                    plan,
+                    suite,
+                    stage.stage,
+                    judged,
+                    state.keep,
+                );
+                if let Some(e) = run.teardown_error {
+                    lock(&shared.record).setup_failures.push(SetupFailure {
+                        phase: format!("teardown::{}", suite.name),
+                        message: e.to_string(),
+                    });
+                }
+                result.status = run.status;
+                result.log = run.log;
+                result.expectations = run.expectations;
+                result.diagnostics = run.diagnostics;
+                result.timing = run.timing;
+            }
+        },
+    }
+    *lock(&shared.current) = None;
+    let new_state = match &result.status {
+        StepStatus::Passed | StepStatus::Ignored { .. } => UpgradeState::Done,
+        StepStatus::Failed { message } | StepStatus::Errored { message } => {
+            UpgradeState::Failed(message.clone())
+        }
+    };
+    state.stages.insert(stage.position, new_state);
     result
+}
+
+/// Why the stages before `until` (a position in the schedule) cannot be relied on.
+struct Blocked {
+    /// The reason, naming the stage that did not pass.
+    reason: String,
+    /// The failing stage was carried out here, as this trial's setup.
+    here: bool,
+}
+
+/// Carries out, as setup, every stage before position `until` that has not run yet;
+/// the setup log lines go to `log`.
+fn stages_before(
+    state: &mut RunState,
+    shared: &Shared,
+    progress: &Progress,
+    stages: &[StageRef],
+    until: usize,
+    log: &mut Vec<String>,
+) -> Result<(), Blocked> {
+    for stage in stages.iter().filter(|s| s.position < until) {
+        match state.stages.get(&stage.position).cloned() {
+            Some(UpgradeState::Done) => continue,
+            Some(UpgradeState::Failed(why)) => {
+                return Err(Blocked {
+                    reason: stage.blocks(&why),
+                    here: false,
+                });
+            }
+            None => {}
+        }
+        let result = carry_out(state, shared, progress, stage, false);
+        log.push(match stage.stage {
+            Stage::InPlace => format!(
+                "(setup) upgraded Istio from {} to {} before this step",
+                stage.from, stage.to
+            ),
+            Stage::CanaryMixed | Stage::CanaryComplete => {
+                format!("(setup) carried out {} before this trial", stage.name())
+            }
+        });
+        log.extend(result.log.into_iter().map(|l| format!("(setup) {l}")));
+        if let StepStatus::Failed { message } | StepStatus::Errored { message } = &result.status {
+            return Err(Blocked {
+                reason: stage.blocks(message),
+                here: true,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn completion(status: &StepStatus) -> Result<Completion, Failed> {
@@ -185,6 +322,24 @@ fn trials(
     keep: bool,
 ) -> Vec<Trial> {
     let mut out = Vec::new();
+    let stages: Arc<Vec<StageRef>> = Arc::new(
+        schedule
+            .items
+            .iter()
+            .enumerate()
+            .filter_map(|(position, item)| match item {
+                Item::Upgrade {
+                    from, to, stage, ..
+                } => Some(StageRef {
+                    position,
+                    stage: *stage,
+                    from: from.clone(),
+                    to: to.clone(),
+                }),
+                Item::Step { .. } => None,
+            })
+            .collect(),
+    );
     for (position, item) in schedule.items.iter().enumerate() {
         if !Schedule::is_selected(item) {
             continue;
@@ -194,37 +349,83 @@ fn trials(
         let state = Arc::clone(state);
         let shared = shared.clone();
         let progress = progress.clone();
+        let stages = Arc::clone(&stages);
         match item.clone() {
-            Item::Upgrade { from, to, .. } => {
-                out.push(Trial::test(name.clone(), move || {
+            Item::Upgrade {
+                from, to, stage, ..
+            } => {
+                let this = StageRef {
+                    position,
+                    stage,
+                    from: from.clone(),
+                    to: to.clone(),
+                };
+                out.push(Trial::ignorable_test(name.clone(), move || {
                     let started = Instant::now();
-                    let title = format!("upgrade Istio in place from {from} to {to}");
+                    let title = stage.title(&from, &to);
                     progress.step_started(&name, &title);
                     let mut state = lock(&state);
-                    let mut log = Vec::new();
-                    let result = do_upgrade(&mut state, &shared, &progress, &from, &to, &mut log);
-                    let status = match &result {
-                        Ok(()) => StepStatus::Passed,
-                        Err(e) => StepStatus::Errored { message: e.clone() },
+                    let mut setup_log = Vec::new();
+                    let result = match stages_before(
+                        &mut state,
+                        &shared,
+                        &progress,
+                        &stages,
+                        position,
+                        &mut setup_log,
+                    ) {
+                        Ok(()) => {
+                            let mut result = carry_out(&mut state, &shared, &progress, &this, true);
+                            setup_log.append(&mut result.log);
+                            result.log = setup_log;
+                            result
+                        }
+                        Err(blocked) => {
+                            state
+                                .stages
+                                .insert(position, UpgradeState::Failed(blocked.reason.clone()));
+                            let status = if blocked.here {
+                                StepStatus::Errored {
+                                    message: format!("(setup) {}", blocked.reason),
+                                }
+                            } else {
+                                StepStatus::Ignored {
+                                    reason: blocked.reason,
+                                }
+                            };
+                            StageResult {
+                                status,
+                                log: setup_log,
+                                expectations: Vec::new(),
+                                diagnostics: None,
+                                timing: Timing::default(),
+                            }
+                        }
                     };
-                    progress.step_finished(&name, verdict_word(&status), started.elapsed());
+                    let istio_version = if matches!(result.status, StepStatus::Ignored { .. }) {
+                        None
+                    } else {
+                        state.world.istio_version()
+                    };
+                    progress.step_finished(&name, verdict_word(&result.status), started.elapsed());
+                    let status = result.status.clone();
                     lock(&shared.record).push_step(
-                        "upgrade",
+                        schedule::UPGRADE_SUITE,
                         StepRecord {
-                            suite: "upgrade".into(),
-                            slug: format!("{from}-to-{to}"),
+                            suite: schedule::UPGRADE_SUITE.into(),
+                            slug: stage.slug(&from, &to),
                             title,
                             outcome: None,
-                            status: status.clone(),
+                            status: result.status,
                             duration: started.elapsed(),
-                            log,
-                            expectations: Vec::new(),
-                            diagnostics: None,
-                            istio_version: None,
-                            timing: Timing::default(),
+                            log: result.log,
+                            expectations: result.expectations,
+                            diagnostics: result.diagnostics,
+                            istio_version,
+                            timing: result.timing,
                         },
                     );
-                    completion(&status).map(|_| ())
+                    completion(&status)
                 }));
             }
             Item::Step {
@@ -234,33 +435,44 @@ fn trials(
                 let is_last = schedule.last_of_suite(position);
                 let prerequisites = schedule.prerequisites(position);
                 let version = schedule.passes[pass].version.clone();
-                let upgrade = schedule.items.iter().find_map(|i| match i {
-                    Item::Upgrade { from, to, .. } if pass == 1 => Some((from.clone(), to.clone())),
-                    _ => None,
-                });
                 out.push(Trial::ignorable_test(name.clone(), move || {
                     let step = &suite.steps[index];
                     let mut state = lock(&state);
                     let mut setup_log = Vec::new();
-                    let blocker = match (state.blocked.get(&label), &upgrade) {
-                        (Some(blocker), _) => Some(format!("{blocker} did not pass")),
-                        (None, Some((from, to))) => {
-                            let here = matches!(state.upgrade, UpgradeState::NotYet);
-                            match do_upgrade(&mut state, &shared, &progress, from, to, &mut setup_log) {
-                                Ok(()) => {
-                                    if here {
-                                        setup_log.insert(0, format!("(setup) upgraded Istio from {from} to {to} before this step"));
-                                    }
-                                    None
-                                }
-                                Err(e) => Some(format!("the upgrade to {to} did not pass: {e}")),
-                            }
-                        }
-                        (None, None) => None,
+                    let upgrade = if let Some(blocker) = state.blocked.get(&label) {
+                        Err(Blocked {
+                            reason: format!("{blocker} did not pass"),
+                            here: false,
+                        })
+                    } else {
+                        stages_before(&mut state, &shared, &progress, &stages, position, &mut setup_log)
                     };
-                    let record = match blocker {
-                        Some(reason) => StepRecord::without_run(&label, step, StepStatus::Ignored { reason }),
-                        None => {
+                    let record = match upgrade {
+                        Err(Blocked { reason, here: false }) => {
+                            StepRecord::without_run(&label, step, StepStatus::Ignored { reason })
+                        }
+                        Err(Blocked { reason, here: true }) => {
+                            // Its setup (the upgrade) failed here: an error of this step,
+                            // never a verdict on the version it belongs to.
+                            progress.step_started(&name, &step.title);
+                            let runs = state.world.istio_version();
+                            let message = match &runs {
+                                Some(runs) if runs != &version => format!(
+                                    "this step belongs to the pass on Istio {version}, but istiod runs {runs}; not judged: its setup failed: {reason}"
+                                ),
+                                _ => format!("its setup failed: {reason}; not judged"),
+                            };
+                            let mut record = StepRecord::without_run(
+                                &label,
+                                step,
+                                StepStatus::Errored { message },
+                            );
+                            record.istio_version = runs;
+                            record.log = setup_log;
+                            progress.step_finished(&name, verdict_word(&record.status), record.duration);
+                            record
+                        }
+                        Ok(()) => {
                             *lock(&shared.current) = Some((label.clone(), step.slug()));
                             progress.step_started(&name, &step.title);
                             let mut record = step::execute(
@@ -311,10 +523,25 @@ pub fn run(
     keep: bool,
 ) -> Conclusion {
     let args = libtest_arguments(args);
+    let canary = match &schedule.canary {
+        Some(suite) => match canary::CanaryPlan::new(suite) {
+            Ok(plan) => Some((Arc::clone(suite), plan)),
+            Err(e) => {
+                lock(&shared.record).setup_failures.push(SetupFailure {
+                    phase: "setup::canary".into(),
+                    message: e,
+                });
+                None
+            }
+        },
+        None => None,
+    };
     let state = Arc::new(Mutex::new(RunState {
         world,
         blocked: HashMap::new(),
-        upgrade: UpgradeState::NotYet,
+        stages: HashMap::new(),
+        canary,
+        keep,
     }));
     let schedule = Arc::new(schedule);
     let all = trials(&schedule, &state, shared, progress, keep);

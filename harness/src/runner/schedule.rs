@@ -7,7 +7,12 @@
 //! `mesh::01` selects `mesh@A::01-…` and `mesh@B::01-…`. A selected step has the
 //! actions of the earlier steps of its suite (in the same pass) carried out first; a
 //! selected step of the second pass has the upgrade carried out first.
+//!
+//! The upgrade between the passes is one trial in place (`upgrade::A-to-B`) and two as a
+//! canary (`upgrade::canary-mixed`, then `upgrade::canary-complete`); a selected stage
+//! has the stages before it carried out first, as setup.
 
+use crate::cli::UpgradeMode;
 use crate::suite::Suite;
 use std::sync::Arc;
 
@@ -79,26 +84,81 @@ pub enum Item {
     Upgrade {
         from: String,
         to: String,
+        stage: Stage,
         selected: bool,
     },
 }
+
+/// One trial of the upgrade between the passes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    /// `istioctl upgrade` in place, the app restarted, every proxy on the new version.
+    InPlace,
+    /// Canary: the new version as a revision beside the old one, part of the app moved
+    /// to it, mTLS judged across the revisions under STRICT.
+    CanaryMixed,
+    /// Canary: the rest moved (the ingress gateway last), the old revision removed.
+    CanaryComplete,
+}
+
+impl Stage {
+    /// The stages of an upgrade in `mode`, in order.
+    pub fn all(mode: UpgradeMode) -> &'static [Stage] {
+        match mode {
+            UpgradeMode::InPlace => &[Stage::InPlace],
+            UpgradeMode::Canary => &[Stage::CanaryMixed, Stage::CanaryComplete],
+        }
+    }
+
+    /// The test case name in the `upgrade` testsuite.
+    pub fn slug(self, from: &str, to: &str) -> String {
+        match self {
+            Stage::InPlace => format!("{from}-to-{to}"),
+            Stage::CanaryMixed => "canary-mixed".into(),
+            Stage::CanaryComplete => "canary-complete".into(),
+        }
+    }
+
+    pub fn title(self, from: &str, to: &str) -> String {
+        match self {
+            Stage::InPlace => format!("upgrade Istio in place from {from} to {to}"),
+            Stage::CanaryMixed => format!(
+                "canary upgrade from {from} to {to}: {to} as a revision beside {from}, part of the app moved to it, mTLS across the revisions under STRICT"
+            ),
+            Stage::CanaryComplete => format!(
+                "canary upgrade from {from} to {to}: the rest of the app and the ingress gateway moved to {to}, the {from} control plane removed"
+            ),
+        }
+    }
+}
+
+/// The suite (in the JUnit file) the upgrade's trials belong to.
+pub const UPGRADE_SUITE: &str = "upgrade";
 
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub passes: Vec<Pass>,
     pub items: Vec<Item>,
+    /// The steps the canary stages carry out and judge (`canary-upgrade/suite.yaml`),
+    /// in a canary upgrade run.
+    pub canary: Option<Arc<Suite>>,
 }
 
 pub fn upgrade_name(from: &str, to: &str) -> String {
-    format!("upgrade::{from}-to-{to}")
+    stage_name(Stage::InPlace, from, to)
+}
+
+/// `upgrade::1.30.5-to-1.31.2`, `upgrade::canary-mixed`.
+pub fn stage_name(stage: Stage, from: &str, to: &str) -> String {
+    format!("{UPGRADE_SUITE}::{}", stage.slug(from, to))
 }
 
 impl Schedule {
-    /// `version`: the Istio version of a single-pass run; `upgrade`: (from, to).
+    /// `version`: the Istio version of a single-pass run; `upgrade`: (from, to, mode).
     pub fn new(
         suites: &[Arc<Suite>],
         version: &str,
-        upgrade: Option<(&str, &str)>,
+        upgrade: Option<(&str, &str, UpgradeMode)>,
         selection: &Selection,
     ) -> Schedule {
         let passes = match upgrade {
@@ -106,7 +166,7 @@ impl Schedule {
                 suffix: String::new(),
                 version: version.to_string(),
             }],
-            Some((from, to)) => vec![
+            Some((from, to, _)) => vec![
                 Pass {
                     suffix: format!("@{from}"),
                     version: from.to_string(),
@@ -120,14 +180,17 @@ impl Schedule {
         let mut items = Vec::new();
         for (p, pass) in passes.iter().enumerate() {
             if p == 1
-                && let Some((from, to)) = upgrade
+                && let Some((from, to, mode)) = upgrade
             {
-                let name = upgrade_name(from, to);
-                items.push(Item::Upgrade {
-                    from: from.to_string(),
-                    to: to.to_string(),
-                    selected: selection.selects(&[&name]),
-                });
+                for &stage in Stage::all(mode) {
+                    let name = stage_name(stage, from, to);
+                    items.push(Item::Upgrade {
+                        from: from.to_string(),
+                        to: to.to_string(),
+                        stage,
+                        selected: selection.selects(&[&name]),
+                    });
+                }
             }
             for suite in suites {
                 for (index, step) in suite.steps.iter().enumerate() {
@@ -142,7 +205,11 @@ impl Schedule {
                 }
             }
         }
-        Schedule { passes, items }
+        Schedule {
+            passes,
+            items,
+            canary: None,
+        }
     }
 
     /// The suites of the schedule, each once, in order.
@@ -172,7 +239,9 @@ impl Schedule {
                 self.label(*pass, suite),
                 suite.steps[*index].slug()
             ),
-            Item::Upgrade { from, to, .. } => upgrade_name(from, to),
+            Item::Upgrade {
+                from, to, stage, ..
+            } => stage_name(*stage, from, to),
         }
     }
 
@@ -189,22 +258,31 @@ impl Schedule {
             .any(|i| matches!(i, Item::Step { selected: true, .. }))
     }
 
-    /// The upgrade runs when it is selected or when a step after it is.
+    /// The upgrade runs when one of its stages is selected or a step after it is.
     pub fn runs_upgrade(&self) -> bool {
-        let mut after = false;
-        for item in &self.items {
-            match item {
-                Item::Upgrade { selected, .. } => {
-                    if *selected {
-                        return true;
-                    }
-                    after = true;
-                }
-                Item::Step { selected: true, .. } if after => return true,
-                _ => {}
-            }
-        }
-        false
+        self.items
+            .iter()
+            .position(|i| matches!(i, Item::Upgrade { .. }))
+            .is_some_and(|first| self.runs_stage(first))
+    }
+
+    /// Whether the upgrade stage at `position` runs: it is selected, or something after
+    /// it is (a later stage, or a step of the second pass), which needs it as setup.
+    pub fn runs_stage(&self, position: usize) -> bool {
+        matches!(self.items.get(position), Some(Item::Upgrade { .. }))
+            && self.items[position..].iter().any(Self::is_selected)
+    }
+
+    /// The upgrade stages in order, with their positions in `items`.
+    pub fn stages(&self) -> Vec<(usize, Stage)> {
+        self.items
+            .iter()
+            .enumerate()
+            .filter_map(|(p, i)| match i {
+                Item::Upgrade { stage, .. } => Some((p, *stage)),
+                Item::Step { .. } => None,
+            })
+            .collect()
     }
 
     /// The selected trials' names, in run order (what `--list` prints).

@@ -64,26 +64,7 @@ pub fn execute(
     }
     timing.actions = actions_started.elapsed();
     if status == StepStatus::Passed {
-        for expectation in &step.expect {
-            let judged = world.judge(suite, step, expectation);
-            let j = &judged.judgement;
-            log.push(format!(
-                "expect: {} → {}: {}",
-                judged.description,
-                j.verdict.mark(),
-                j.evidence.summary
-            ));
-            timing.add(&j.evidence.timing);
-            let message = format!("{}: {}", judged.description, j.evidence.summary);
-            let verdict = j.verdict;
-            expectations.push(judged);
-            match verdict {
-                Verdict::Passed => continue,
-                Verdict::Failed => status = StepStatus::Failed { message },
-                Verdict::Errored => status = StepStatus::Errored { message },
-            }
-            break;
-        }
+        status = judge_all(world, suite, step, &mut log, &mut timing, &mut expectations);
     }
     let diagnostics = if status == StepStatus::Passed {
         None
@@ -108,6 +89,38 @@ pub fn execute(
         istio_version,
         timing,
     }
+}
+
+/// Judges the step's expectations in order, stopping at the first that does not pass;
+/// each goes into `expectations` (and a line into `log`). The status says how it ended.
+pub fn judge_all(
+    world: &mut dyn World,
+    suite: &Suite,
+    step: &crate::suite::Step,
+    log: &mut Vec<String>,
+    timing: &mut Timing,
+    expectations: &mut Vec<crate::verdict::Judged>,
+) -> StepStatus {
+    for expectation in &step.expect {
+        let judged = world.judge(suite, step, expectation);
+        let j = &judged.judgement;
+        log.push(format!(
+            "expect: {} → {}: {}",
+            judged.description,
+            j.verdict.mark(),
+            j.evidence.summary
+        ));
+        timing.add(&j.evidence.timing);
+        let message = format!("{}: {}", judged.description, j.evidence.summary);
+        let verdict = j.verdict;
+        expectations.push(judged);
+        match verdict {
+            Verdict::Passed => continue,
+            Verdict::Failed => return StepStatus::Failed { message },
+            Verdict::Errored => return StepStatus::Errored { message },
+        }
+    }
+    StepStatus::Passed
 }
 
 /// The suite's teardown actions, all of them even when one fails; the first error is

@@ -106,6 +106,19 @@ pub trait World: Send {
     /// Upgrades Istio in place to `version`, restarts the app so it gets the new
     /// proxies, and checks that the data plane runs `version`.
     fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError>;
+    /// Carries out one change of a canary upgrade (from `--upgrade-from` to
+    /// `--istio-version`, see `runner::canary`); the log gets a line per thing done.
+    fn canary(
+        &mut self,
+        op: &super::canary::CanaryOp,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError> {
+        let _ = log;
+        Err(EnvError::new(
+            Phase::Upgrade,
+            format!("this world cannot carry out a canary upgrade ({op})"),
+        ))
+    }
     /// Collects a diagnostics bundle for a step that did not pass; `label` is the suite
     /// as the report names it (with the pass of an upgrade run, e.g. `mesh@1.30.5`).
     fn diagnostics(&mut self, suite: &Suite, step: &Step, label: &str) -> Option<PathBuf>;

@@ -80,6 +80,20 @@ pub fn load(source: &SuiteSource) -> Result<Catalog, SuiteError> {
     Ok(Catalog { suites })
 }
 
+/// Loads and validates `<name>/suite.yaml` of the source, a suite the index does not
+/// list (the canary upgrade's phases, `canary-upgrade`).
+pub fn load_one(source: &SuiteSource, name: &str) -> Result<Suite, SuiteError> {
+    let suite_path = PathBuf::from(name).join("suite.yaml");
+    let text = source.get(&suite_path).ok_or_else(|| SuiteError {
+        file: source.display(&suite_path),
+        line: 1,
+        column: 1,
+        message: format!("missing: the suites folder has no `{name}` (needed by this run)"),
+    })?;
+    let file: SuiteFile = parse(source, &suite_path, text)?;
+    validate_suite(source, name, &suite_path, file)
+}
+
 fn parse<T: serde::de::DeserializeOwned>(
     source: &SuiteSource,
     path: &Path,

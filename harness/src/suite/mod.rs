@@ -12,7 +12,7 @@ pub mod validation;
 
 pub use crate::action::Action;
 pub use crate::expect::Expectation;
-pub use load::{SuiteError, load};
+pub use load::{SuiteError, load, load_one};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! side (provisioning, the apply engine, port-forwards, diagnostics) with the actions
 //! and expectations; it decides nothing itself.
 
+pub mod canary;
 mod fresh;
 mod upgrade;
 
@@ -230,6 +231,27 @@ impl World for ClusterWorld {
         let _wait = progress.wait(&format!("upgrading Istio to {version}"));
         runtime.block_on(upgrade::upgrade(live, &config, version, log))?;
         lock(&self.properties).istio_version = format!("{} → {version}", config.install_version());
+        Ok(())
+    }
+
+    fn canary(
+        &mut self,
+        op: &crate::runner::canary::CanaryOp,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError> {
+        let config = self.config.clone();
+        let progress = self.progress.clone();
+        let runtime = self.runtime.clone();
+        let live = self.live()?;
+        let _wait = progress.wait(&format!("canary upgrade: {op}"));
+        runtime.block_on(canary::carry_out(live, &config, op, log))?;
+        if *op == crate::runner::canary::CanaryOp::RemoveOld {
+            lock(&self.properties).istio_version = format!(
+                "{} → {} (canary)",
+                config.install_version(),
+                config.istio_version
+            );
+        }
         Ok(())
     }
 

@@ -56,7 +56,10 @@ pub async fn upgrade(
         other => {
             return Err(EnvError::new(
                 Phase::Upgrade,
-                format!("istiod runs {other:?} after the upgrade, expected {version}"),
+                format!(
+                    "after `istioctl upgrade` istiod runs {}, not {version}: istioctl reported success but the control plane did not change; check which istioctl ran (PATH, or the release archive) or upgrade by hand and rerun",
+                    other.as_deref().unwrap_or("nothing")
+                ),
             ));
         }
     }

@@ -163,6 +163,30 @@ pub fn trial_needing(
     })
 }
 
+/// A test that needs several programs: ignored with the first missing one's reason
+/// (failed under HARNESS_REQUIRE_ALL_TESTS); `test` gets their paths in order.
+pub fn trial_needing_each(
+    test_name: &'static str,
+    programs: &'static [(&'static str, &'static str)],
+    test: impl FnOnce(Vec<std::path::PathBuf>) + Send + 'static,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::ignorable_test(test_name, move || {
+        let mut paths = Vec::new();
+        for (name, install) in programs {
+            let Some(path) = find_binary(name) else {
+                let why = format!("`{name}` is not installed ({install})");
+                if require_all() {
+                    return Err(format!("{why} and HARNESS_REQUIRE_ALL_TESTS is set").into());
+                }
+                return Ok(libtest_mimic::Completion::ignored_with(why));
+            };
+            paths.push(path);
+        }
+        test(paths);
+        Ok(libtest_mimic::Completion::Completed)
+    })
+}
+
 /// A plain test in a `harness = false` test binary.
 pub fn trial(
     test_name: &'static str,

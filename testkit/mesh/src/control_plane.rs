@@ -29,15 +29,29 @@ fn merge(a: Value, b: &Value) -> Value {
     a
 }
 
-fn istiod(version: &str) -> Vec<Value> {
+/// istiod of `revision` (`default`: the install without `--set revision`, Deployment
+/// `istiod` selecting `istio: pilot`; else `istiod-<revision>` selecting `app: istiod`
+/// and `istio.io/rev`, chart `templates/deployment.yaml`).
+pub(crate) fn istiod(version: &str, revision: &str) -> Vec<Value> {
+    let default = revision == "default";
+    let name = if default {
+        "istiod".to_string()
+    } else {
+        format!("istiod-{revision}")
+    };
+    let selector = if default {
+        json!({"istio": "pilot"})
+    } else {
+        json!({"app": "istiod", "istio.io/rev": revision})
+    };
     let labels = merge(
-        json!({"app": "istiod", "istio.io/rev": "default", "install.operator.istio.io/owning-resource": "unknown",
+        json!({"app": "istiod", "istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
                "operator.istio.io/component": "Pilot", "istio": "pilot", "release": "istio",
                "app.kubernetes.io/name": "istiod"}),
         &istio_labels(version),
     );
     let pod_labels = merge(
-        json!({"app": "istiod", "istio.io/rev": "default", "install.operator.istio.io/owning-resource": "unknown",
+        json!({"app": "istiod", "istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
                "sidecar.istio.io/inject": "false", "operator.istio.io/component": "Pilot", "istio": "pilot",
                "istio.io/dataplane-mode": "none", "app.kubernetes.io/name": "istiod"}),
         &istio_labels(version),
@@ -45,11 +59,11 @@ fn istiod(version: &str) -> Vec<Value> {
     vec![
         json!({
             "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "istiod", "namespace": NS, "labels": labels},
+            "metadata": {"name": name, "namespace": NS, "labels": labels},
             "spec": {
                 "replicas": 1,
                 "strategy": {"rollingUpdate": {"maxSurge": "100%", "maxUnavailable": "25%"}},
-                "selector": {"matchLabels": {"istio": "pilot"}},
+                "selector": {"matchLabels": selector},
                 "template": {
                     "metadata": {"labels": pod_labels,
                                  "annotations": {"prometheus.io/port": "15014", "prometheus.io/scrape": "true",
@@ -70,7 +84,7 @@ fn istiod(version: &str) -> Vec<Value> {
                             ],
                             "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080},
                                                "initialDelaySeconds": 1, "periodSeconds": 3, "timeoutSeconds": 5},
-                            "env": [{"name": "REVISION", "value": "default"},
+                            "env": [{"name": "REVISION", "value": revision},
                                     {"name": "PILOT_CERT_PROVIDER", "value": "istiod"}]
                         }]
                     }
@@ -79,8 +93,8 @@ fn istiod(version: &str) -> Vec<Value> {
         }),
         json!({
             "apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": "istiod", "namespace": NS,
-                         "labels": merge(json!({"istio.io/rev": "default", "install.operator.istio.io/owning-resource": "unknown",
+            "metadata": {"name": name, "namespace": NS,
+                         "labels": merge(json!({"istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
                                                 "operator.istio.io/component": "Pilot", "app": "istiod", "istio": "pilot",
                                                 "release": "istio", "app.kubernetes.io/name": "istiod"}), &istio_labels(version))},
             "spec": {
@@ -90,7 +104,7 @@ fn istiod(version: &str) -> Vec<Value> {
                     {"port": 443, "name": "https-webhook", "targetPort": 15017, "protocol": "TCP"},
                     {"port": 15014, "name": "http-monitoring", "protocol": "TCP"}
                 ],
-                "selector": {"app": "istiod", "istio": "pilot"}
+                "selector": if default { json!({"app": "istiod", "istio": "pilot"}) } else { json!({"app": "istiod", "istio.io/rev": revision}) }
             }
         }),
     ]
@@ -242,7 +256,7 @@ pub(crate) fn objects(version: &str) -> Vec<Value> {
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}}
     })];
-    out.extend(istiod(version));
+    out.extend(istiod(version, "default"));
     out.extend(ingress_gateway(version));
     out.extend(prometheus());
     out

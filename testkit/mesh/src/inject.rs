@@ -6,7 +6,11 @@
 //! neither, a pod label `sidecar.istio.io/inject=true` (default revision) or
 //! `istio.io/rev=<rev>`. Every webhook skips pods labelled `sidecar.istio.io/inject=false`.
 //! A revision exists when an istiod Deployment carries `istio.io/rev: <rev>` (the default
-//! install: `default`).
+//! install: `default`). A revision tag (`istioctl tag set <tag> --revision <rev>`: a
+//! MutatingWebhookConfiguration labelled `istio.io/tag: <tag>`, `istio.io/rev: <rev>`)
+//! makes `<tag>` select `<rev>`; the tag `default` also takes over what the
+//! un-revisioned install answered (`istioctl` deactivates its webhooks:
+//! istioctl/pkg/tag/util.go `DeactivateIstioInjectionWebhook`).
 //!
 //! Whether to inject (pkg/kube/inject/inject.go `injectRequired`, policy `enabled`):
 //! host-network pods and kube-system/kube-public/kube-node-lease/local-path-storage
@@ -91,6 +95,20 @@ pub(crate) fn inject_required(pod: &Value, namespace: &str) -> bool {
     !matches!(selector.as_deref(), Some("false"))
 }
 
+/// The revision a webhook selector value names: a revision tag's target, else itself.
+pub(crate) fn resolve_tag(world: &World, revision: &str) -> String {
+    world
+        .webhooks
+        .iter()
+        .find_map(|w| {
+            let l = labels(w);
+            (l.get("istio.io/tag").map(String::as_str) == Some(revision))
+                .then(|| l.get("istio.io/rev").cloned())
+                .flatten()
+        })
+        .unwrap_or_else(|| revision.to_string())
+}
+
 /// (hub, tag) of the istiod Deployment serving `revision`.
 pub(crate) fn istiod_image(world: &World, revision: &str) -> Option<(String, String)> {
     world.deployments.iter().find_map(|d| {
@@ -129,6 +147,7 @@ pub(crate) fn inject(
     let Some(revision) = webhook_revision(&labels(namespace), &pod_labels) else {
         return Decision::NoWebhook;
     };
+    let revision = resolve_tag(world, &revision);
     let Some((hub, tag)) = istiod_image(world, &revision) else {
         return Decision::NoWebhook;
     };
@@ -522,6 +541,25 @@ mod tests {
             webhook_revision(&l(&[]), &l(&[("istio.io/rev", "canary")])),
             Some("canary".into())
         );
+    }
+
+    #[test]
+    fn a_default_tag_takes_over_what_the_default_revision_answered() {
+        let mut world = World::empty();
+        world.deployments = crate::control_plane::istiod("1.30.3", "default")
+            .into_iter()
+            .chain(crate::control_plane::istiod("1.31.2", "1-31-2"))
+            .filter(|o| o["kind"] == "Deployment")
+            .collect();
+        let version = |w: &World, rev: &str| istiod_image(w, &resolve_tag(w, rev)).map(|i| i.1);
+        assert_eq!(version(&world, "default").as_deref(), Some("1.30.3"));
+        assert_eq!(version(&world, "1-31-2").as_deref(), Some("1.31.2"));
+        world
+            .webhooks
+            .push(json!({"metadata": {"name": "istio-revision-tag-default",
+            "labels": {"istio.io/tag": "default", "istio.io/rev": "1-31-2"}}}));
+        assert_eq!(version(&world, "default").as_deref(), Some("1.31.2"));
+        assert_eq!(resolve_tag(&world, "1-31-2"), "1-31-2");
     }
 
     #[test]

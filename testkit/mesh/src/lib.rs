@@ -385,6 +385,12 @@ impl Mesh {
         control_plane::objects(version)
     }
 
+    /// istiod of `revision` at `version` (Deployment and Service), as `istioctl install
+    /// --set revision=<revision>` leaves it beside the running control plane.
+    pub fn istiod_revision(version: &str, revision: &str) -> Vec<Value> {
+        control_plane::istiod(version, revision)
+    }
+
     /// Where the Prometheus pod's port 9090 leads.
     pub fn set_prometheus(&self, address: SocketAddr) {
         *self

@@ -19,6 +19,8 @@ pub(crate) struct World {
     pub services: Vec<Service>,
     pub slices: Vec<EndpointSlice>,
     pub deployments: Vec<Value>,
+    /// MutatingWebhookConfigurations: revision tags (`istioctl tag set`) among them.
+    pub webhooks: Vec<Value>,
     pub secrets: Vec<Secret>,
     pub peer_authentications: Vec<PeerAuthentication>,
     pub destination_rules: Vec<DestinationRule>,
@@ -34,6 +36,7 @@ impl World {
             services: vec![],
             slices: vec![],
             deployments: vec![],
+            webhooks: vec![],
             secrets: vec![],
             peer_authentications: vec![],
             destination_rules: vec![],
@@ -61,6 +64,10 @@ impl World {
                 .filter_map(EndpointSlice::parse)
                 .collect(),
             deployments: list("apps", "Deployment"),
+            webhooks: list(
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+            ),
             secrets: list("", "Secret").iter().map(Secret::parse).collect(),
             peer_authentications: by_age(list("security.istio.io", "PeerAuthentication"))
                 .iter()
