@@ -515,6 +515,19 @@ fn canary_sequence_passes(prometheus: &Path) {
                 "{name}"
             );
         }
+        // The cluster, kept, serves a plain run on the new version: setup finds the
+        // revisioned control plane (there is no `istiod` any more) and waits for it.
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _reports) = run_harness(
+            &stand_in,
+            &["--suite", "ingress", "--suites-dir", &suites_dir],
+        )
+        .await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
     });
 }
 

@@ -290,12 +290,19 @@ pub async fn setup(
     set(properties, |p| p.istio_version = requested.clone());
     {
         let _wait = progress.wait("waiting for istiod, the ingress gateway and Prometheus");
-        let istiod = rollout::wait(
-            &client,
-            istio::ISTIO_NAMESPACE,
-            istio::ISTIOD,
-            READY_DEADLINE,
-        );
+        // Every control plane: a cluster kept after a canary run has only `istiod-<rev>`.
+        let istiod = async {
+            let names = match istio::control_planes(&client).await {
+                Ok(planes) if !planes.is_empty() => {
+                    planes.into_iter().map(|p| p.deployment).collect()
+                }
+                _ => vec![istio::ISTIOD.to_string()],
+            };
+            for name in names {
+                rollout::wait(&client, istio::ISTIO_NAMESPACE, &name, READY_DEADLINE).await?;
+            }
+            Ok::<(), String>(())
+        };
         let gateway = rollout::wait(
             &client,
             &config.ingress_namespace,
