@@ -147,6 +147,25 @@ async fn flows_passes_on_sentences_and_fails_on_anything_else() {
             j.evidence.summary
         );
     }
+
+    // Half the answers pasted: the evidence names what broke the runs even when the
+    // last answer was a good sentence.
+    let half = serve(|_, n| {
+        if n % 2 == 0 {
+            Reply::text(200, "no healthy upstream is 42 years")
+        } else {
+            Reply::text(200, "Peter is 42 years")
+        }
+    })
+    .await;
+    let j = flows(&probe(half.addr), 10, &[], Duration::from_secs(1)).await;
+    assert_eq!(j.verdict, Verdict::Failed, "{}", j.evidence.summary);
+    let summary = &j.evidence.summary;
+    assert!(
+        summary.contains("saw at most 1 in a row")
+            && summary.contains("http-200 (200: no healthy upstream is 42 years)"),
+        "{summary}"
+    );
 }
 
 #[tokio::test]

@@ -279,12 +279,21 @@ pub async fn flows<P: Probe>(
         )
     } else {
         format!(
-            "expected {k} consecutive sentences, saw at most {} in a row; classes: {}; {} requests over {}; last: {}",
+            "expected {k} consecutive sentences, saw at most {} in a row; classes: {}; {} requests over {}; last: {}{}",
             tally.longest_run,
             tally.classes(),
             tally.sent,
             secs(started.elapsed()),
-            last(&tally)
+            last(&tally),
+            match &tally.last_not_ok {
+                Some(o)
+                    if tally
+                        .last
+                        .as_ref()
+                        .is_some_and(|l| l.class == ResultClass::Ok) =>
+                    format!("; last not a sentence: {}", o.short()),
+                _ => String::new(),
+            }
         )
     };
     did_not_hold(&tally, started, &probe.target(), summary)

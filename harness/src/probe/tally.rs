@@ -15,6 +15,8 @@ pub struct Tally {
     pub errors_by_origin: BTreeMap<(u16, Origin), u32>,
     pub first: Option<Observation>,
     pub last: Option<Observation>,
+    /// The last answer that was not a sentence: what broke the runs of `flows`.
+    pub last_not_ok: Option<Observation>,
     pub reached: u32,
     /// Requests lost to the harness's own path (a failed port-forward), and the last cause.
     pub not_reached: u32,
@@ -49,6 +51,9 @@ impl Tally {
         }
         if self.first.is_none() {
             self.first = Some(obs.clone());
+        }
+        if obs.class != ResultClass::Ok {
+            self.last_not_ok = Some(obs.clone());
         }
         self.last = Some(obs.clone());
     }
