@@ -94,7 +94,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
             .count()
     );
     let _ = writeln!(text, "{provisioning}");
-    let mut total = Duration::ZERO;
+    let mut totals = Totals::new(config);
     let mut folder_index = 0usize;
     let mut variables_by_suite: BTreeMap<String, Variables> = BTreeMap::new();
     let mut current_pass = usize::MAX;
@@ -182,7 +182,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                         variables,
                                         &folder,
                                         &pki_dir,
-                                        &mut total,
+                                        &mut totals.deadlines,
                                     )?);
                                 }
                                 Op::Cluster(op) => {
@@ -190,7 +190,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                     for command in crate::world::canary::commands(op, config) {
                                         let _ = writeln!(text, "    do:     {command}");
                                     }
-                                    total += crate::deadlines::ISTIOCTL;
+                                    totals.deadlines += crate::deadlines::ISTIOCTL;
                                 }
                                 Op::Judge(index) => {
                                     let step = &suite.steps[*index];
@@ -206,17 +206,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                         }
                                     );
                                     if *selected {
-                                        let mut expectations = Duration::ZERO;
-                                        for expectation in &step.expect {
-                                            expectations += expectation.deadline();
-                                            let _ = writeln!(text, "    expect: {expectation}");
-                                        }
-                                        total += expectations;
-                                        let _ = writeln!(
-                                            text,
-                                            "    deadline: {} for all expectations",
-                                            human(expectations)
-                                        );
+                                        plan_expectations(&mut text, step, &mut totals);
                                     }
                                 }
                                 Op::Teardown => {
@@ -232,7 +222,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                         variables,
                                         &folder,
                                         &pki_dir,
-                                        &mut total,
+                                        &mut totals.deadlines,
                                     )?);
                                 }
                             }
@@ -292,20 +282,10 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                     variables,
                     &folder,
                     &pki_dir,
-                    &mut total,
+                    &mut totals.deadlines,
                 )?);
                 if role == Role::Judged {
-                    let mut expectations = Duration::ZERO;
-                    for expectation in &step.expect {
-                        expectations += expectation.deadline();
-                        let _ = writeln!(text, "    expect: {expectation}");
-                    }
-                    total += expectations;
-                    let _ = writeln!(
-                        text,
-                        "    deadline: {} for all expectations",
-                        human(expectations)
-                    );
+                    plan_expectations(&mut text, step, &mut totals);
                 }
                 if schedule.last_of_suite(position) && role == Role::Judged {
                     let _ = writeln!(text, "  {label}::teardown: unless --keep");
@@ -318,7 +298,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                         variables,
                         &folder,
                         &pki_dir,
-                        &mut total,
+                        &mut totals.deadlines,
                     )?);
                 }
             }
@@ -327,8 +307,9 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
     let _ = writeln!(
         text,
         "Deadlines add up to {} at most (actions and expectations; provisioning not included)",
-        human(total)
+        human(totals.deadlines)
     );
+    let _ = writeln!(text, "{}", totals.lower_bound());
     let _ = writeln!(
         text,
         "Rendered manifests: {} under {}",
@@ -336,6 +317,83 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
         plan_dir.display()
     );
     Ok(Plan { text, written })
+}
+
+/// What the judged expectations add up to: their deadlines (the most a run can take)
+/// and the least they take even in a world that is already as expected.
+struct Totals {
+    deadlines: Duration,
+    windows: Duration,
+    telemetry_phases: u32,
+    least: Duration,
+    scrape: Duration,
+    scrape_note: String,
+}
+
+impl Totals {
+    fn new(config: &RunConfig) -> Totals {
+        let (scrape, scrape_note) = match &config.prometheus_url {
+            // Read back from that Prometheus at run time; unknown to a dry run.
+            Some(_) => (
+                Duration::from_secs(15),
+                "scrape interval of --prometheus-url unknown to a dry run: 15s assumed".into(),
+            ),
+            None => (
+                config.scrape_interval,
+                format!(
+                    "scrape interval {} (--scrape-interval)",
+                    human(config.scrape_interval)
+                ),
+            ),
+        };
+        Totals {
+            deadlines: Duration::ZERO,
+            windows: Duration::ZERO,
+            telemetry_phases: 0,
+            least: Duration::ZERO,
+            scrape,
+            scrape_note,
+        }
+    }
+
+    fn add(&mut self, expectation: &crate::suite::Expectation) {
+        self.deadlines += expectation.deadline();
+        let least = expectation.least_time(self.scrape);
+        self.least += least;
+        if matches!(
+            expectation,
+            crate::suite::Expectation::Mtls(_) | crate::suite::Expectation::Telemetry(_)
+        ) {
+            self.telemetry_phases += 1;
+        } else {
+            self.windows += least;
+        }
+    }
+
+    fn lower_bound(&self) -> String {
+        format!(
+            "Expected lower bound of the judged steps: {} (hold and fail windows {}, {} telemetry phase(s) × 3 scrapes; {}); provisioning, rollouts and the cluster's convergence come on top",
+            human(self.least),
+            human(self.windows),
+            self.telemetry_phases,
+            self.scrape_note
+        )
+    }
+}
+
+/// A judged step's expectations, each with its deadline, into the plan and the totals.
+fn plan_expectations(text: &mut String, step: &crate::suite::Step, totals: &mut Totals) {
+    let mut expectations = Duration::ZERO;
+    for expectation in &step.expect {
+        expectations += expectation.deadline();
+        totals.add(expectation);
+        let _ = writeln!(text, "    expect: {expectation}");
+    }
+    let _ = writeln!(
+        text,
+        "    deadline: {} for all expectations",
+        human(expectations)
+    );
 }
 
 fn plan_actions(

@@ -135,3 +135,54 @@ fn an_upgrade_run_installs_the_version_it_starts_from() {
     );
     assert!(!all.contains("--set tag=1.31.2"), "{all}");
 }
+
+/// The plan's whole text for `args`.
+fn plan(args: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args(["--dry-run", "--reports-dir", dir.path().to_str().unwrap()])
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .expect("the harness binary runs");
+    assert_eq!(out.status.code(), Some(0));
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// (lower bound, windows, telemetry phases) from the plan's lower-bound line.
+fn lower_bound(text: &str) -> (u64, u64, u64) {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("Expected lower bound of the judged steps: "))
+        .unwrap_or_else(|| panic!("no lower bound in:\n{text}"));
+    let secs = |s: &str| {
+        harness::suite::duration::HumanDuration::parse(s)
+            .unwrap_or_else(|e| panic!("{s}: {e}"))
+            .0
+            .as_secs()
+    };
+    let rest = line.trim_start_matches("Expected lower bound of the judged steps: ");
+    let (bound, rest) = rest.split_once(" (hold and fail windows ").unwrap();
+    let (windows, rest) = rest.split_once(", ").unwrap();
+    let phases = rest.split_once(' ').unwrap().0.parse().unwrap();
+    (secs(bound), secs(windows), phases)
+}
+
+#[test]
+fn the_lower_bound_adds_the_windows_and_three_scrapes_per_telemetry_phase() {
+    let (at_5s, windows, phases) = lower_bound(&plan(&[]));
+    assert!(
+        windows >= 30 && phases >= 5,
+        "O2's hold and O3's fail window, five telemetry phases"
+    );
+    assert_eq!(at_5s, windows + phases * 3 * 5);
+    let (at_15s, windows_15, phases_15) = lower_bound(&plan(&["--scrape-interval", "15s"]));
+    assert_eq!((windows_15, phases_15), (windows, phases));
+    assert_eq!(at_15s, windows + phases * 3 * 15);
+    // Only what is judged counts: the ingress suite has no windows and no telemetry.
+    assert_eq!(lower_bound(&plan(&["--suite", "ingress"])), (0, 0, 0));
+    // A Prometheus of the user's: its interval is unknown to a dry run.
+    let text = plan(&["--prometheus-url", "http://prometheus.example:9090"]);
+    assert!(text.contains("unknown to a dry run: 15s assumed"), "{text}");
+    assert_eq!(lower_bound(&text).0, windows + phases * 3 * 15);
+}

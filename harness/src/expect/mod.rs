@@ -90,6 +90,18 @@ impl Expectation {
         each!(self, e => e.deadline())
     }
 
+    /// The least time this expectation takes even in a world that is already as
+    /// expected: its windows, and for a telemetry phase one scrape before its traffic and
+    /// two after (`scrape` is Prometheus's interval). Waits for the cluster come on top.
+    pub fn least_time(&self, scrape: Duration) -> Duration {
+        match self {
+            Expectation::Holds(h) => h.window.0,
+            Expectation::Fails(f) => f.window.0,
+            Expectation::Mtls(_) | Expectation::Telemetry(_) => scrape * 3,
+            _ => Duration::ZERO,
+        }
+    }
+
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
         each!(self, e => e.judge(env).await)
     }

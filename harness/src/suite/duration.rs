@@ -54,13 +54,20 @@ impl HumanDuration {
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        if d.subsec_millis() != 0 || d.as_secs() == 0 {
-            write!(f, "{}ms", d.as_millis())
-        } else if d.as_secs().is_multiple_of(60) {
-            write!(f, "{}m", d.as_secs() / 60)
-        } else {
-            write!(f, "{}s", d.as_secs())
+        if d.subsec_millis() != 0 {
+            return write!(f, "{}ms", d.as_millis());
         }
+        let secs = d.as_secs();
+        if secs == 0 {
+            return f.write_str("0s");
+        }
+        let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+        for (value, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+            if value != 0 {
+                write!(f, "{value}{unit}")?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -103,9 +110,22 @@ mod tests {
     }
 
     #[test]
-    fn displays_in_the_shortest_exact_form() {
+    fn displays_in_an_exact_form_that_reads_back() {
         assert_eq!(HumanDuration(Duration::from_secs(120)).to_string(), "2m");
-        assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "90s");
+        assert_eq!(HumanDuration(Duration::from_secs(90)).to_string(), "1m30s");
+        assert_eq!(
+            HumanDuration(Duration::from_secs(5490)).to_string(),
+            "1h31m30s"
+        );
+        assert_eq!(HumanDuration(Duration::ZERO).to_string(), "0s");
+        for d in [90, 5490, 610, 3600, 7] {
+            let text = HumanDuration(Duration::from_secs(d)).to_string();
+            assert_eq!(
+                HumanDuration::parse(&text).unwrap().0.as_secs(),
+                d,
+                "{text} reads back"
+            );
+        }
         assert_eq!(
             HumanDuration(Duration::from_millis(1500)).to_string(),
             "1500ms"
