@@ -78,6 +78,26 @@ fn main() {
                 started.elapsed()
             );
         }),
+        with_prometheus(
+            "sidecars_never_injected_fail_o3_once_the_rollout_is_complete",
+            |p| {
+                let started = Instant::now();
+                // The fail-fast text: the wait ended because the pods are final, not
+                // at the sidecars deadline (30 s in these suites).
+                mutation(
+                    p,
+                    "mesh::03",
+                    Outcome::Failed("is complete, so its pods will not change"),
+                    |s| s.mesh.set_fault(Fault::InjectorDown),
+                );
+                eprintln!("reported after {:.1} s", started.elapsed().as_secs_f64());
+                assert!(
+                    started.elapsed() < Duration::from_secs(15),
+                    "{:?}",
+                    started.elapsed()
+                );
+            },
+        ),
         with_prometheus("a_refused_port_forward_is_an_error_never_a_reset", |p| {
             mutation(p, "mesh::03", Outcome::Errored("port-forward"), |s| {
                 s.break_forwards(8080, ForwardFault::Refused)

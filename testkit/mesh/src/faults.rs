@@ -16,6 +16,9 @@ pub enum Fault {
     BackendLocalReply { workload: String },
     /// The injector adds `sidecar.istio.io/status` but no container.
     InjectorAnnotatesOnly,
+    /// The injection webhook is never called (removed, or `failurePolicy: Ignore` with
+    /// istiod unreachable): pods are created as their template says, without a proxy.
+    InjectorDown,
     /// This share (0..=1) of requests on the edge `from → to` (workload names) goes
     /// plaintext from the caller's proxy and is accepted even under STRICT (an Istio bug).
     PlaintextShare {
@@ -90,6 +93,10 @@ impl Faults {
 
     pub fn injector_annotates_only(&self) -> bool {
         self.any(|f| matches!(f, Fault::InjectorAnnotatesOnly))
+    }
+
+    pub fn injector_down(&self) -> bool {
+        self.any(|f| matches!(f, Fault::InjectorDown))
     }
 
     pub fn strict_not_enforced(&self) -> bool {

@@ -334,6 +334,9 @@ impl Mesh {
     /// created) given its Namespace object. Reads istiod Deployments from the latest
     /// snapshot (at most `poll_interval` old).
     pub fn inject(&self, pod: &mut Value, namespace: &Value) {
+        if self.inner.faults.injector_down() {
+            return;
+        }
         let world = self.inner.timeline.latest();
         let _ = inject::inject(
             &world,
