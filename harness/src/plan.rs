@@ -65,7 +65,6 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
         std::fs::remove_dir_all(&plan_dir)
             .map_err(|e| format!("cannot clear the previous plan {}: {e}", plan_dir.display()))?;
     }
-    let pki_dir = plan_dir.join("pki");
     // Which unselected steps run as setup of a selected one.
     let mut roles: BTreeMap<usize, Role> = BTreeMap::new();
     for (position, item) in schedule.items.iter().enumerate() {
@@ -82,7 +81,6 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
         }
     }
     let mut text = String::new();
-    let mut written = Vec::new();
     let judged = roles.values().filter(|r| **r == Role::Judged).count();
     let _ = writeln!(
         text,
@@ -95,7 +93,12 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
     );
     let _ = writeln!(text, "{provisioning}");
     let mut totals = Totals::new(config);
-    let mut folder_index = 0usize;
+    let mut folders = Folders {
+        plan_dir: plan_dir.clone(),
+        pki_dir: plan_dir.join("pki"),
+        index: 0,
+        written: Vec::new(),
+    };
     let mut variables_by_suite: BTreeMap<String, Variables> = BTreeMap::new();
     let mut current_pass = usize::MAX;
     for (position, item) in schedule.items.iter().enumerate() {
@@ -169,21 +172,15 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                         step.trial_name(),
                                         step.title
                                     );
-                                    folder_index += 1;
-                                    let folder = plan_dir.join(format!(
-                                        "{folder_index:02}-{}-{}",
-                                        suite.name,
-                                        step.slug()
-                                    ));
-                                    written.extend(plan_actions(
+                                    let name = format!("{}-{}", suite.name, step.slug());
+                                    folders.actions(
                                         &mut text,
                                         suite,
                                         &step.actions,
                                         variables,
-                                        &folder,
-                                        &pki_dir,
+                                        &name,
                                         &mut totals.deadlines,
-                                    )?);
+                                    )?;
                                 }
                                 Op::Cluster(op) => {
                                     let _ = writeln!(text, "  {op}:");
@@ -212,18 +209,15 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                                 Op::Teardown => {
                                     let _ =
                                         writeln!(text, "  {}::teardown: unless --keep", suite.name);
-                                    folder_index += 1;
-                                    let folder = plan_dir
-                                        .join(format!("{folder_index:02}-{}-teardown", suite.name));
-                                    written.extend(plan_actions(
+                                    let name = format!("{}-teardown", suite.name);
+                                    folders.actions(
                                         &mut text,
                                         suite,
                                         &suite.teardown,
                                         variables,
-                                        &folder,
-                                        &pki_dir,
+                                        &name,
                                         &mut totals.deadlines,
-                                    )?);
+                                    )?;
                                 }
                             }
                         }
@@ -270,36 +264,30 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                 if role == Role::NotRun {
                     continue;
                 }
-                folder_index += 1;
-                let folder = plan_dir.join(format!("{folder_index:02}-{label}-{}", step.slug()));
                 let variables = variables_by_suite
                     .entry(label.clone())
                     .or_insert_with(|| config.variables());
-                written.extend(plan_actions(
+                folders.actions(
                     &mut text,
                     suite,
                     &step.actions,
                     variables,
-                    &folder,
-                    &pki_dir,
+                    &format!("{label}-{}", step.slug()),
                     &mut totals.deadlines,
-                )?);
+                )?;
                 if role == Role::Judged {
                     plan_expectations(&mut text, step, &mut totals);
                 }
                 if schedule.last_of_suite(position) && role == Role::Judged {
                     let _ = writeln!(text, "  {label}::teardown: unless --keep");
-                    folder_index += 1;
-                    let folder = plan_dir.join(format!("{folder_index:02}-{label}-teardown"));
-                    written.extend(plan_actions(
+                    folders.actions(
                         &mut text,
                         suite,
                         &suite.teardown,
                         variables,
-                        &folder,
-                        &pki_dir,
+                        &format!("{label}-teardown"),
                         &mut totals.deadlines,
-                    )?);
+                    )?;
                 }
             }
         }
@@ -313,10 +301,13 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
     let _ = writeln!(
         text,
         "Rendered manifests: {} under {}",
-        written.len(),
+        folders.written.len(),
         plan_dir.display()
     );
-    Ok(Plan { text, written })
+    Ok(Plan {
+        text,
+        written: folders.written,
+    })
 }
 
 /// What the judged expectations add up to: their deadlines (the most a run can take)
@@ -394,6 +385,43 @@ fn plan_expectations(text: &mut String, step: &crate::suite::Step, totals: &mut 
         "    deadline: {} for all expectations",
         human(expectations)
     );
+}
+
+/// The plan's folders: one per step (numbered in run order) with its rendered
+/// manifests, and the plan's PKI.
+struct Folders {
+    plan_dir: PathBuf,
+    pki_dir: PathBuf,
+    index: usize,
+    written: Vec<PathBuf>,
+}
+
+impl Folders {
+    /// `actions` into the plan's text, their manifests rendered into the next folder
+    /// (`NN-name`), their deadlines added to `total`.
+    fn actions(
+        &mut self,
+        text: &mut String,
+        suite: &Suite,
+        actions: &[Action],
+        variables: &mut Variables,
+        name: &str,
+        total: &mut Duration,
+    ) -> Result<(), String> {
+        self.index += 1;
+        let folder = self.plan_dir.join(format!("{:02}-{name}", self.index));
+        let written = plan_actions(
+            text,
+            suite,
+            actions,
+            variables,
+            &folder,
+            &self.pki_dir,
+            total,
+        )?;
+        self.written.extend(written);
+        Ok(())
+    }
 }
 
 fn plan_actions(

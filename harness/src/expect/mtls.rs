@@ -12,7 +12,7 @@ use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::telemetry::deltas::Deltas;
 use crate::telemetry::oracle::{self, Group};
-use crate::telemetry::phase::{self as telemetry_phase, Look, Traffic};
+use crate::telemetry::phase::{Look, Traffic};
 use crate::verdict::{EdgeExpectation, Judgement, Verdict};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -84,20 +84,13 @@ impl Mtls {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let tools = match phase::tools(env).await {
-            Ok(t) => t,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
         let edges: Vec<(String, String)> = self.edges.iter().map(|e| e.key()).collect();
-        let groups = phase::groups(env, &edges);
-        let requests = self.requests;
-        let probe_ref = &tools.probe;
-        let mut judgement = telemetry_phase::run(
-            &tools.prometheus,
-            &tools.targets,
+        let mut judgement = phase::run(
+            env,
+            &edges,
+            self.requests,
             self.deadline.0,
-            || phase::send(probe_ref, requests),
-            |deltas, traffic| look(&self.edges, &groups, deltas, traffic),
+            |deltas, traffic, groups| look(&self.edges, groups, deltas, traffic),
         )
         .await;
         if judgement.verdict == Verdict::Errored {

@@ -10,11 +10,12 @@ use crate::probe::class::{Origin, ResultClass};
 use crate::probe::http::HttpProbe;
 use crate::probe::tally::Tally;
 use crate::suite::INGRESS_GATEWAY_WORKLOAD;
+use crate::telemetry::deltas::Deltas;
 use crate::telemetry::oracle::{Balance, Group};
 use crate::telemetry::phase::{Look, Traffic};
 use crate::telemetry::prometheus::Prometheus;
 use crate::telemetry::targets::{ExpectedTarget, Targets};
-use crate::verdict::{EdgeRow, Evidence};
+use crate::verdict::{EdgeRow, Evidence, Judgement};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
 
@@ -46,7 +47,7 @@ fn targets_of(pods: Vec<Pod>) -> impl Iterator<Item = ExpectedTarget> {
 
 /// The proxies whose reports the phase needs: every app pod with a ready sidecar and
 /// the ingress gateway's pods.
-pub async fn targets(env: &Env<'_>) -> Result<Targets, String> {
+async fn targets(env: &Env<'_>) -> Result<Targets, String> {
     let client = &env.cluster.client;
     let app = Api::<Pod>::namespaced(client.clone(), &env.config.app_namespace)
         .list(&ListParams::default())
@@ -64,7 +65,7 @@ pub async fn targets(env: &Env<'_>) -> Result<Targets, String> {
 }
 
 /// Sends `requests` requests through the gateway, one at a time.
-pub async fn send(probe: &HttpProbe, requests: u32) -> Result<Traffic, String> {
+async fn send(probe: &HttpProbe, requests: u32) -> Result<Traffic, String> {
     let mut tally = Tally::default();
     let mut app_answers = 0;
     for _ in 0..requests {
@@ -95,7 +96,7 @@ pub async fn send(probe: &HttpProbe, requests: u32) -> Result<Traffic, String> {
 /// The edges among `edges` whose requests must add up to the app's answers: the
 /// gateway's edge into the frontend, and for each caller, its edges to all the
 /// workloads behind one Service (only when every one of them is listed).
-pub fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
+fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
     let app = &env.suite.app;
     let mut out: Vec<Group> = Vec::new();
     for (from, to) in edges {
@@ -134,13 +135,38 @@ pub fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
 }
 
 /// What a telemetry phase runs with.
-pub struct Tools {
-    pub prometheus: Prometheus,
-    pub probe: HttpProbe,
-    pub targets: Targets,
+struct Tools {
+    prometheus: Prometheus,
+    probe: HttpProbe,
+    targets: Targets,
 }
 
-pub async fn tools(env: &Env<'_>) -> Result<Tools, String> {
+/// One telemetry phase over the edges `pairs` (caller, callee): `requests` requests
+/// through the gateway, judged by `look` with the groups of edges that must add up.
+pub async fn run(
+    env: &Env<'_>,
+    pairs: &[(String, String)],
+    requests: u32,
+    deadline: std::time::Duration,
+    mut look: impl FnMut(&Deltas, &Traffic, &[Group]) -> Look,
+) -> Judgement {
+    let tools = match tools(env).await {
+        Ok(t) => t,
+        Err(e) => return Judgement::errored(e, std::time::Duration::ZERO),
+    };
+    let groups = groups(env, pairs);
+    let probe = &tools.probe;
+    crate::telemetry::phase::run(
+        &tools.prometheus,
+        &tools.targets,
+        deadline,
+        || send(probe, requests),
+        |deltas, traffic| look(deltas, traffic, &groups),
+    )
+    .await
+}
+
+async fn tools(env: &Env<'_>) -> Result<Tools, String> {
     Ok(Tools {
         prometheus: Prometheus::new(&env.cluster.prometheus_url)?,
         probe: env.http_probe()?,

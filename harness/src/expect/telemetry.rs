@@ -18,7 +18,6 @@ use crate::suite::validation::Validation;
 use crate::suite::{Expectation, SuiteError};
 use crate::telemetry::deltas::{Deltas, Reporter};
 use crate::telemetry::oracle;
-use crate::telemetry::phase as telemetry_phase;
 use crate::verdict::{EdgeRow, Judgement, Padlock};
 use serde::Deserialize;
 use serde_saphyr::Spanned;
@@ -183,24 +182,17 @@ impl Telemetry {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let tools = match phase::tools(env).await {
-            Ok(t) => t,
-            Err(e) => return Judgement::errored(e, Duration::ZERO),
-        };
         let pairs: Vec<(String, String)> = self
             .reported
             .iter()
             .map(|r| (r.from.value.clone(), r.to.value.clone()))
             .collect();
-        let groups = phase::groups(env, &pairs);
-        let requests = self.requests;
-        let probe_ref = &tools.probe;
-        telemetry_phase::run(
-            &tools.prometheus,
-            &tools.targets,
+        phase::run(
+            env,
+            &pairs,
+            self.requests,
             self.deadline.0,
-            || phase::send(probe_ref, requests),
-            |deltas, traffic| {
+            |deltas, traffic, groups| {
                 let mut all = true;
                 let mut final_failure = false;
                 let mut lines = Vec::new();
@@ -231,7 +223,7 @@ impl Telemetry {
                     }
                 }
                 let (balance, balance_lines) =
-                    oracle::balance(&groups, &rows, f64::from(traffic.app_answers));
+                    oracle::balance(groups, &rows, f64::from(traffic.app_answers));
                 lines.extend(balance_lines);
                 Standing {
                     holds: all,

@@ -19,7 +19,7 @@ use record::{RunRecord, SetupFailure, StepRecord, StepStatus};
 use schedule::{Item, Schedule, Stage};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use world::World;
 
 pub use step::execute as execute_step;
@@ -74,24 +74,10 @@ impl Shared {
         record.properties = lock(&self.properties).clone();
         record.setup_phases = self.timeline.phases();
         if let Some((suite, slug)) = lock(&self.current).clone() {
-            record.push_step(
-                &suite,
-                StepRecord {
-                    suite: suite.clone(),
-                    slug,
-                    title: String::new(),
-                    outcome: None,
-                    status: StepStatus::Errored {
-                        message: format!("interrupted ({signal}) while this step ran"),
-                    },
-                    duration: Duration::ZERO,
-                    log: Vec::new(),
-                    expectations: Vec::new(),
-                    diagnostics: None,
-                    istio_version: None,
-                    timing: Timing::default(),
-                },
-            );
+            let status = StepStatus::Errored {
+                message: format!("interrupted ({signal}) while this step ran"),
+            };
+            record.push_step(&suite, StepRecord::new(&suite, slug, status));
         }
         record.setup_failures.push(SetupFailure {
             phase: "setup::interrupted".into(),
