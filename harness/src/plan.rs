@@ -3,6 +3,9 @@
 //! and every manifest the run would apply, rendered, under
 //! `<reports-dir>/plan/NN-<suite>-<step>/`. Its PKI goes to `<reports-dir>/plan/pki/`,
 //! never over the `pki/` a kept cluster may still use. Nothing is touched.
+//!
+//! Longer than most files because steps, upgrade stages and the canary's moves each
+//! print in the order a run takes them, which one walk over the schedule keeps true.
 
 use crate::config::RunConfig;
 use crate::pki::Pki;

@@ -7,6 +7,9 @@
 //! this Deployment* that is terminating or of an older revision. A Service may select
 //! several Deployments (`name` selects v1 and v2): endpoints of the other Deployments
 //! are never stale.
+//!
+//! Just over 400 lines: the predicates, their evidence texts and their tests belong
+//! together; split, the evidence would drift from what is checked.
 
 use crate::deadlines;
 use crate::wait::{self, Check};

@@ -23,6 +23,10 @@
 //! does without judging, as the earlier steps of a suite are carried out for a selected
 //! step. A stage that judges ends FAILED when an expectation on Istio's behaviour does
 //! not hold and ERROR when the harness or the cluster failed, like any step.
+//!
+//! Longer than most files because the checks of the canary file at load (everything
+//! moved once, nothing back, the gateway last) and the sequence they guarantee are one
+//! idea and are tested together.
 
 use super::record::StepStatus;
 use super::schedule::Stage;

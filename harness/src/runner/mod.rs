@@ -5,6 +5,9 @@
 //! (later stages, the second pass) skipped with the reason; carried out as the setup of
 //! a selected trial, its failure is that trial's error. Results are collected as a
 //! [`record::RunRecord`] for the reports.
+//!
+//! Longer than most files because the trials share one record, one interrupt path and
+//! one rule for what a failure skips; apart, the JUnit and the exit code could disagree.
 
 pub mod canary;
 pub mod record;

@@ -58,6 +58,9 @@
 //!   specially; its resources carry `istio.io/rev: default`); the docs' alternative for
 //!   an old control plane without revision labels is `istioctl uninstall -f
 //!   <its original IstioOperator> -y`.
+//!
+//! Longer than most files because what Istio documents stays beside the commands it
+//! justifies (the notes above), and each move's commands for `--dry-run` beside the move.
 
 use crate::cluster::{Live, istio, rollout, tools};
 use crate::config::RunConfig;
