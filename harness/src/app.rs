@@ -139,6 +139,15 @@ pub fn run(cli: Cli) -> u8 {
             Err(e) => fail(HarnessError::environment(e)),
         };
     }
+    if config.kubeconfig.is_some() || config.context.is_some() {
+        let checked = crate::cluster::connect::check_kubeconfig(
+            config.kubeconfig.as_deref(),
+            config.context.as_deref(),
+        );
+        if let Err(e) = checked {
+            return fail(HarnessError::usage(e));
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

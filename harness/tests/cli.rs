@@ -47,6 +47,40 @@ fn bad_input_exits_2() {
 }
 
 #[test]
+fn a_kubeconfig_that_cannot_be_used_exits_2_before_anything_is_touched() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let malformed = dir.path().join("malformed");
+    std::fs::write(&malformed, "clusters: [oops").unwrap();
+    let one_context = dir.path().join("one-context");
+    std::fs::write(
+        &one_context,
+        "apiVersion: v1\nkind: Config\ncurrent-context: a\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\nclusters: []\nusers: []\n",
+    )
+    .unwrap();
+    let missing = dir.path().join("missing");
+    let cases: [(&[&str], &str); 3] = [
+        (&["--kubeconfig", missing.to_str().unwrap()], "does not exist"),
+        (&["--kubeconfig", malformed.to_str().unwrap()], "is malformed"),
+        (
+            &["--kubeconfig", one_context.to_str().unwrap(), "--context", "b"],
+            "context `b` is not in",
+        ),
+    ];
+    for (args, needle) in cases {
+        let started = Instant::now();
+        let mut all = args.to_vec();
+        all.extend(["--reports-dir", reports.to_str().unwrap()]);
+        let out = harness(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(needle) && err.lines().count() == 1, "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(!reports.join("junit.xml").exists(), "nothing was run");
+    }
+}
+
+#[test]
 fn list_names_every_step_in_order() {
     let out = harness(&["--list"]);
     assert_eq!(out.status.code(), Some(0));

@@ -23,6 +23,36 @@ pub struct Clients {
     pub identity: String,
 }
 
+/// The user's kubeconfig and context, checked before anything is touched: the file
+/// exists and parses, and the context (given, or the current one) is in it.
+pub fn check_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<(), String> {
+    let kubeconfig = read_kubeconfig(path)?;
+    let which = path
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the kubeconfig (KUBECONFIG or ~/.kube/config)".into());
+    let names: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+    let wanted = match context.or(kubeconfig.current_context.as_deref()) {
+        Some(c) => c,
+        None => {
+            return Err(format!(
+                "{which} sets no current context; pass --context (contexts: {})",
+                names.join(", ")
+            ));
+        }
+    };
+    if !names.contains(&wanted) {
+        return Err(format!(
+            "context `{wanted}` is not in {which}; contexts there: {}",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ));
+    }
+    Ok(())
+}
+
 fn read_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, String> {
     match path {
         Some(path) => {
