@@ -60,10 +60,21 @@ fn a_kubeconfig_that_cannot_be_used_exits_2_before_anything_is_touched() {
     .unwrap();
     let missing = dir.path().join("missing");
     let cases: [(&[&str], &str); 3] = [
-        (&["--kubeconfig", missing.to_str().unwrap()], "does not exist"),
-        (&["--kubeconfig", malformed.to_str().unwrap()], "is malformed"),
         (
-            &["--kubeconfig", one_context.to_str().unwrap(), "--context", "b"],
+            &["--kubeconfig", missing.to_str().unwrap()],
+            "does not exist",
+        ),
+        (
+            &["--kubeconfig", malformed.to_str().unwrap()],
+            "is malformed",
+        ),
+        (
+            &[
+                "--kubeconfig",
+                one_context.to_str().unwrap(),
+                "--context",
+                "b",
+            ],
             "context `b` is not in",
         ),
     ];

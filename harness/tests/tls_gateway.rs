@@ -67,7 +67,14 @@ async fn mutual_gateway_is_judged_right(version: Version) {
     assert_eq!(j.verdict, Verdict::Passed, "O7: {}", j.evidence.summary);
 
     let none = ClientIdentity::None;
-    let j = rejections(&probe(&pki, addr, none), none, 3, DEADLINE).await;
+    let j = rejections(
+        &probe(&pki, addr, none),
+        &probe(&pki, addr, ClientIdentity::Trusted),
+        none,
+        3,
+        DEADLINE,
+    )
+    .await;
     assert_eq!(j.verdict, Verdict::Passed, "O8: {}", j.evidence.summary);
     eprintln!("without a certificate: {}", j.evidence.summary);
     // rustls (this stand-in) sends certificate_required under both versions; BoringSSL
@@ -82,7 +89,14 @@ async fn mutual_gateway_is_judged_right(version: Version) {
     assert!(alert_seen, "{}", j.evidence.summary);
 
     let untrusted = ClientIdentity::Untrusted;
-    let j = rejections(&probe(&pki, addr, untrusted), untrusted, 3, DEADLINE).await;
+    let j = rejections(
+        &probe(&pki, addr, untrusted),
+        &probe(&pki, addr, ClientIdentity::Trusted),
+        untrusted,
+        3,
+        DEADLINE,
+    )
+    .await;
     assert_eq!(j.verdict, Verdict::Passed, "O9: {}", j.evidence.summary);
     assert!(
         j.evidence.summary.contains("alert UnknownCA")
@@ -139,6 +153,7 @@ async fn a_gateway_that_does_not_require_certificates_fails_the_rejection_verdic
     .await;
     let j = rejections(
         &probe(&pki, addr, ClientIdentity::None),
+        &probe(&pki, addr, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),
@@ -162,6 +177,7 @@ async fn a_closed_port_is_an_error_not_a_rejection() {
         .unwrap();
     let j = rejections(
         &probe(&pki, closed, ClientIdentity::None),
+        &probe(&pki, closed, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),
@@ -215,6 +231,7 @@ async fn a_server_certificate_for_another_name_is_an_error() {
     );
     let j = rejections(
         &probe(&pki, addr, ClientIdentity::None),
+        &probe(&pki, addr, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),
@@ -256,6 +273,7 @@ async fn a_gateway_that_answers_503_after_the_handshake_fails_both_verdicts() {
     );
     let j = rejections(
         &probe(&pki, addr, ClientIdentity::None),
+        &probe(&pki, addr, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),
@@ -277,6 +295,7 @@ async fn a_gateway_that_closes_without_an_alert_is_not_a_rejection() {
     let addr = common::tls_server::silent_closer().await;
     let j = rejections(
         &probe(&pki, addr, ClientIdentity::None),
+        &probe(&pki, addr, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),
@@ -309,6 +328,7 @@ async fn an_alert_of_the_wrong_kind_is_not_the_documented_rejection() {
     .await;
     let j = rejections(
         &probe(&pki, addr, ClientIdentity::Untrusted),
+        &probe(&pki, addr, ClientIdentity::Trusted),
         ClientIdentity::None,
         3,
         Duration::from_secs(2),

@@ -30,7 +30,11 @@ pub fn check_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<()
     let which = path
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "the kubeconfig (KUBECONFIG or ~/.kube/config)".into());
-    let names: Vec<&str> = kubeconfig.contexts.iter().map(|c| c.name.as_str()).collect();
+    let names: Vec<&str> = kubeconfig
+        .contexts
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
     let wanted = match context.or(kubeconfig.current_context.as_deref()) {
         Some(c) => c,
         None => {

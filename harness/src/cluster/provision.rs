@@ -329,6 +329,29 @@ pub async fn setup(
         })?;
         prometheus.map_err(env(Phase::Prometheus))?;
     }
+    // O7–O9 are judged on the gateway's Envoy: it must run the version the report names
+    // (istiod and the gateway are upgraded separately with Helm, or by a half-done run).
+    let gateway_proxies = workloads::proxy_images(
+        &client,
+        &config.ingress_namespace,
+        Some(istio::INGRESS_GATEWAY_SELECTOR),
+    )
+    .await
+    .map_err(env(Phase::Istio))?;
+    let other: Vec<String> = gateway_proxies
+        .iter()
+        .filter(|(_, image)| istio::image_tag(image) != Some(requested.as_str()))
+        .map(|(pod, image)| format!("{pod} runs {image}"))
+        .collect();
+    if !other.is_empty() {
+        return Err(EnvError::new(
+            Phase::Istio,
+            format!(
+                "istiod runs {requested} but the ingress gateway does not ({}): the ingress steps would be judged on another Envoy than the report names; finish upgrading the gateway, or use a cluster where both run one version",
+                other.join(", ")
+            ),
+        ));
+    }
 
     // Reaching the gateway and Prometheus, through the client without read timeouts.
     let forwards_started = std::time::Instant::now();

@@ -33,6 +33,9 @@ pub enum Sidecar {
     /// The injector's status annotation without any `istio-proxy` container: not a
     /// sidecar.
     AnnotatedOnly,
+    /// An `istio-proxy` container the injector did not add (its status annotation is
+    /// absent or does not list it): the pod's own container of that name, not a sidecar.
+    NotInjected(Placement),
     /// No sidecar.
     None,
 }
@@ -61,6 +64,9 @@ impl fmt::Display for Sidecar {
             Sidecar::AnnotatedOnly => {
                 f.write_str("injector's annotation but no istio-proxy container")
             }
+            Sidecar::NotInjected(_) => f.write_str(
+                "an istio-proxy container the injector did not add (sidecar.istio.io/status does not list it)",
+            ),
             Sidecar::None => f.write_str("no sidecar"),
         }
     }
@@ -70,7 +76,46 @@ impl fmt::Display for Sidecar {
 /// or among the init containers with `restartPolicy: Always`, and whether it is ready.
 /// Containers are never counted (native sidecars are init containers; other injectors
 /// add containers); the injector's annotation alone is not a sidecar.
+///
+/// The proxy must also be the injector's: `sidecar.istio.io/status` lists `istio-proxy`
+/// among what the injection template added (Istio's `getInjectionStatus`,
+/// pkg/kube/inject/webhook.go, lists the template's init containers and containers).
 pub fn sidecar(pod: &Pod) -> Sidecar {
+    let found = proxy(pod);
+    let placement = match &found {
+        Sidecar::Ready(p) | Sidecar::NotReady(p, _) => *p,
+        _ => return found,
+    };
+    if injector_added_proxy(pod) {
+        found
+    } else {
+        Sidecar::NotInjected(placement)
+    }
+}
+
+/// Whether the injector's status annotation lists `istio-proxy`.
+fn injector_added_proxy(pod: &Pod) -> bool {
+    let Some(status) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(SIDECAR_STATUS_ANNOTATION))
+    else {
+        return false;
+    };
+    let Ok(status) = serde_json::from_str::<serde_json::Value>(status) else {
+        return false;
+    };
+    ["containers", "initContainers"].iter().any(|field| {
+        status[field]
+            .as_array()
+            .is_some_and(|names| names.iter().any(|n| n == SIDECAR_CONTAINER))
+    })
+}
+
+/// An Envoy in the pod whoever put it there (the ingress gateway's own container, or a
+/// sidecar): an `istio-proxy` container, and whether it is ready.
+pub fn proxy(pod: &Pod) -> Sidecar {
     let Some(spec) = pod.spec.as_ref() else {
         return Sidecar::None;
     };
@@ -293,20 +338,26 @@ mod tests {
     #[test]
     fn classic_native_annotated_and_absent_sidecars_are_told_apart() {
         let classic = pod(serde_json::json!({
+            "metadata": {"annotations": {"sidecar.istio.io/status": r#"{"initContainers":["istio-init"],"containers":["istio-proxy"],"volumes":null,"imagePullSecrets":null,"revision":"default"}"#}},
             "spec": {"containers": [{"name": "age"}, {"name": "istio-proxy"}]},
             "status": {"containerStatuses": [
                 {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "proxyv2", "imageID": ""}]}}));
-        let native = pod(serde_json::json!({"spec": {
+        let injected = serde_json::json!({"sidecar.istio.io/status": r#"{"initContainers":["istio-init","istio-proxy"],"containers":null,"volumes":null,"imagePullSecrets":null,"revision":"default"}"#});
+        let native = pod(
+            serde_json::json!({"metadata": {"annotations": injected}, "spec": {
             "initContainers": [{"name": "istio-init"}, {"name": "istio-proxy", "restartPolicy": "Always"}],
             "containers": [{"name": "age"}]},
             "status": {"initContainerStatuses": [
-                {"name": "istio-proxy", "ready": true, "started": true, "restartCount": 0, "image": "proxyv2", "imageID": ""}]}}));
-        let starting = pod(serde_json::json!({"spec": {
+                {"name": "istio-proxy", "ready": true, "started": true, "restartCount": 0, "image": "proxyv2", "imageID": ""}]}}),
+        );
+        let starting = pod(
+            serde_json::json!({"metadata": {"annotations": injected}, "spec": {
             "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always"}],
             "containers": [{"name": "age"}]},
             "status": {"initContainerStatuses": [
                 {"name": "istio-proxy", "ready": false, "started": false, "restartCount": 0, "image": "proxyv2", "imageID": "",
-                 "state": {"waiting": {"reason": "PodInitializing"}}}]}}));
+                 "state": {"waiting": {"reason": "PodInitializing"}}}]}}),
+        );
         let init_only = pod(serde_json::json!({"spec": {
             "initContainers": [{"name": "istio-proxy"}], "containers": [{"name": "age"}]}}));
         let none = pod(
@@ -333,6 +384,28 @@ mod tests {
         );
         assert_eq!(sidecar(&annotated), Sidecar::AnnotatedOnly);
         assert!(!Sidecar::AnnotatedOnly.present());
+        // A container named istio-proxy in the pod's own template (injection off), or
+        // with a status that does not list it: not a sidecar; the same container in the
+        // ingress gateway (installed, not injected) is its proxy.
+        let own = pod(serde_json::json!({
+            "spec": {"containers": [{"name": "age"}, {"name": "istio-proxy"}]},
+            "status": {"containerStatuses": [
+                {"name": "istio-proxy", "ready": true, "restartCount": 0, "image": "busybox", "imageID": ""}]}}));
+        assert_eq!(sidecar(&own), Sidecar::NotInjected(Placement::Classic));
+        assert!(!sidecar(&own).present());
+        assert_eq!(proxy(&own), Sidecar::Ready(Placement::Classic));
+        let mut other_status = own.clone();
+        other_status.metadata.annotations = Some(
+            [(
+                "sidecar.istio.io/status".to_string(),
+                r#"{"initContainers":["istio-init"],"containers":["other"]}"#.to_string(),
+            )]
+            .into(),
+        );
+        assert_eq!(
+            sidecar(&other_status),
+            Sidecar::NotInjected(Placement::Classic)
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::probe::class::{Origin, ResultClass};
 use crate::probe::http::HttpProbe;
 use crate::probe::tally::Tally;
 use crate::suite::INGRESS_GATEWAY_WORKLOAD;
-use crate::telemetry::deltas::Deltas;
+use crate::telemetry::deltas::{Deltas, Scope};
 use crate::telemetry::oracle::{Balance, Group};
 use crate::telemetry::phase::{Look, Traffic};
 use crate::telemetry::prometheus::Prometheus;
@@ -32,10 +32,15 @@ fn ready_since(pod: &Pod) -> Option<f64> {
         .map(|t| t.0.as_second() as f64)
 }
 
-fn targets_of(pods: Vec<Pod>) -> impl Iterator<Item = ExpectedTarget> {
+/// The pods whose proxy (`proxy_of`: the injected sidecar of an app pod, the gateway's
+/// own Envoy) is ready.
+fn targets_of(
+    pods: Vec<Pod>,
+    proxy_of: fn(&Pod) -> Sidecar,
+) -> impl Iterator<Item = ExpectedTarget> {
     pods.into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .filter(|p| matches!(workloads::sidecar(p), Sidecar::Ready(_)))
+        .filter(move |p| matches!(proxy_of(p), Sidecar::Ready(_)))
         .filter_map(|p| {
             Some(ExpectedTarget {
                 namespace: p.metadata.namespace.clone()?,
@@ -58,8 +63,8 @@ async fn targets(env: &Env<'_>) -> Result<Targets, String> {
         .await
         .map_err(|e| format!("cannot list the ingress gateway's pods: {e}"))?;
     Ok(Targets::Pods(
-        targets_of(app.items)
-            .chain(targets_of(gateway.items))
+        targets_of(app.items, workloads::sidecar)
+            .chain(targets_of(gateway.items, workloads::proxy))
             .collect(),
     ))
 }
@@ -156,12 +161,33 @@ pub async fn run(
     };
     let groups = groups(env, pairs);
     let probe = &tools.probe;
+    let scope = Scope {
+        app_namespace: env.config.app_namespace.clone(),
+        gateway_namespace: env.config.ingress_namespace.clone(),
+    };
     crate::telemetry::phase::run(
         &tools.prometheus,
         &tools.targets,
         deadline,
         || send(probe, requests),
-        |deltas, traffic| look(deltas, traffic, &groups),
+        |deltas, traffic| {
+            let (scoped, left_out) = deltas.within(&scope);
+            let mut judged = look(&scoped, traffic, &groups);
+            if !left_out.is_empty() {
+                let others: Vec<String> = left_out
+                    .iter()
+                    .map(|(namespace, n)| format!("{namespace} {n}"))
+                    .collect();
+                judged.evidence_mut().details.push(format!(
+                    "not counted (callee outside {}, or caller outside {} and {}): requests by the callee's namespace: {}",
+                    scope.app_namespace,
+                    scope.app_namespace,
+                    scope.gateway_namespace,
+                    others.join(", ")
+                ));
+            }
+            judged
+        },
     )
     .await
 }

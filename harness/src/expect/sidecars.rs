@@ -50,7 +50,7 @@ fn look(workload: &str, want: bool, pods: &[(String, Sidecar)], rollout_done: bo
         && pods.iter().all(|(_, s)| match s {
             Sidecar::Ready(_) => want,
             Sidecar::NotReady(..) => false,
-            Sidecar::AnnotatedOnly | Sidecar::None => !want,
+            Sidecar::AnnotatedOnly | Sidecar::NotInjected(_) | Sidecar::None => !want,
         });
     // A pod without an istio-proxy container never grows one; a pod with one never
     // loses it. A not-ready proxy may still become ready.

@@ -110,9 +110,13 @@ fn not_a_rejection(obs: &Observation) -> String {
     }
 }
 
-/// K consecutive rejections with one of `identity`'s alerts.
-pub async fn rejections<P: Probe>(
+/// K consecutive rejections with one of `identity`'s alerts, each followed at once by
+/// the trusted client (`control`) getting through: a gateway that refuses everyone
+/// (a rotated CA, a replica with a stale credential) proves nothing about client
+/// certificates.
+pub async fn rejections<P: Probe, C: Probe>(
     probe: &P,
+    control: &C,
     identity: ClientIdentity,
     k: u32,
     deadline: Duration,
@@ -122,6 +126,8 @@ pub async fn rejections<P: Probe>(
     let mut tally = Tally::default();
     let mut alerts: BTreeMap<String, u32> = BTreeMap::new();
     let mut others: BTreeMap<String, u32> = BTreeMap::new();
+    let mut control_refused: BTreeMap<String, u32> = BTreeMap::new();
+    let mut controls = 0u32;
     let mut http_answers = 0u32;
     let mut run = 0;
     while started.elapsed() < deadline {
@@ -129,6 +135,13 @@ pub async fn rejections<P: Probe>(
         tally.add(&obs);
         match tls_probe::alert(&obs).filter(|a| accepted.contains(a)) {
             Some(alert) => {
+                controls += 1;
+                let check = control.once().await;
+                if check.class != ResultClass::Ok {
+                    run = 0;
+                    *control_refused.entry(check.short()).or_default() += 1;
+                    continue;
+                }
                 *alerts.entry(alert.to_string()).or_default() += 1;
                 run += 1;
                 tally.longest_run = tally.longest_run.max(run);
@@ -140,7 +153,7 @@ pub async fn rejections<P: Probe>(
                         .join(", ");
                     return Judgement::passed(
                         Evidence::new(format!(
-                            "{k} consecutive rejections with a TLS alert ({seen}) after {} attempts in {}",
+                            "{k} consecutive rejections with a TLS alert ({seen}), each followed by the trusted client getting a sentence, after {} attempts in {}",
                             tally.sent,
                             secs(started.elapsed())
                         ))
@@ -148,6 +161,10 @@ pub async fn rejections<P: Probe>(
                             format!("target: {}", probe.target()),
                             format!("alerts accepted as a rejection: {}", accepted.join(", ")),
                             format!("attempts: {}; classes: {}", tally.sent, tally.classes()),
+                            format!(
+                                "trusted client right after a rejection: {} of {controls} got a sentence",
+                                controls - control_refused.values().sum::<u32>()
+                            ),
                         ]),
                         started.elapsed(),
                     );
@@ -181,6 +198,16 @@ pub async fn rejections<P: Probe>(
         .map(|(s, n)| format!("{s}×{n}"))
         .collect::<Vec<_>>()
         .join(", ");
+    let refused_text = control_refused
+        .iter()
+        .map(|(s, n)| format!("{s}×{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !control_refused.is_empty() {
+        details.push(format!(
+            "trusted client right after a rejection: {refused_text}"
+        ));
+    }
     let (verdict, summary) = if http_answers > 0 {
         (
             Verdict::Failed,
@@ -194,6 +221,15 @@ pub async fn rejections<P: Probe>(
             Verdict::Errored,
             format!(
                 "this client does not trust the gateway's certificate ({why}): the TLS secret or the SNI is wrong; no verdict on client certificates"
+            ),
+        )
+    } else if !control_refused.is_empty() && tally.longest_run < k {
+        (
+            Verdict::Failed,
+            format!(
+                "the gateway refused the trusted client too, right after rejecting this one ({refused_text}; {} of {controls} checks): the rejections are not about this client's certificate; at most {} rejections in a row with the trusted client still served",
+                control_refused.values().sum::<u32>(),
+                tally.longest_run
             ),
         )
     } else if !others.is_empty() {
@@ -298,8 +334,12 @@ impl TlsRejects {
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
         match probe(env, self.client) {
             Ok((p, pki)) => {
+                let control = match probe(env, ClientIdentity::Trusted) {
+                    Ok((c, _)) => c,
+                    Err(e) => return Judgement::errored(e, Duration::ZERO),
+                };
                 let judgement =
-                    rejections(&p, self.client, self.consecutive, self.deadline.0).await;
+                    rejections(&p, &control, self.client, self.consecutive, self.deadline.0).await;
                 with_curl(judgement, env, pki, self.client)
             }
             Err(e) => Judgement::errored(e, Duration::ZERO),
@@ -311,7 +351,7 @@ impl fmt::Display for TlsRejects {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "MUTUAL gateway rejects a client with {} with a TLS alert ({}), {} consecutive times (within {})",
+            "MUTUAL gateway rejects a client with {} with a TLS alert ({}), {} consecutive times, the trusted client served right after each (within {})",
             self.client,
             self.client.rejection_alerts().join(" or "),
             self.consecutive,

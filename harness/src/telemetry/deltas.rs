@@ -45,6 +45,24 @@ impl Reporter {
     }
 }
 
+/// Where this run's edges are: every callee in the app namespace; a caller in the app
+/// namespace, the ingress gateway in its namespace, or `unknown` (no sidecar).
+#[derive(Debug, Clone)]
+pub struct Scope {
+    pub app_namespace: String,
+    pub gateway_namespace: String,
+}
+
+impl Scope {
+    fn holds(&self, labels: &Labels) -> bool {
+        let source = label(labels, "source_workload_namespace");
+        label(labels, "destination_workload_namespace") == self.app_namespace
+            && (source == self.app_namespace
+                || source == self.gateway_namespace
+                || source == "unknown")
+    }
+}
+
 /// Requests of one edge in the phase, by policy, and how many were errors.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EdgeDelta {
@@ -95,6 +113,29 @@ impl Deltas {
             after: after.clone(),
             increases,
         }
+    }
+
+    /// Only the increases of this run's edges (see [`Scope`]), and the requests left out,
+    /// by destination namespace: another copy of the app (a namespace where someone did
+    /// the exercise by hand) must never stand in for this run's.
+    pub fn within(&self, scope: &Scope) -> (Deltas, BTreeMap<String, f64>) {
+        let mut left_out: BTreeMap<String, f64> = BTreeMap::new();
+        let mut increases = Vec::new();
+        for (labels, delta) in &self.increases {
+            if scope.holds(labels) {
+                increases.push((labels.clone(), *delta));
+            } else {
+                *left_out
+                    .entry(label(labels, "destination_workload_namespace").to_string())
+                    .or_default() += delta;
+            }
+        }
+        let scoped = Deltas {
+            before: self.before.clone(),
+            after: self.after.clone(),
+            increases,
+        };
+        (scoped, left_out)
     }
 
     /// The edge `from → to` as `reporter` saw it in the phase.
@@ -173,6 +214,73 @@ mod tests {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+    }
+
+    fn placed(mut labels: Labels, source_ns: &str, destination_ns: &str) -> Labels {
+        labels.insert("source_workload_namespace".into(), source_ns.into());
+        labels.insert(
+            "destination_workload_namespace".into(),
+            destination_ns.into(),
+        );
+        labels
+    }
+
+    #[test]
+    fn only_this_runs_namespaces_count_and_the_rest_is_shown() {
+        let gateway = series(
+            "source",
+            "istio-ingressgateway",
+            "sentences",
+            "unknown",
+            "200",
+        );
+        let app = series("destination", "sentences", "age", "mutual_tls", "200");
+        let no_sidecar = series("destination", "unknown", "age", "none", "200");
+        let after = Snapshot {
+            at: 1.0,
+            series: [
+                (placed(gateway.clone(), "istio-system", "sentences"), 3.0),
+                (placed(app.clone(), "sentences", "sentences"), 5.0),
+                (placed(no_sidecar.clone(), "unknown", "sentences"), 2.0),
+                // The exercise done by hand in `default`, behind the same gateway.
+                (placed(gateway.clone(), "istio-system", "default"), 40.0),
+                (placed(app.clone(), "default", "default"), 40.0),
+                // A caller of the run's namespace seen from another namespace's age, and
+                // a caller from a third namespace calling the run's age.
+                (placed(app.clone(), "sentences", "default"), 1.0),
+                (placed(app.clone(), "elsewhere", "sentences"), 7.0),
+            ]
+            .into(),
+        };
+        let scope = Scope {
+            app_namespace: "sentences".into(),
+            gateway_namespace: "istio-system".into(),
+        };
+        let (d, left_out) = Deltas::between(&Snapshot::default(), &after).within(&scope);
+        assert_eq!(
+            d.count(
+                Reporter::Source,
+                "istio-ingressgateway",
+                "sentences",
+                None,
+                None
+            ),
+            3.0
+        );
+        assert_eq!(
+            d.edge(Reporter::Destination, "sentences", "age").mutual_tls,
+            5.0
+        );
+        assert_eq!(d.edge(Reporter::Destination, "unknown", "age").none, 2.0);
+        assert_eq!(d.reported_by_destination("age"), 7.0);
+        assert_eq!(
+            left_out,
+            [
+                ("default".to_string(), 81.0),
+                ("sentences".to_string(), 7.0)
+            ]
+            .into()
+        );
     }
 
     #[test]

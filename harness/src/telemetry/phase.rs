@@ -32,6 +32,14 @@ pub enum Look {
     Error(Evidence),
 }
 
+impl Look {
+    pub fn evidence_mut(&mut self) -> &mut Evidence {
+        match self {
+            Look::Holds(e) | Look::NotYet(e) | Look::Final(e) | Look::Error(e) => e,
+        }
+    }
+}
+
 /// The scrape interval of the job that scrapes the proxies, as Prometheus reports it.
 pub async fn scrape_interval(prometheus: &Prometheus) -> Result<Duration, String> {
     let config = prometheus.config_yaml().await?;

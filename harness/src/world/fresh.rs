@@ -8,6 +8,7 @@
 
 use crate::cluster::Live;
 use crate::cluster::apply::{describe, parse_documents};
+use crate::config::HOST;
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::progress::Progress;
@@ -16,7 +17,7 @@ use crate::suite::Suite;
 use crate::suite::template::{self, PKI_VARIABLES};
 use crate::wait::{self, Check};
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, DeleteParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,74 @@ pub async fn remove_namespace(
         ),
         wait::WaitError::Aborted(why) => why,
     })
+}
+
+/// Whether a VirtualService host (`sentences.example.com`, `*.example.com`, `*`) takes
+/// requests for `host`.
+fn host_matches(pattern: &str, host: &str) -> bool {
+    pattern == host
+        || pattern == "*"
+        || pattern
+            .strip_prefix('*')
+            .is_some_and(|suffix| suffix.starts_with('.') && host.ends_with(suffix))
+}
+
+/// VirtualServices outside the app namespace that route the run's host through a
+/// gateway: requests meant for this run could reach another copy of the app (someone
+/// did the exercise by hand in `default`), and every verdict on traffic would be about
+/// that copy. Refused before any step, naming them.
+pub async fn refuse_foreign_routes(live: &Live, config: &RunConfig) -> Result<(), EnvError> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(
+        "networking.istio.io",
+        "v1",
+        "VirtualService",
+    ));
+    let api: Api<DynamicObject> = Api::all_with(live.client.clone(), &resource);
+    let list = match api.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(e) => {
+            return Err(EnvError::new(
+                Phase::Istio,
+                format!("cannot list VirtualServices to check who else routes {HOST}: {e}"),
+            ));
+        }
+    };
+    let mut foreign = Vec::new();
+    for vs in list.items {
+        let namespace = vs.metadata.namespace.clone().unwrap_or_default();
+        if namespace == config.app_namespace || vs.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let strings = |field: &str| -> Vec<String> {
+            vs.data
+                .pointer(&format!("/spec/{field}"))
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let through_a_gateway = strings("gateways").iter().any(|g| g != "mesh");
+        if through_a_gateway && strings("hosts").iter().any(|h| host_matches(h, HOST)) {
+            foreign.push(format!(
+                "{namespace}/{}",
+                vs.metadata.name.clone().unwrap_or_default()
+            ));
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    Err(EnvError::new(
+        Phase::Istio,
+        format!(
+            "VirtualService {} outside namespace {} already routes {HOST} through a gateway: this run's requests could be answered by another copy of the app; remove it, or run on another cluster",
+            foreign.join(", "),
+            config.app_namespace
+        ),
+    ))
 }
 
 /// Removes what earlier runs left; returns what it did, for the report.
@@ -119,5 +188,21 @@ pub async fn fresh_start(
     for line in &log {
         progress.line(line);
     }
+    refuse_foreign_routes(live, config).await?;
     Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::host_matches;
+
+    #[test]
+    fn hosts_match_as_istio_matches_them() {
+        for pattern in ["sentences.example.com", "*.example.com", "*"] {
+            assert!(host_matches(pattern, "sentences.example.com"), "{pattern}");
+        }
+        for pattern in ["other.example.com", "*.other.com", "*example.com", ""] {
+            assert!(!host_matches(pattern, "sentences.example.com"), "{pattern}");
+        }
+    }
 }

@@ -6,6 +6,8 @@ use crate::cluster::{Live, istio, rollout, workloads};
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::runner::world::{EnvError, Phase};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
 
 /// `istioctl upgrade` to `version`, then restart the app and check every proxy.
 pub async fn upgrade(
@@ -73,6 +75,15 @@ pub async fn upgrade(
     let names = workloads::deployments(&live.client, &config.app_namespace)
         .await
         .map_err(env(Phase::Upgrade))?;
+    if names.is_empty() {
+        return Err(EnvError::new(
+            Phase::Upgrade,
+            format!(
+                "no Deployment in namespace {} to restart: the upgrade is validated on the app the first pass deployed; select a first-pass step with it, or run without a filter",
+                config.app_namespace
+            ),
+        ));
+    }
     for name in &names {
         workloads::restart(&live.client, &config.app_namespace, name, &stamp)
             .await
@@ -87,6 +98,50 @@ pub async fn upgrade(
         "restarted {} for the new proxies",
         names.join(", ")
     ));
+    // Every app pod must come back with the injector's sidecar: a data plane "on B"
+    // that lost its sidecars proves nothing about B.
+    let pods: Api<Pod> = Api::namespaced(live.client.clone(), &config.app_namespace);
+    let listed = pods.list(&ListParams::default()).await.map_err(|e| {
+        EnvError::new(
+            Phase::Upgrade,
+            format!("cannot list pods in {}: {e}", config.app_namespace),
+        )
+    })?;
+    let opts_out = |p: &Pod| {
+        let says_false = |m: Option<&std::collections::BTreeMap<String, String>>| {
+            m.and_then(|m| m.get(workloads::INJECT_KEY))
+                .is_some_and(|v| v == "false")
+        };
+        says_false(p.metadata.annotations.as_ref()) || says_false(p.metadata.labels.as_ref())
+    };
+    let current: Vec<&Pod> = listed
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect();
+    let opted_out = current.iter().filter(|p| opts_out(p)).count();
+    let without: Vec<String> = current
+        .iter()
+        .filter(|p| !opts_out(p))
+        .filter_map(|p| {
+            let sidecar = workloads::sidecar(p);
+            (!matches!(sidecar, workloads::Sidecar::Ready(_))).then(|| {
+                format!(
+                    "{} ({sidecar})",
+                    p.metadata.name.clone().unwrap_or_default()
+                )
+            })
+        })
+        .collect();
+    if !without.is_empty() {
+        return Err(EnvError::new(
+            Phase::Upgrade,
+            format!(
+                "after the upgrade to {version} these app pods have no ready sidecar: {}; the injector of the new control plane did not inject",
+                without.join(", ")
+            ),
+        ));
+    }
     let mut proxies = workloads::proxy_images(&live.client, &config.app_namespace, None)
         .await
         .map_err(env(Phase::Upgrade))?;
@@ -111,8 +166,13 @@ pub async fn upgrade(
         ));
     }
     log.push(format!(
-        "data plane on {version}: {} proxies checked",
-        proxies.len()
+        "data plane on {version}: {} proxies checked{}",
+        proxies.len(),
+        if opted_out > 0 {
+            format!(" ({opted_out} app pods opt out of injection at this point of the suites)")
+        } else {
+            String::new()
+        }
     ));
     Ok(())
 }
