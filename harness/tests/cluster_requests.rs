@@ -486,12 +486,16 @@ async fn missing_and_malformed_kubeconfigs_are_one_line_errors() {
 fn sidecar_pod(name: &str, app: &str, injected: bool) -> Value {
     let mut spec = json!({"containers": [{"name": app}]});
     let mut status = json!({});
+    let mut metadata = json!({"name": name, "labels": {"app": app}});
     if injected {
         spec["initContainers"] = json!([{"name": "istio-proxy", "restartPolicy": "Always"}]);
         status["initContainerStatuses"] = json!([{"name": "istio-proxy", "ready": true, "started": true,
             "restartCount": 0, "image": "docker.io/istio/proxyv2:1.31.2", "imageID": ""}]);
+        // What Istio's injector writes (getInjectionStatus: the template's containers).
+        metadata["annotations"] = json!({"sidecar.istio.io/status":
+            r#"{"initContainers":["istio-init","istio-proxy"],"containers":null,"volumes":["istio-envoy"],"imagePullSecrets":null,"revision":"default"}"#});
     }
-    json!({"metadata": {"name": name, "labels": {"app": app}}, "spec": spec, "status": status})
+    json!({"metadata": metadata, "spec": spec, "status": status})
 }
 
 fn sidecars_expectation(

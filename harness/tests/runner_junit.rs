@@ -101,7 +101,12 @@ impl World for ScriptedWorld {
             },
         }
     }
-    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError> {
+    fn upgrade(
+        &mut self,
+        version: &str,
+        _judged: bool,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError> {
         self.0
             .actions
             .lock()

@@ -342,6 +342,46 @@ async fn an_alert_of_the_wrong_kind_is_not_the_documented_rejection() {
     );
 }
 
+/// A gateway that served one connection and then refuses everyone (a credential rotated
+/// to the wrong CA, a replica with a stale one): its alerts are not about the client's
+/// certificate, and O8/O9 must not pass on them.
+#[tokio::test]
+async fn a_gateway_that_refuses_the_trusted_client_too_fails_o8_and_o9() {
+    let pki = Pki::issue(HOST).unwrap();
+    let addr = common::tls_server::gateway_that_turns_against_everyone(&pki).await;
+    let deadline = Duration::from_secs(3);
+    let control = accepts(&probe(&pki, addr, ClientIdentity::Trusted), 1, deadline).await;
+    assert_eq!(
+        control.verdict,
+        Verdict::Passed,
+        "{}",
+        control.evidence.summary
+    );
+    for identity in [ClientIdentity::None, ClientIdentity::Untrusted] {
+        let j = rejections(
+            &probe(&pki, addr, identity),
+            &probe(&pki, addr, ClientIdentity::Trusted),
+            identity,
+            3,
+            deadline,
+        )
+        .await;
+        assert_eq!(
+            j.verdict,
+            Verdict::Failed,
+            "{identity:?}: {}",
+            j.evidence.summary
+        );
+        assert!(
+            j.evidence
+                .summary
+                .contains("the gateway refused the trusted client too"),
+            "{}",
+            j.evidence.summary
+        );
+    }
+}
+
 #[test]
 fn the_generated_chain_verifies_and_the_server_certificate_carries_the_san() {
     let provider = provider();

@@ -185,7 +185,7 @@ fn carry_out(
     match stage.stage {
         Stage::InPlace => {
             let started = Instant::now();
-            if let Err(e) = state.world.upgrade(&stage.to, &mut result.log) {
+            if let Err(e) = state.world.upgrade(&stage.to, judged, &mut result.log) {
                 result.status = StepStatus::Errored {
                     message: e.to_string(),
                 };

@@ -104,8 +104,15 @@ pub trait World: Send {
     /// Judges one expectation: the verdict and its evidence.
     fn judge(&mut self, suite: &Suite, step: &Step, expectation: &Expectation) -> Judged;
     /// Upgrades Istio in place to `version`, restarts the app so it gets the new
-    /// proxies, and checks that the data plane runs `version`.
-    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError>;
+    /// proxies, and checks that the data plane runs `version`. `judged`: the upgrade is
+    /// its own trial, so there must be an app to validate it on; as the setup of a
+    /// second-pass step (which deploys the app itself) there may be none yet.
+    fn upgrade(
+        &mut self,
+        version: &str,
+        judged: bool,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError>;
     /// Carries out one change of a canary upgrade (from `--upgrade-from` to
     /// `--istio-version`, see `runner::canary`); the log gets a line per thing done.
     fn canary(

@@ -223,13 +223,18 @@ impl World for ClusterWorld {
         }
     }
 
-    fn upgrade(&mut self, version: &str, log: &mut Vec<String>) -> Result<(), EnvError> {
+    fn upgrade(
+        &mut self,
+        version: &str,
+        judged: bool,
+        log: &mut Vec<String>,
+    ) -> Result<(), EnvError> {
         let config = self.config.clone();
         let progress = self.progress.clone();
         let runtime = self.runtime.clone();
         let live = self.live()?;
         let _wait = progress.wait(&format!("upgrading Istio to {version}"));
-        runtime.block_on(upgrade::upgrade(live, &config, version, log))?;
+        runtime.block_on(upgrade::upgrade(live, &config, version, judged, log))?;
         lock(&self.properties).istio_version = format!("{} → {version}", config.install_version());
         Ok(())
     }

@@ -14,6 +14,7 @@ pub async fn upgrade(
     live: &Live,
     config: &RunConfig,
     version: &str,
+    judged: bool,
     log: &mut Vec<String>,
 ) -> Result<(), EnvError> {
     let env = EnvError::at;
@@ -75,13 +76,19 @@ pub async fn upgrade(
     let names = workloads::deployments(&live.client, &config.app_namespace)
         .await
         .map_err(env(Phase::Upgrade))?;
-    if names.is_empty() {
+    if names.is_empty() && judged {
         return Err(EnvError::new(
             Phase::Upgrade,
             format!(
                 "no Deployment in namespace {} to restart: the upgrade is validated on the app the first pass deployed; select a first-pass step with it, or run without a filter",
                 config.app_namespace
             ),
+        ));
+    }
+    if names.is_empty() {
+        log.push(format!(
+            "no app in namespace {} yet: the second-pass step this upgrade prepares deploys it on {version} and judges it",
+            config.app_namespace
         ));
     }
     for name in &names {

@@ -7,6 +7,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -119,6 +120,64 @@ pub async fn silent_closer() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
                 let _ = tcp.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+/// A MUTUAL gateway that serves its first connection as configured (client
+/// certificates from the run's CA) and, from the second on, rejects EVERY client at the
+/// TLS layer, the run's own client included: its client CA is now an unrelated one (a
+/// credential rotated to the wrong `cacert`, or a second gateway replica behind
+/// `--ingress-tls-address` with a stale credential).
+pub async fn gateway_that_turns_against_everyone(pki: &harness::pki::Pki) -> SocketAddr {
+    let provider = provider();
+    let stranger = harness::pki::Pki::issue("stranger.example.com").unwrap();
+    let config = |client_ca: &str| {
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(roots(client_ca), Arc::clone(&provider))
+                .build()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes()).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(certs(&pki.server_cert), key)
+            .unwrap();
+        tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    };
+    let good = config(&pki.ca_cert);
+    let broken = config(&stranger.ca_cert);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let connections = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = if connections.fetch_add(1, Ordering::SeqCst) == 0 {
+                good.clone()
+            } else {
+                broken.clone()
+            };
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 4096];
+                let Ok(n) = tls.read(&mut buf).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                let body = "Peter is 42 years";
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(response.as_bytes()).await;
+                let _ = tls.shutdown().await;
             });
         }
     });
