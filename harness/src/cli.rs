@@ -190,7 +190,7 @@ pub struct Cli {
     pub prometheus_url: Option<String>,
 
     /// Scrape interval set in the Prometheus addon the harness installs (Istio's
-    /// default is 15 s); each telemetry verdict waits about two of them.
+    /// default is 15 s); each telemetry phase waits about three of them (one before its traffic, two after).
     #[arg(
         long,
         value_name = "DURATION",
