@@ -30,6 +30,8 @@ pub async fn get_json(
         let mut stream = forwarder
             .take_stream(port)
             .ok_or_else(|| format!("no stream for {namespace}/{pod}:{port}"))?;
+        // The kubelet reports a port it cannot reach on the port's error channel.
+        let error = forwarder.take_error(port);
         // HTTP/1.1: Envoy refuses HTTP/1.0 unless configured to accept it.
         let request =
             format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
@@ -43,6 +45,22 @@ pub async fn get_json(
             .await
             .map_err(|e| e.to_string())?;
         drop(stream);
+        if response.is_empty() {
+            let cause = match error {
+                Some(e) => tokio::time::timeout(std::time::Duration::from_millis(500), e)
+                    .await
+                    .ok()
+                    .flatten(),
+                None => None,
+            };
+            let _ = forwarder.join().await;
+            return Err(format!(
+                "the port-forward to {namespace}/{pod}:{port} brought no answer{}",
+                cause
+                    .map(|c| format!(": {}", crate::exit::one_line(&c)))
+                    .unwrap_or_default()
+            ));
+        }
         let _ = forwarder.join().await;
         Ok::<_, String>(response)
     };
