@@ -11,6 +11,7 @@ mod phase;
 pub mod proxy_config;
 pub mod proxy_log;
 pub mod proxy_versions;
+mod settled;
 pub mod sidecars;
 pub mod telemetry;
 pub mod tls;

@@ -1,8 +1,12 @@
 //! `proxy-config`: the calling workload's Envoy clusters towards a service (and subset)
 //! originate mutual TLS — or do not. Read from the caller's Envoy admin through a
 //! port-forward, independent of Prometheus; polled until the config arrived (istiod
-//! pushes within 100 ms–10 s), so behaviour is judged only after config converged.
+//! pushes within 100 ms–10 s), so behaviour is judged only after config converged. A
+//! contradiction ends the wait at once when istiod reports the proxy synced to the
+//! current config and a DestinationRule it carries decides the cluster by itself (see
+//! `settled.rs`); until then, or when istiod cannot be read, the deadline decides.
 
+use super::settled::{self, Proof, Settled};
 use super::{Env, secs};
 use crate::cluster::istio;
 use crate::cluster::{envoy_admin, workloads};
@@ -214,63 +218,188 @@ impl ProxyConfig {
         self.deadline.0
     }
 
-    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let started = Instant::now();
-        wait::until_final(self.deadline.0, deadlines::POLL, || async {
-            let dump = match config_dump(env, &self.client.value).await {
-                Ok(d) => d,
-                // Not readable yet (a pod starting): an error only if it stays so.
-                Err(err) => return Look::Pending(Judgement::errored(err, started.elapsed())),
-            };
-            let mut lines = Vec::new();
-            let mut holds = true;
-            for c in &self.clusters {
+    /// What the dump shows for each expected cluster.
+    fn observe(&self, env: &Env<'_>, dump: &serde_json::Value) -> Vec<Observed> {
+        self.clusters
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
                 let name = proxy_config::cluster_name(
                     &c.service,
                     &env.config.app_namespace,
                     c.port,
                     c.subset.as_deref(),
                 );
-                match proxy_config::find_cluster(&dump, &name) {
-                    Some(cluster) => {
-                        let o = proxy_config::origination(
-                            cluster,
-                            &proxy_config::endpoints(&dump, &name),
-                        );
-                        holds &= o.mtls() == Some(c.mtls);
-                        lines.push(format!(
-                            "{name}: {} — expected {}",
-                            o.describe(),
-                            if c.mtls {
-                                "mTLS to every endpoint"
-                            } else {
-                                "plaintext"
-                            }
-                        ));
-                    }
-                    None => {
-                        holds = false;
-                        lines.push(format!("{name}: not in {}'s config yet", self.client.value));
-                    }
+                let origination = proxy_config::find_cluster(dump, &name).map(|cluster| {
+                    proxy_config::origination(cluster, &proxy_config::endpoints(dump, &name))
+                });
+                Observed {
+                    index,
+                    name,
+                    origination,
                 }
-            }
-            let elapsed = started.elapsed();
-            let mut evidence = Evidence::new(if holds {
-                format!("every cluster as expected after {}", secs(elapsed))
-            } else {
-                lines.join("; ")
             })
-            .with_details(lines);
-            evidence.timing.convergence = elapsed;
-            if holds {
-                Look::Final(Judgement::passed(evidence, elapsed))
-            } else {
-                // istiod may still be pushing the config.
-                Look::Pending(Judgement::failed(evidence, elapsed))
+            .collect()
+    }
+
+    fn line(&self, o: &Observed) -> String {
+        let c = &self.clusters[o.index];
+        match &o.origination {
+            Some(origination) => format!(
+                "{}: {} — expected {}",
+                o.name,
+                origination.describe(),
+                if c.mtls {
+                    "mTLS to every endpoint"
+                } else {
+                    "plaintext"
+                }
+            ),
+            None => format!("{}: not in {}'s config yet", o.name, self.client.value),
+        }
+    }
+
+    fn holds(&self, o: &Observed) -> bool {
+        o.origination
+            .as_ref()
+            .is_some_and(|origination| origination.mtls() == Some(self.clusters[o.index].mtls))
+    }
+
+    /// Why the contradiction on this cluster is final under `proof`, or why it is not:
+    /// a DestinationRule istiod pushed (and the proxy acked) must decide the cluster
+    /// by itself: define its subset when it is missing, fix its TLS mode when it is
+    /// there. Auto mTLS depends on endpoints, which may still change.
+    fn why_final(&self, env: &Env<'_>, o: &Observed, proof: &Proof) -> Result<String, String> {
+        let c = &self.clusters[o.index];
+        let host = format!(
+            "{}.{}.svc.cluster.local",
+            c.service, env.config.app_namespace
+        );
+        let rule = proof.rules.get(&host).ok_or_else(|| {
+            format!("no DestinationRule decides {}: auto mTLS depends on endpoints, which may still change", o.name)
+        })?;
+        match (&o.origination, c.subset.as_deref()) {
+            (None, Some(subset)) if rule.defines(subset) => Ok(format!(
+                "DestinationRule {} defines subset {subset}, yet the synced proxy has no cluster {}",
+                rule.label(),
+                o.name
+            )),
+            (None, _) => Err(format!(
+                "{} is missing and DestinationRule {} does not define it",
+                o.name,
+                rule.label()
+            )),
+            (Some(_), subset) => rule.fixed_tls(subset).map(|mode| {
+                format!(
+                    "DestinationRule {} sets {mode} for {}",
+                    rule.label(),
+                    o.name
+                )
+            }),
+        }
+    }
+
+    pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        let started = Instant::now();
+        let (namespace, deployment) = caller(env, &self.client.value);
+        wait::until_final(self.deadline.0, deadlines::POLL, || async {
+            // Not readable yet (a pod starting): an error only if it stays so.
+            let pending_error = |err: String| Look::Pending(Judgement::errored(err, started.elapsed()));
+            let pod = match envoy_admin::ready_pod_of(&env.cluster.client, &namespace, &deployment).await {
+                Ok(p) => p,
+                Err(err) => return pending_error(err),
+            };
+            let dump = match envoy_admin::get_json(&env.cluster.streams, &namespace, &pod, proxy_config::DUMP_PATH).await {
+                Ok(d) => d,
+                Err(err) => return pending_error(err),
+            };
+            let mut observed = self.observe(env, &dump);
+            if observed.iter().all(|o| self.holds(o)) {
+                return Look::Final(self.verdict(&observed, started, None));
             }
+            // A contradiction: final if istiod says this config will not change by itself.
+            let hosts: Vec<String> = self
+                .clusters
+                .iter()
+                .map(|c| format!("{}.{}.svc.cluster.local", c.service, env.config.app_namespace))
+                .collect();
+            let note = match settled::examine(env, &namespace, &pod, &hosts).await {
+                Settled::Yes(proof) => {
+                    observed = self.observe(env, &proof.dump);
+                    if observed.iter().all(|o| self.holds(o)) {
+                        return Look::Final(self.verdict(&observed, started, None));
+                    }
+                    let (finals, open): (Vec<_>, Vec<_>) = observed
+                        .iter()
+                        .filter(|o| !self.holds(o))
+                        .map(|o| self.why_final(env, o, &proof))
+                        .partition(Result::is_ok);
+                    if !finals.is_empty() {
+                        let finals: Vec<String> = finals.into_iter().filter_map(Result::ok).collect();
+                        return Look::Final(self.verdict(&observed, started, Some((&proof, finals))));
+                    }
+                    format!(
+                        "istiod reported {pod} synced, but what it contradicts may still change: {}",
+                        open.into_iter().filter_map(Result::err).collect::<Vec<_>>().join("; ")
+                    )
+                }
+                Settled::No(why) => format!("istiod never reported this config final: {why}"),
+                Settled::Unreadable(why) => format!(
+                    "istiod's sync status could not be read, so the wait ran to its deadline: {why}"
+                ),
+            };
+            let mut judgement = self.verdict(&observed, started, None);
+            judgement.evidence.summary = format!("{}; {note}", judgement.evidence.summary);
+            judgement.evidence.details.push(note);
+            // istiod may still be pushing the config.
+            Look::Pending(judgement)
         })
         .await
     }
+
+    /// Passed when every cluster is as expected; otherwise failed, with the proof when
+    /// the contradiction is final.
+    fn verdict(
+        &self,
+        observed: &[Observed],
+        started: Instant,
+        settled: Option<(&Proof, Vec<String>)>,
+    ) -> Judgement {
+        let lines: Vec<String> = observed.iter().map(|o| self.line(o)).collect();
+        let elapsed = started.elapsed();
+        let holds = observed.iter().all(|o| self.holds(o));
+        let summary = if holds {
+            format!("every cluster as expected after {}", secs(elapsed))
+        } else {
+            lines.join("; ")
+        };
+        let mut evidence = Evidence::new(summary).with_details(lines);
+        evidence.timing.convergence = elapsed;
+        if holds {
+            return Judgement::passed(evidence, elapsed);
+        }
+        if let Some((proof, finals)) = settled {
+            evidence.summary = format!(
+                "{}; final {} after the start: {}; {}",
+                evidence.summary,
+                secs(elapsed),
+                proof.describe(),
+                finals.join("; ")
+            );
+            evidence.details.extend(finals);
+            evidence.details.extend(proof.details());
+        }
+        Judgement::failed(evidence, elapsed)
+    }
+}
+
+/// One expected cluster as a config dump shows it.
+struct Observed {
+    /// Its place in `clusters`.
+    index: usize,
+    name: String,
+    /// `None`: the proxy has no such cluster.
+    origination: Option<proxy_config::Origination>,
 }
 
 impl fmt::Display for ProxyConfig {
