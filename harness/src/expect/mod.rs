@@ -6,6 +6,7 @@
 //! Adding an expectation kind: a file here with a struct that has `validate`,
 //! `deadline`, `judge` and `Display`, a variant below, and a line in `each!`.
 
+mod convergence;
 pub mod mtls;
 mod phase;
 pub mod proxy_config;
