@@ -172,6 +172,65 @@ fn same_rules<'a>(
     }
 }
 
+/// The one report istiod gives of `id` among every istiod's reports: its istiod, the
+/// proxy, and the push version of the clusters it acked; or why there is none to go by.
+fn synced_report<'a>(
+    id: &str,
+    reports: &'a [(String, Vec<ProxySync>)],
+) -> Result<(&'a str, &'a ProxySync, &'a str), Settled> {
+    let (istiod, proxies) = match reports {
+        [] => {
+            return Err(Settled::No(format!(
+                "no ready istiod reports a connection from {id}"
+            )));
+        }
+        [(istiod, proxies)] => (istiod.as_str(), proxies),
+        several => {
+            return Err(Settled::No(format!(
+                "{id} is reported by several istiods ({}): which one it follows is not certain",
+                several
+                    .iter()
+                    .map(|(i, _)| i.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let mut own = proxies.iter().filter(|p| p.id == id);
+    let (Some(proxy), None) = (own.next(), own.next()) else {
+        return Err(Settled::No(format!(
+            "istiod {istiod} reports two connections from {id}"
+        )));
+    };
+    if let Some(other) = proxies
+        .iter()
+        .find(|p| xds_sync::could_be_mistaken_for(id, &p.id))
+    {
+        return Err(Settled::No(format!(
+            "istiod {istiod} also reports {}, which its sidecarz lookup could take for {id}",
+            other.id
+        )));
+    }
+    let not_synced = proxy.not_synced();
+    if !not_synced.is_empty() {
+        return Err(Settled::No(format!(
+            "istiod {istiod} reports {id} not synced: {}",
+            not_synced.join("; ")
+        )));
+    }
+    match proxy.cluster_version() {
+        Ok(version) => Ok((istiod, proxy, version)),
+        Err(e)
+            if proxy
+                .of_type(xds_sync::CLUSTER_TYPE)
+                .is_none_or(|t| t.sent.is_empty()) =>
+        {
+            Err(Settled::No(e))
+        }
+        Err(e) => Err(Settled::Unreadable(format!("istiod {istiod}: {e}"))),
+    }
+}
+
 /// Whether the config of `pod`'s proxy (in `namespace`) is settled for the service
 /// hosts in `hosts`.
 pub async fn examine(env: &Env<'_>, namespace: &str, pod: &str, hosts: &[String]) -> Settled {
@@ -180,50 +239,9 @@ pub async fn examine(env: &Env<'_>, namespace: &str, pod: &str, hosts: &[String]
         Ok(r) => r,
         Err(e) => return Settled::Unreadable(e),
     };
-    let (istiod, proxies) = match first.as_slice() {
-        [] => return Settled::No(format!("no ready istiod reports a connection from {id}")),
-        [(istiod, proxies)] => (istiod.clone(), proxies),
-        several => {
-            return Settled::No(format!(
-                "{id} is reported by several istiods ({}): which one it follows is not certain",
-                several
-                    .iter()
-                    .map(|(i, _)| i.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
-        }
-    };
-    let mut own = proxies.iter().filter(|p| p.id == id);
-    let (Some(proxy), None) = (own.next(), own.next()) else {
-        return Settled::No(format!("istiod {istiod} reports two connections from {id}"));
-    };
-    if let Some(other) = proxies
-        .iter()
-        .find(|p| xds_sync::could_be_mistaken_for(&id, &p.id))
-    {
-        return Settled::No(format!(
-            "istiod {istiod} also reports {}, which its sidecarz lookup could take for {id}",
-            other.id
-        ));
-    }
-    let not_synced = proxy.not_synced();
-    if !not_synced.is_empty() {
-        return Settled::No(format!(
-            "istiod {istiod} reports {id} not synced: {}",
-            not_synced.join("; ")
-        ));
-    }
-    let version = match proxy.cluster_version() {
-        Ok(v) => v.to_string(),
-        Err(e)
-            if proxy
-                .of_type(xds_sync::CLUSTER_TYPE)
-                .is_none_or(|t| t.sent.is_empty()) =>
-        {
-            return Settled::No(e);
-        }
-        Err(e) => return Settled::Unreadable(format!("istiod {istiod}: {e}")),
+    let (istiod, proxy, version) = match synced_report(&id, &first) {
+        Ok((istiod, proxy, version)) => (istiod.to_string(), proxy, version.to_string()),
+        Err(settled) => return settled,
     };
     let scope =
         match istiod_debug::get_json(&env.cluster.streams, &istiod, &xds_sync::sidecarz_path(&id))
@@ -327,6 +345,91 @@ mod tests {
     }
 
     const HOST: &str = "name.sentences.svc.cluster.local";
+    const ID: &str = "sentences-6d8f9c-x2x7q.sentences";
+    const V: &str = "2026-08-31T10:00:01Z/17";
+
+    /// A syncz entry whose every type was sent the nonce of push `V`, acked `acked`.
+    fn proxy(id: &str, acked: &str) -> ProxySync {
+        let sent = format!("{V}1b4e28ba-2fa1-11d2-883f-0016d3cca427");
+        let acked = if acked == "sent" {
+            sent.clone()
+        } else {
+            acked.to_string()
+        };
+        let t = json!({"sent": sent, "acked": acked, "sentTime": "2026-08-31T10:00:01.1Z"});
+        let entry = json!({"proxy": id, "proxy_type": "sidecar", "resources": {
+            "type.googleapis.com/envoy.config.cluster.v3.Cluster": t,
+            "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment": t}});
+        xds_sync::parse_syncz(&json!([entry])).unwrap().remove(0)
+    }
+
+    fn report(reports: &[(String, Vec<ProxySync>)]) -> String {
+        match synced_report(ID, reports) {
+            Ok((istiod, proxy, version)) => format!("ok {istiod} {} {version}", proxy.id),
+            Err(Settled::No(why)) => format!("no: {why}"),
+            Err(Settled::Unreadable(why)) => format!("unreadable: {why}"),
+            Err(Settled::Yes(_)) => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn only_one_synced_report_of_exactly_this_proxy_counts() {
+        let istiod = |name: &str, proxies: Vec<ProxySync>| (name.to_string(), proxies);
+        assert_eq!(
+            report(&[istiod(
+                "istiod-a",
+                vec![proxy(ID, "sent"), proxy("age-1.sentences", "sent")]
+            )]),
+            format!("ok istiod-a {ID} {V}")
+        );
+        // Nobody reports it; two istiods (a second revision, a reconnect) report it.
+        assert!(report(&[]).starts_with("no: no ready istiod reports"));
+        let two = report(&[
+            istiod("istiod-a", vec![proxy(ID, "sent")]),
+            istiod("istiod-canary-b", vec![proxy(ID, "sent")]),
+        ]);
+        assert!(
+            two.contains("several istiods (istiod-a, istiod-canary-b)"),
+            "{two}"
+        );
+        let twice = report(&[istiod(
+            "istiod-a",
+            vec![proxy(ID, "sent"), proxy(ID, "sent")],
+        )]);
+        assert!(twice.contains("two connections"), "{twice}");
+        // A proxy whose ID contains ours: istiod's sidecarz lookup could answer for it.
+        let shadow = report(&[istiod(
+            "istiod-a",
+            vec![
+                proxy(ID, "sent"),
+                proxy("sentences-6d8f9c-x2x7q.sentences-v2", "sent"),
+            ],
+        )]);
+        assert!(shadow.contains("could take for"), "{shadow}");
+    }
+
+    #[test]
+    fn a_stale_proxy_or_an_unknown_nonce_is_never_settled() {
+        let stale = report(&[("istiod-a".into(), vec![proxy(ID, "")])]);
+        assert!(
+            stale.starts_with("no: ") && stale.contains("CDS STALE"),
+            "{stale}"
+        );
+        let older = "2026-08-31T09:59:00Z/161b4e28ba-2fa1-11d2-883f-0016d3cca427";
+        let behind = report(&[("istiod-a".into(), vec![proxy(ID, older)])]);
+        assert!(behind.contains("CDS STALE"), "{behind}");
+        // Synced, but nonces of a shape this harness cannot read a push version from.
+        let mut odd = proxy(ID, "sent");
+        for t in &mut odd.types {
+            t.sent = "17".into();
+            t.acked = "17".into();
+        }
+        let odd = report(&[("istiod-a".into(), vec![odd])]);
+        assert!(
+            odd.starts_with("unreadable: ") && odd.contains("not a push version"),
+            "{odd}"
+        );
+    }
 
     #[test]
     fn the_scope_must_carry_the_rule_the_api_server_holds_now() {
