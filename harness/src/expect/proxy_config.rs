@@ -14,6 +14,7 @@ use crate::deadlines;
 use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
+use crate::telemetry::destination_rule::RuleSpec;
 use crate::telemetry::proxy_config;
 use crate::verdict::{Evidence, Judgement};
 use crate::wait::{self, Look};
@@ -219,14 +220,14 @@ impl ProxyConfig {
     }
 
     /// What the dump shows for each expected cluster.
-    fn observe(&self, env: &Env<'_>, dump: &serde_json::Value) -> Vec<Observed> {
+    fn observe(&self, app_namespace: &str, dump: &serde_json::Value) -> Vec<Observed> {
         self.clusters
             .iter()
             .enumerate()
             .map(|(index, c)| {
                 let name = proxy_config::cluster_name(
                     &c.service,
-                    &env.config.app_namespace,
+                    app_namespace,
                     c.port,
                     c.subset.as_deref(),
                 );
@@ -269,13 +270,15 @@ impl ProxyConfig {
     /// a DestinationRule istiod pushed (and the proxy acked) must decide the cluster
     /// by itself: define its subset when it is missing, fix its TLS mode when it is
     /// there. Auto mTLS depends on endpoints, which may still change.
-    fn why_final(&self, env: &Env<'_>, o: &Observed, proof: &Proof) -> Result<String, String> {
+    fn why_final(
+        &self,
+        app_namespace: &str,
+        o: &Observed,
+        rules: &BTreeMap<String, RuleSpec>,
+    ) -> Result<String, String> {
         let c = &self.clusters[o.index];
-        let host = format!(
-            "{}.{}.svc.cluster.local",
-            c.service, env.config.app_namespace
-        );
-        let rule = proof.rules.get(&host).ok_or_else(|| {
+        let host = format!("{}.{app_namespace}.svc.cluster.local", c.service);
+        let rule = rules.get(&host).ok_or_else(|| {
             format!("no DestinationRule decides {}: auto mTLS depends on endpoints, which may still change", o.name)
         })?;
         match (&o.origination, c.subset.as_deref()) {
@@ -313,7 +316,7 @@ impl ProxyConfig {
                 Ok(d) => d,
                 Err(err) => return pending_error(err),
             };
-            let mut observed = self.observe(env, &dump);
+            let mut observed = self.observe(&env.config.app_namespace, &dump);
             if observed.iter().all(|o| self.holds(o)) {
                 return Look::Final(self.verdict(&observed, started, None));
             }
@@ -325,14 +328,14 @@ impl ProxyConfig {
                 .collect();
             let note = match settled::examine(env, &namespace, &pod, &hosts).await {
                 Settled::Yes(proof) => {
-                    observed = self.observe(env, &proof.dump);
+                    observed = self.observe(&env.config.app_namespace, &proof.dump);
                     if observed.iter().all(|o| self.holds(o)) {
                         return Look::Final(self.verdict(&observed, started, None));
                     }
                     let (finals, open): (Vec<_>, Vec<_>) = observed
                         .iter()
                         .filter(|o| !self.holds(o))
-                        .map(|o| self.why_final(env, o, &proof))
+                        .map(|o| self.why_final(&env.config.app_namespace, o, &proof.rules))
                         .partition(Result::is_ok);
                     if !finals.is_empty() {
                         let finals: Vec<String> = finals.into_iter().filter_map(Result::ok).collect();
@@ -425,5 +428,108 @@ impl fmt::Display for ProxyConfig {
             "{}'s proxy config: {} (within {})",
             self.client.value, clusters, self.deadline
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn expectation() -> ProxyConfig {
+        serde_saphyr::from_str(
+            "client: sentences\nclusters:\n  - { service: name, subset: name-v1, mtls: false }\n  - { service: name, subset: name-v2, mtls: true }\n  - { service: age, mtls: true }\n",
+        )
+        .unwrap()
+    }
+
+    /// name-v1 with auto mTLS (its rule's DISABLE ignored) towards a sidecar, age with
+    /// auto mTLS towards a pod without tlsMode yet, no name-v2 cluster.
+    fn dump() -> Value {
+        let auto = json!([{"name": "tlsMode-istio", "match": {"tlsMode": "istio"},
+                           "transport_socket": {"name": "envoy.transport_sockets.tls"}}]);
+        let lb = |ip: &str, istio: bool| {
+            let mut fm = json!({});
+            if istio {
+                fm["envoy.transport_socket_match"] = json!({"tlsMode": "istio"});
+            }
+            json!({"endpoint": {"address": {"socket_address": {"address": ip}}}, "metadata": {"filter_metadata": fm}})
+        };
+        json!({"configs": [
+            {"dynamic_active_clusters": [
+                {"cluster": {"name": "outbound|5000|name-v1|name.sentences.svc.cluster.local", "transport_socket_matches": auto}},
+                {"cluster": {"name": "outbound|5000||age.sentences.svc.cluster.local", "transport_socket_matches": auto}}]},
+            {"dynamic_endpoint_configs": [
+                {"endpoint_config": {"cluster_name": "outbound|5000|name-v1|name.sentences.svc.cluster.local",
+                                     "endpoints": [{"lb_endpoints": [lb("10.0.0.8", true)]}]}},
+                {"endpoint_config": {"cluster_name": "outbound|5000||age.sentences.svc.cluster.local",
+                                     "endpoints": [{"lb_endpoints": [lb("10.0.0.7", false)]}]}}]}
+        ]})
+    }
+
+    fn rules(spec: Value) -> BTreeMap<String, RuleSpec> {
+        let rule = RuleSpec::parse(&json!({
+            "metadata": {"name": "name", "namespace": "sentences", "resourceVersion": "812"},
+            "spec": spec
+        }))
+        .unwrap();
+        BTreeMap::from([("name.sentences.svc.cluster.local".to_string(), rule)])
+    }
+
+    fn exercise_rule() -> BTreeMap<String, RuleSpec> {
+        rules(json!({"host": "name", "subsets": [
+            {"name": "name-v1", "trafficPolicy": {"tls": {"mode": "DISABLE"}}},
+            {"name": "name-v2", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}]}))
+    }
+
+    #[test]
+    fn a_contradiction_the_synced_rule_decides_is_final() {
+        let e = expectation();
+        let seen = e.observe("sentences", &dump());
+        assert!(seen.iter().all(|o| !e.holds(o)), "all three contradict");
+        let rules = exercise_rule();
+        let v1 = e.why_final("sentences", &seen[0], &rules).unwrap();
+        assert_eq!(
+            v1,
+            "DestinationRule sentences/name@812 sets DISABLE for outbound|5000|name-v1|name.sentences.svc.cluster.local"
+        );
+        let v2 = e.why_final("sentences", &seen[1], &rules).unwrap();
+        assert!(
+            v2.contains("defines subset name-v2, yet the synced proxy has no cluster"),
+            "{v2}"
+        );
+    }
+
+    #[test]
+    fn auto_mtls_and_undecided_rules_are_never_final() {
+        let e = expectation();
+        let seen = e.observe("sentences", &dump());
+        // age: no rule, its endpoint may still get its sidecar's tlsMode.
+        let age = e
+            .why_final("sentences", &seen[2], &exercise_rule())
+            .unwrap_err();
+        assert!(age.contains("auto mTLS depends on endpoints"), "{age}");
+        // A rule without TLS for the subset, one without the subset, port-level settings.
+        let plain = rules(json!({"host": "name", "subsets": [{"name": "name-v1"}]}));
+        assert!(
+            e.why_final("sentences", &seen[0], &plain)
+                .unwrap_err()
+                .contains("sets no TLS mode")
+        );
+        assert!(
+            e.why_final("sentences", &seen[1], &plain)
+                .unwrap_err()
+                .contains("does not define it")
+        );
+        let ports = rules(
+            json!({"host": "name", "trafficPolicy": {"portLevelSettings": [
+            {"port": {"number": 5000}, "tls": {"mode": "ISTIO_MUTUAL"}}]},
+            "subsets": [{"name": "name-v1", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]}),
+        );
+        assert!(
+            e.why_final("sentences", &seen[0], &ports)
+                .unwrap_err()
+                .contains("port-level")
+        );
     }
 }
