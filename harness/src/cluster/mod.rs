@@ -6,6 +6,7 @@
 
 pub mod apply;
 pub mod connect;
+pub mod destination_rules;
 pub mod diagnostics;
 pub mod download;
 pub mod envoy_admin;

@@ -16,13 +16,10 @@
 //! the caller then waits for its deadline, as it would without this.
 
 use super::Env;
-use crate::cluster::{envoy_admin, istiod_debug};
+use crate::cluster::{destination_rules, envoy_admin, istiod_debug};
 use crate::telemetry::destination_rule::RuleSpec;
 use crate::telemetry::proxy_config::DUMP_PATH;
 use crate::telemetry::xds_sync::{self, ProxySync, Scope};
-use kube::api::{Api, DynamicObject, ListParams};
-use kube::core::GroupVersionKind;
-use kube::discovery::ApiResource;
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -86,25 +83,12 @@ impl Proof {
     }
 }
 
-fn destination_rules() -> ApiResource {
-    ApiResource::from_gvk(&GroupVersionKind::gvk(
-        "networking.istio.io",
-        "v1",
-        "DestinationRule",
-    ))
-}
-
 /// Every DestinationRule of the cluster, as the API server holds it now.
 async fn api_rules(env: &Env<'_>) -> Result<Vec<RuleSpec>, String> {
-    let list = Api::<DynamicObject>::all_with(env.cluster.client.clone(), &destination_rules())
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| format!("cannot list DestinationRules: {e}"))?;
-    Ok(list
-        .items
+    Ok(destination_rules::all(&env.cluster.client)
+        .await?
         .iter()
-        .filter_map(|o| serde_json::to_value(o).ok())
-        .filter_map(|v| RuleSpec::parse(&v))
+        .filter_map(RuleSpec::parse)
         .collect())
 }
 
