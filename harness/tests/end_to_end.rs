@@ -677,6 +677,8 @@ struct StepRun {
     took: Duration,
     /// The step's log and every expectation's evidence (JUnit system-out).
     out: String,
+    /// The files of the diagnostics bundle, relative to it.
+    diagnostics: Vec<String>,
 }
 
 impl StepRun {
@@ -706,9 +708,10 @@ fn run_step(
         quick_suites_with(suites.path(), proxy_config_deadline);
         let suites_dir = suites.path().display().to_string();
         let started = Instant::now();
-        let (code, report, stderr, _reports) =
+        let (code, report, stderr, reports) =
             run_harness(&stand_in, &[filter, "--suites-dir", &suites_dir]).await;
         let took = started.elapsed();
+        let diagnostics = files_under(&reports.path().join("diagnostics"));
         let results = results_of(&report);
         let judged: Vec<&(String, String)> = results
             .iter()
@@ -723,6 +726,7 @@ fn run_step(
             stderr,
             took,
             out: system_out(&report, name),
+            diagnostics,
         }
     })
 }
@@ -873,6 +877,23 @@ fn every_step_passes(prometheus: &Path) {
     });
 }
 
+/// Every file below `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out
+}
+
 /// A `proxy-config` deadline long enough to tell a verdict at once from one at the
 /// deadline.
 const PROXY_CONFIG_LONG: &str = "40s";
@@ -912,6 +933,13 @@ fn ignored_rule_fails_once_synced(prometheus: &Path) {
         run.out.contains("istiod's sync report: CDS SYNCED"),
         "{}",
         run.out
+    );
+    assert!(
+        run.diagnostics
+            .iter()
+            .any(|f| f.contains("/istiod/istiod-") && f.ends_with(".syncz.json")),
+        "istiod's report in the diagnostics: {:?}",
+        run.diagnostics
     );
 }
 
