@@ -15,7 +15,7 @@ use crate::suite::duration::HumanDuration;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
 use crate::telemetry::destination_rule::RuleSpec;
-use crate::telemetry::proxy_config;
+use crate::telemetry::proxy_config::{self, DUMP_PATH};
 use crate::verdict::{Evidence, Judgement};
 use crate::wait::{self, Look};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -73,13 +73,7 @@ fn caller(env: &Env<'_>, workload: &str) -> (String, String) {
 /// The caller's clusters and the endpoints EDS gave them.
 pub async fn config_dump(env: &Env<'_>, workload: &str) -> Result<serde_json::Value, String> {
     let (namespace, deployment) = caller(env, workload);
-    envoy_admin::get_json_of(
-        &env.cluster.streams,
-        &namespace,
-        &deployment,
-        proxy_config::DUMP_PATH,
-    )
-    .await
+    envoy_admin::get_json_of(&env.cluster.streams, &namespace, &deployment, DUMP_PATH).await
 }
 
 /// Whether `from`'s proxy originates mTLS towards the pods of workload `to`: the
@@ -277,9 +271,11 @@ impl ProxyConfig {
         rules: &BTreeMap<String, RuleSpec>,
     ) -> Result<String, String> {
         let c = &self.clusters[o.index];
-        let host = format!("{}.{app_namespace}.svc.cluster.local", c.service);
-        let rule = rules.get(&host).ok_or_else(|| {
-            format!("no DestinationRule decides {}: auto mTLS depends on endpoints, which may still change", o.name)
+        let rule = rules.get(&host(c, app_namespace)).ok_or_else(|| {
+            format!(
+                "no DestinationRule decides {}: auto mTLS depends on endpoints, which may still change",
+                o.name
+            )
         })?;
         match (&o.origination, c.subset.as_deref()) {
             (None, Some(subset)) if rule.defines(subset) => Ok(format!(
@@ -305,59 +301,87 @@ impl ProxyConfig {
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
         let started = Instant::now();
         let (namespace, deployment) = caller(env, &self.client.value);
-        wait::until_final(self.deadline.0, deadlines::POLL, || async {
-            // Not readable yet (a pod starting): an error only if it stays so.
-            let pending_error = |err: String| Look::Pending(Judgement::errored(err, started.elapsed()));
-            let pod = match envoy_admin::ready_pod_of(&env.cluster.client, &namespace, &deployment).await {
-                Ok(p) => p,
-                Err(err) => return pending_error(err),
-            };
-            let dump = match envoy_admin::get_json(&env.cluster.streams, &namespace, &pod, proxy_config::DUMP_PATH).await {
-                Ok(d) => d,
-                Err(err) => return pending_error(err),
-            };
-            let mut observed = self.observe(&env.config.app_namespace, &dump);
-            if observed.iter().all(|o| self.holds(o)) {
-                return Look::Final(self.verdict(&observed, started, None));
-            }
-            // A contradiction: final if istiod says this config will not change by itself.
-            let hosts: Vec<String> = self
-                .clusters
-                .iter()
-                .map(|c| format!("{}.{}.svc.cluster.local", c.service, env.config.app_namespace))
-                .collect();
-            let note = match settled::examine(env, &namespace, &pod, &hosts).await {
-                Settled::Yes(proof) => {
-                    observed = self.observe(&env.config.app_namespace, &proof.dump);
-                    if observed.iter().all(|o| self.holds(o)) {
-                        return Look::Final(self.verdict(&observed, started, None));
-                    }
-                    let (finals, open): (Vec<_>, Vec<_>) = observed
-                        .iter()
-                        .filter(|o| !self.holds(o))
-                        .map(|o| self.why_final(&env.config.app_namespace, o, &proof.rules))
-                        .partition(Result::is_ok);
-                    if !finals.is_empty() {
-                        let finals: Vec<String> = finals.into_iter().filter_map(Result::ok).collect();
-                        return Look::Final(self.verdict(&observed, started, Some((&proof, finals))));
-                    }
-                    format!(
-                        "istiod reported {pod} synced, but what it contradicts may still change: {}",
-                        open.into_iter().filter_map(Result::err).collect::<Vec<_>>().join("; ")
-                    )
-                }
-                Settled::No(why) => format!("istiod never reported this config final: {why}"),
-                Settled::Unreadable(why) => format!(
-                    "istiod's sync status could not be read, so the wait ran to its deadline: {why}"
-                ),
-            };
-            let mut judgement = self.verdict(&observed, started, None);
-            judgement.evidence.summary = format!("{}; {note}", judgement.evidence.summary);
-            judgement.evidence.details.push(note);
-            // istiod may still be pushing the config.
-            Look::Pending(judgement)
+        wait::until_final(self.deadline.0, deadlines::POLL, || {
+            self.look(env, &namespace, &deployment, started)
         })
         .await
+    }
+
+    /// One look at the caller's config; on a contradiction, whether it is final.
+    async fn look(
+        &self,
+        env: &Env<'_>,
+        namespace: &str,
+        deployment: &str,
+        started: Instant,
+    ) -> Look<Judgement> {
+        // Not readable yet (a pod starting): an error only if it stays so.
+        let not_yet = |err: String| Look::Pending(Judgement::errored(err, started.elapsed()));
+        let client = &env.cluster.client;
+        let pod = match envoy_admin::ready_pod_of(client, namespace, deployment).await {
+            Ok(p) => p,
+            Err(err) => return not_yet(err),
+        };
+        let streams = &env.cluster.streams;
+        let dump = match envoy_admin::get_json(streams, namespace, &pod, DUMP_PATH).await {
+            Ok(d) => d,
+            Err(err) => return not_yet(err),
+        };
+        let observed = self.observe(&env.config.app_namespace, &dump);
+        if observed.iter().all(|o| self.holds(o)) {
+            return Look::Final(self.verdict(&observed, started, None));
+        }
+        self.contradicted(env, namespace, &pod, observed, started)
+            .await
+    }
+
+    /// The config contradicts the expectation: final when istiod reports it will not
+    /// change by itself; otherwise pending (istiod may still be pushing), saying why.
+    async fn contradicted(
+        &self,
+        env: &Env<'_>,
+        namespace: &str,
+        pod: &str,
+        mut observed: Vec<Observed>,
+        started: Instant,
+    ) -> Look<Judgement> {
+        let app_namespace = &env.config.app_namespace;
+        let hosts: Vec<String> = self
+            .clusters
+            .iter()
+            .map(|c| host(c, app_namespace))
+            .collect();
+        let note = match settled::examine(env, namespace, pod, &hosts).await {
+            Settled::Yes(proof) => {
+                observed = self.observe(app_namespace, &proof.dump);
+                if observed.iter().all(|o| self.holds(o)) {
+                    return Look::Final(self.verdict(&observed, started, None));
+                }
+                let (finals, open): (Vec<_>, Vec<_>) = observed
+                    .iter()
+                    .filter(|o| !self.holds(o))
+                    .map(|o| self.why_final(app_namespace, o, &proof.rules))
+                    .partition(Result::is_ok);
+                let finals: Vec<String> = finals.into_iter().filter_map(Result::ok).collect();
+                if !finals.is_empty() {
+                    let settled = Some((proof.as_ref(), finals));
+                    return Look::Final(self.verdict(&observed, started, settled));
+                }
+                let open: Vec<String> = open.into_iter().filter_map(Result::err).collect();
+                format!(
+                    "istiod reported {pod} synced, but what it contradicts may still change: {}",
+                    open.join("; ")
+                )
+            }
+            Settled::No(why) => format!("istiod never reported this config final: {why}"),
+            Settled::Unreadable(why) => format!(
+                "istiod's sync status could not be read, so the wait ran to its deadline: {why}"
+            ),
+        };
+        let mut judgement = self.verdict(&observed, started, None);
+        judgement.evidence.summary = format!("{}; {note}", judgement.evidence.summary);
+        judgement.evidence.details.push(note);
+        Look::Pending(judgement)
     }
 
     /// Passed when every cluster is as expected; otherwise failed, with the proof when
@@ -394,6 +418,11 @@ impl ProxyConfig {
         }
         Judgement::failed(evidence, elapsed)
     }
+}
+
+/// The service host of a cluster expectation: `name.sentences.svc.cluster.local`.
+fn host(c: &ClusterExpectation, app_namespace: &str) -> String {
+    format!("{}.{app_namespace}.svc.cluster.local", c.service)
 }
 
 /// One expected cluster as a config dump shows it.
