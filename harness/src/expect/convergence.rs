@@ -4,8 +4,7 @@
 //! istiod sent it acked), and since when (the last push istiod sent any of them).
 //! Evidence only: it never changes a verdict, and an unreadable istiod is said as such.
 
-use super::Env;
-use crate::cluster::istiod_debug;
+use super::{Env, settled};
 use crate::telemetry::xds_sync::{self, ProxySync};
 use crate::verdict::{Judgement, Verdict};
 
@@ -29,27 +28,17 @@ pub async fn note(env: &Env<'_>) -> String {
 
 /// The proxies that carry the app's traffic, as every ready istiod reports them.
 async fn proxies(env: &Env<'_>) -> Result<Vec<ProxySync>, String> {
-    let mut out = Vec::new();
-    for istiod in istiod_debug::ready_pods(&env.cluster.client).await? {
-        let body =
-            istiod_debug::get_json(&env.cluster.streams, &istiod, xds_sync::SYNCZ_PATH).await?;
-        let reported = xds_sync::parse_syncz(&body).map_err(|e| {
-            format!(
-                "istiod {istiod}: {} in an unknown format: {e}",
-                xds_sync::SYNCZ_PATH
-            )
-        })?;
-        out.extend(
-            reported
-                .into_iter()
-                .filter(|p| match xds_sync::split_proxy_id(&p.id) {
-                    Some((_, ns)) if ns == env.config.app_namespace => true,
-                    Some((_, ns)) => ns == env.config.ingress_namespace && p.proxy_type == "router",
-                    None => false,
-                }),
-        );
-    }
-    Ok(out)
+    let config = env.config;
+    Ok(settled::every_report(env)
+        .await?
+        .into_iter()
+        .flat_map(|(_, proxies)| proxies)
+        .filter(|p| match xds_sync::split_proxy_id(&p.id) {
+            Some((_, ns)) if ns == config.app_namespace => true,
+            Some((_, ns)) => ns == config.ingress_namespace && p.proxy_type == "router",
+            None => false,
+        })
+        .collect())
 }
 
 fn describe(proxies: &[ProxySync], app_namespace: &str) -> String {

@@ -92,9 +92,8 @@ async fn api_rules(env: &Env<'_>) -> Result<Vec<RuleSpec>, String> {
         .collect())
 }
 
-/// The report on `id` from every ready istiod: `(istiod pod, every proxy it reports)`
-/// for each istiod that reports `id`.
-async fn reports(env: &Env<'_>, id: &str) -> Result<Vec<(String, Vec<ProxySync>)>, String> {
+/// What every ready istiod reports: `(istiod pod, every proxy connected to it)`.
+pub(super) async fn every_report(env: &Env<'_>) -> Result<Vec<(String, Vec<ProxySync>)>, String> {
     let mut out = Vec::new();
     for istiod in istiod_debug::ready_pods(&env.cluster.client).await? {
         let body =
@@ -105,11 +104,16 @@ async fn reports(env: &Env<'_>, id: &str) -> Result<Vec<(String, Vec<ProxySync>)
                 xds_sync::SYNCZ_PATH
             )
         })?;
-        if proxies.iter().any(|p| p.id == id) {
-            out.push((istiod, proxies));
-        }
+        out.push((istiod, proxies));
     }
     Ok(out)
+}
+
+/// The reports of the istiods that report `id`.
+async fn reports(env: &Env<'_>, id: &str) -> Result<Vec<(String, Vec<ProxySync>)>, String> {
+    let mut all = every_report(env).await?;
+    all.retain(|(_, proxies)| proxies.iter().any(|p| p.id == id));
+    Ok(all)
 }
 
 /// Whether the scope carries, for `host`, exactly the API server's rules for it.
