@@ -5,7 +5,7 @@
 //! (containerd `pkg/cri/server/sandbox_portforward_linux.go`), so the pod sees a
 //! loopback caller.
 
-use crate::deadlines::ENVOY_ADMIN as DEADLINE;
+use crate::deadlines::POD_HTTP as DEADLINE;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::api::Api;

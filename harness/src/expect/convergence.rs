@@ -5,6 +5,7 @@
 //! Evidence only: it never changes a verdict, and an unreadable istiod is said as such.
 
 use super::{Env, settled};
+use crate::deadlines::POD_HTTP;
 use crate::telemetry::xds_sync::{self, ProxySync};
 use crate::verdict::{Judgement, Verdict};
 
@@ -18,7 +19,15 @@ pub async fn annotate(env: &Env<'_>, mut judgement: Judgement) -> Judgement {
 
 /// One line on whether config had converged.
 pub async fn note(env: &Env<'_>) -> String {
-    match proxies(env).await {
+    let read = tokio::time::timeout(POD_HTTP, proxies(env))
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "istiod did not answer within {} s",
+                POD_HTTP.as_secs()
+            ))
+        });
+    match read {
         Ok(proxies) => describe(&proxies, &env.config.app_namespace),
         Err(e) => {
             format!("config convergence unknown: istiod's sync status could not be read: {e}")

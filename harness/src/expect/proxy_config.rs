@@ -351,7 +351,18 @@ impl ProxyConfig {
             .iter()
             .map(|c| host(c, app_namespace))
             .collect();
-        let note = match settled::examine(env, namespace, pod, &hosts).await {
+        // Within the expectation's deadline: istiod may accept and never answer.
+        let budget = self
+            .deadline
+            .0
+            .saturating_sub(started.elapsed())
+            .min(deadlines::POD_HTTP);
+        let examined = tokio::time::timeout(budget, settled::examine(env, namespace, pod, &hosts))
+            .await
+            .unwrap_or_else(|_| {
+                Settled::Unreadable(format!("istiod did not answer within {}", secs(budget)))
+            });
+        let note = match examined {
             Settled::Yes(proof) => {
                 observed = self.observe(app_namespace, &proof.dump);
                 if observed.iter().all(|o| self.holds(o)) {
