@@ -351,12 +351,9 @@ impl ProxyConfig {
             .iter()
             .map(|c| host(c, app_namespace))
             .collect();
-        // Within the expectation's deadline: istiod may accept and never answer.
-        let budget = self
-            .deadline
-            .0
-            .saturating_sub(started.elapsed())
-            .min(deadlines::POD_HTTP);
+        // Bounded like the dump's own exchange: istiod may accept and never answer. A
+        // bound cut to what is left of the deadline would only blank the last look.
+        let budget = deadlines::POD_HTTP;
         let examined = tokio::time::timeout(budget, settled::examine(env, namespace, pod, &hosts))
             .await
             .unwrap_or_else(|_| {
