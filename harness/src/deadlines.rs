@@ -58,5 +58,6 @@ pub const TOOL_QUICK: Duration = secs(60);
 pub const DIAGNOSTICS: Duration = secs(90);
 /// One request to the API server during preflight.
 pub const PREFLIGHT_REQUEST: Duration = secs(6);
-/// One Envoy admin exchange through a port-forward.
-pub const ENVOY_ADMIN: Duration = secs(20);
+/// One HTTP exchange with a pod through a port-forward (Envoy admin, istiod's debug
+/// endpoints), and istiod's whole account of a proxy (several such exchanges).
+pub const POD_HTTP: Duration = secs(20);

@@ -5,7 +5,7 @@ mod common;
 
 use common::kube_mock::{Seen, deployment, endpoint, list, mock, not_found, pod, replica_set};
 use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
-use harness::cluster::{connect, rollout, workloads};
+use harness::cluster::{connect, destination_rules, istiod_debug, rollout, workloads};
 use harness::verdict::Verdict;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -588,5 +588,82 @@ async fn the_sidecars_verdict_reads_pods_per_workload_and_fails_on_the_wrong_inj
         j.evidence.summary.contains("rollout of"),
         "{}",
         j.evidence.summary
+    );
+}
+
+/// An istiod pod of `revision`, Ready or not.
+fn istiod_pod(name: &str, revision: &str, ready: bool) -> Value {
+    json!({"metadata": {"name": name, "namespace": "istio-system",
+                        "labels": {"app": "istiod", "istio.io/rev": revision}},
+           "spec": {"containers": [{"name": "discovery"}]},
+           "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]}})
+}
+
+#[tokio::test]
+async fn every_ready_istiod_of_every_revision_is_found_by_its_app_label() {
+    let (client, log) = mock(
+        |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+            ("GET", "/api/v1/namespaces/istio-system/pods") => (
+                200,
+                list(
+                    "PodList",
+                    vec![
+                        istiod_pod("istiod-5dd764fcbf-x2x7q", "default", true),
+                        istiod_pod("istiod-canary-7f9c-abcde", "canary", true),
+                        istiod_pod("istiod-5dd764fcbf-starting", "default", false),
+                    ],
+                ),
+            ),
+            _ => not_found(uri),
+        },
+    );
+    let pods = istiod_debug::ready_pods(&client).await.unwrap();
+    assert_eq!(
+        pods,
+        ["istiod-5dd764fcbf-x2x7q", "istiod-canary-7f9c-abcde"]
+    );
+    {
+        let log = log.lock().unwrap();
+        assert_eq!(log.len(), 1);
+        assert!(
+            log[0].uri.contains("labelSelector=app%3Distiod"),
+            "{}",
+            log[0].uri
+        );
+    }
+
+    let (client, _) = mock(|_, _, _| (200, list("PodList", vec![])));
+    let e = istiod_debug::ready_pods(&client).await.unwrap_err();
+    assert_eq!(e, "no ready istiod pod (`app=istiod`) in istio-system");
+}
+
+#[tokio::test]
+async fn destination_rules_are_listed_in_every_namespace_at_networking_v1() {
+    let rule = json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
+        "metadata": {"name": "name", "namespace": "sentences", "resourceVersion": "812"},
+        "spec": {"host": "name", "subsets": [{"name": "name-v1", "trafficPolicy": {"tls": {"mode": "DISABLE"}}}]}});
+    let answer = rule.clone();
+    let (client, log) =
+        mock(
+            move |method, uri, _| match (method, uri.split('?').next().unwrap()) {
+                ("GET", "/apis/networking.istio.io/v1/destinationrules") => (
+                    200,
+                    json!({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRuleList",
+                   "metadata": {}, "items": [answer.clone()]}),
+                ),
+                _ => not_found(uri),
+            },
+        );
+    let rules = destination_rules::all(&client).await.unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["metadata"]["resourceVersion"], "812");
+    assert_eq!(rules[0]["spec"], rule["spec"]);
+    assert_eq!(log.lock().unwrap()[0].method, "GET");
+
+    let (client, _) = mock(|_, uri, _| not_found(uri));
+    let e = destination_rules::all(&client).await.unwrap_err();
+    assert!(
+        e.starts_with("cannot list DestinationRules in all namespaces"),
+        "{e}"
     );
 }

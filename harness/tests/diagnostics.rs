@@ -78,7 +78,8 @@ async fn the_bundle_holds_pods_logs_events_and_istio_resources_and_lists_what_fa
     let errors = std::fs::read_to_string(bundle.join("errors.txt")).unwrap();
     assert!(
         errors.contains("selector of istio-ingressgateway")
-            && errors.contains("selector of sentences"),
+            && errors.contains("selector of sentences")
+            && errors.contains("istiod pods: no ready istiod pod"),
         "{errors}"
     );
 

@@ -60,9 +60,22 @@ fn main() {
             },
         ),
         with_prometheus("strict_not_enforced_fails_o3", |p| {
-            mutation(p, "mesh::03", Outcome::Failed("ok×"), |s| {
-                s.mesh.set_fault(Fault::StrictNotEnforced)
-            })
+            let run = mutation_within(
+                p,
+                "mesh::03",
+                PROXY_CONFIG_QUICK,
+                Outcome::Failed("ok×"),
+                |s| s.mesh.set_fault(Fault::StrictNotEnforced),
+            );
+            // Not a slow push: the failure says the config had converged.
+            assert!(
+                run.out.contains("config had converged: istiod reports all")
+                    && run
+                        .out
+                        .contains("SYNCED; the last push to them was sent at"),
+                "{}",
+                run.out
+            );
         }),
         with_prometheus("an_annotation_without_a_container_is_not_a_sidecar", |p| {
             let started = Instant::now();
@@ -137,11 +150,45 @@ fn main() {
         }),
         with_prometheus(
             "an_ignored_destination_rule_fails_o6_at_the_proxy_config",
+            ignored_rule_fails_once_synced,
+        ),
+        with_prometheus(
+            "a_slow_istiod_still_passes_o6_the_proxy_config_never_fails_early",
+            slow_istiod_passes,
+        ),
+        with_prometheus(
+            "a_slow_istiod_ignoring_the_rule_fails_o6_only_once_the_push_arrived",
+            slow_istiod_ignoring_the_rule,
+        ),
+        with_prometheus(
+            "an_unreachable_istiod_debug_port_waits_for_the_proxy_config_deadline",
             |p| {
-                mutation(p, "mesh::06", Outcome::Failed("name-v1"), |s| {
-                    s.mesh.set_fault(Fault::DestinationRuleIgnored)
+                waits_for_the_deadline(p, UNREADABLE, |s| {
+                    s.break_forwards(15014, ForwardFault::Refused)
                 })
             },
+        ),
+        with_prometheus(
+            "istiod_without_debug_endpoints_waits_for_the_proxy_config_deadline",
+            |p| {
+                waits_for_the_deadline(p, UNREADABLE, |s| {
+                    s.mesh.set_fault(Fault::DebugOnHttpDisabled)
+                })
+            },
+        ),
+        with_prometheus(
+            "a_proxy_whose_acks_istiod_never_saw_is_not_failed_early",
+            |p| {
+                waits_for_the_deadline(p, "not synced: CDS STALE", |s| {
+                    s.mesh.set_fault(Fault::ProxyNeverAcks {
+                        workload: "sentences".into(),
+                    })
+                })
+            },
+        ),
+        with_prometheus(
+            "a_second_istiod_revision_does_not_hide_the_callers_istiod",
+            second_istiod_revision,
         ),
         with_prometheus(
             "a_proxy_prometheus_cannot_scrape_is_an_error_naming_its_pod",
@@ -621,6 +668,16 @@ enum Outcome {
 /// The embedded suites with deadlines short enough that a wrong world is reported in
 /// seconds (the verdicts themselves are the same).
 fn quick_suites(dir: &Path) {
+    quick_suites_with(dir, PROXY_CONFIG_QUICK)
+}
+
+/// `proxy-config`'s deadline in the quick suites.
+const PROXY_CONFIG_QUICK: &str = "10s";
+
+/// The quick suites with `proxy-config` given this deadline (a long one tells an
+/// expectation that ends early from one that waited for its deadline).
+fn quick_suites_with(dir: &Path, proxy_config_deadline: &str) {
+    let proxy_config = format!("- proxy-config:\n          deadline: {proxy_config_deadline}\n");
     let source = harness::suite::source::SuiteSource::embedded();
     let shorten = [
         ("- flows: { ", "- flows: { deadline: 15s, "),
@@ -631,10 +688,6 @@ fn quick_suites(dir: &Path) {
         ("- proxy-log: { ", "- proxy-log: { deadline: 15s, "),
         ("- telemetry:\n", "- telemetry:\n          deadline: 20s\n"),
         ("- mtls:\n", "- mtls:\n          deadline: 20s\n"),
-        (
-            "- proxy-config:\n",
-            "- proxy-config:\n          deadline: 10s\n",
-        ),
     ];
     for (path, text) in &source.files {
         let mut text = text.clone();
@@ -642,6 +695,7 @@ fn quick_suites(dir: &Path) {
             for (from, to) in shorten {
                 text = text.replace(from, to);
             }
+            text = text.replace("- proxy-config:\n", &proxy_config);
         }
         let target = dir.join(path);
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
@@ -649,17 +703,50 @@ fn quick_suites(dir: &Path) {
     }
 }
 
-/// Runs step `filter` (earlier steps' actions as its setup) in the world `break_it`
-/// made wrong, and checks the step did not pass, in the way `outcome` says.
-fn mutation(prometheus: &Path, filter: &str, outcome: Outcome, break_it: impl FnOnce(&StandIn)) {
+/// One step's result: its status line, the harness's exit code and stderr, and how
+/// long the whole run (setup included) took.
+struct StepRun {
+    status: String,
+    code: i32,
+    stderr: String,
+    took: Duration,
+    /// The step's log and every expectation's evidence (JUnit system-out).
+    out: String,
+    /// The files of the diagnostics bundle, relative to it.
+    diagnostics: Vec<String>,
+}
+
+impl StepRun {
+    /// How long the expectation whose description contains `what` took, as the
+    /// evidence says (`[FAIL] … (12.3 s)`).
+    fn expectation_secs(&self, what: &str) -> f64 {
+        self.out
+            .lines()
+            .find(|l| l.starts_with('[') && l.contains(what))
+            .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(" s)")?.parse().ok())
+            .unwrap_or_else(|| panic!("no expectation `{what}` in:\n{}", self.out))
+    }
+}
+
+/// Runs step `filter` (earlier steps' actions as its setup) on a stand-in that
+/// `change` altered, with the quick suites and this `proxy-config` deadline.
+fn run_step(
+    prometheus: &Path,
+    filter: &str,
+    proxy_config_deadline: &str,
+    change: impl FnOnce(&StandIn),
+) -> StepRun {
     common::block_on(async {
         let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
-        break_it(&stand_in);
+        change(&stand_in);
         let suites = tempfile::tempdir().unwrap();
-        quick_suites(suites.path());
+        quick_suites_with(suites.path(), proxy_config_deadline);
         let suites_dir = suites.path().display().to_string();
-        let (code, report, stderr, _reports) =
+        let started = Instant::now();
+        let (code, report, stderr, reports) =
             run_harness(&stand_in, &[filter, "--suites-dir", &suites_dir]).await;
+        let took = started.elapsed();
+        let diagnostics = files_under(&reports.path().join("diagnostics"));
         let results = results_of(&report);
         let judged: Vec<&(String, String)> = results
             .iter()
@@ -667,10 +754,44 @@ fn mutation(prometheus: &Path, filter: &str, outcome: Outcome, break_it: impl Fn
             .collect();
         assert_eq!(judged.len(), 1, "{results:#?}\n{stderr}");
         let (name, status) = judged[0];
-        eprintln!("{name}: {status}");
+        eprintln!("{name} after {:.1} s: {status}", took.as_secs_f64());
+        StepRun {
+            status: status.clone(),
+            code,
+            stderr,
+            took,
+            out: system_out(&report, name),
+            diagnostics,
+        }
+    })
+}
+
+/// Runs step `filter` (earlier steps' actions as its setup) in the world `break_it`
+/// made wrong, and checks the step did not pass, in the way `outcome` says.
+fn mutation(prometheus: &Path, filter: &str, outcome: Outcome, break_it: impl FnOnce(&StandIn)) {
+    mutation_within(prometheus, filter, PROXY_CONFIG_QUICK, outcome, break_it);
+}
+
+/// `mutation` with this `proxy-config` deadline; returns the run.
+fn mutation_within(
+    prometheus: &Path,
+    filter: &str,
+    proxy_config_deadline: &str,
+    outcome: Outcome,
+    break_it: impl FnOnce(&StandIn),
+) -> StepRun {
+    let run = run_step(prometheus, filter, proxy_config_deadline, break_it);
+    {
+        let StepRun {
+            status,
+            code,
+            stderr,
+            ..
+        } = &run;
+        let code = *code;
         assert!(
             !status.starts_with("passed"),
-            "a wrong world must not pass: {name}: {status}"
+            "a wrong world must not pass: {status}"
         );
         match outcome {
             Outcome::Failed(text) => {
@@ -689,7 +810,8 @@ fn mutation(prometheus: &Path, filter: &str, outcome: Outcome, break_it: impl Fn
             }
             Outcome::NotPassed => assert_ne!(code, 0),
         }
-    });
+    }
+    run
 }
 
 /// Runs the harness binary against `stand_in` with `extra` arguments; returns its exit
@@ -988,4 +1110,139 @@ fn upgrade_selected_alone(prometheus: &Path) {
             "{results:#?}"
         );
     });
+}
+
+/// Every file below `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                todo.push(path);
+            } else if let Ok(rel) = path.strip_prefix(dir) {
+                out.push(rel.display().to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What proxy-config says when istiod cannot be read.
+const UNREADABLE: &str = "istiod's sync status could not be read, so the wait ran to its deadline";
+
+/// A `proxy-config` deadline long enough to tell a verdict at once from one at the
+/// deadline.
+const PROXY_CONFIG_LONG: &str = "40s";
+
+/// `final 0.3 s after the start` in an early proxy-config failure.
+fn final_after(status: &str) -> f64 {
+    status
+        .split_once("final ")
+        .and_then(|(_, rest)| rest.split_once(" s after the start"))
+        .and_then(|(secs, _)| secs.parse().ok())
+        .unwrap_or_else(|| panic!("no `final … s after the start` in {status}"))
+}
+
+fn ignored_rule_fails_once_synced(prometheus: &Path) {
+    let run = mutation_within(
+        prometheus,
+        "mesh::06",
+        PROXY_CONFIG_LONG,
+        Outcome::Failed("sets DISABLE for outbound|5000|name-v1|name.sentences.svc.cluster.local"),
+        |s| s.mesh.set_fault(Fault::DestinationRuleIgnored),
+    );
+    for needle in [
+        "auto mTLS: 1 endpoint(s) with tlsMode: istio (TLS), 0 without (plaintext) — expected plaintext",
+        "SYNCED to push ",
+        "CDS nonce ",
+        "carries DestinationRule sentences/name@",
+    ] {
+        assert!(run.status.contains(needle), "`{needle}` in {}", run.status);
+    }
+    // Settled well before the 40 s deadline, and said when; the whole run (setup
+    // included) is shorter than that deadline.
+    let secs = run.expectation_secs("proxy config");
+    assert!(secs < 5.0, "{secs} s: {}", run.status);
+    assert!(run.took < Duration::from_secs(30), "{:?}", run.took);
+    assert!(final_after(&run.status) <= secs);
+    assert!(
+        run.out.contains("istiod's sync report: CDS SYNCED"),
+        "{}",
+        run.out
+    );
+    assert!(
+        run.diagnostics
+            .iter()
+            .any(|f| f.contains("/istiod/istiod-") && f.ends_with(".syncz.json")),
+        "istiod's report in the diagnostics: {:?}",
+        run.diagnostics
+    );
+}
+
+fn slow_istiod_passes(prometheus: &Path) {
+    // istiod has the rule at once but pushes it 5 s late: until then the proxy is
+    // synced to a push without it, and its subset clusters are missing.
+    let run = run_step(prometheus, "mesh::06", PROXY_CONFIG_LONG, |s| {
+        s.mesh.set_fault(Fault::SlowPush(Duration::from_secs(5)))
+    });
+    assert_eq!(run.status, "passed", "{}\n{}", run.out, run.stderr);
+    assert_eq!(run.code, 0);
+    let secs = run.expectation_secs("proxy config");
+    assert!(
+        (4.0..40.0).contains(&secs),
+        "the push took about 5 s: {secs} s"
+    );
+}
+
+fn slow_istiod_ignoring_the_rule(prometheus: &Path) {
+    let run = mutation_within(
+        prometheus,
+        "mesh::06",
+        PROXY_CONFIG_LONG,
+        Outcome::Failed("SYNCED to push "),
+        |s| {
+            s.mesh.set_fault(Fault::SlowPush(Duration::from_secs(5)));
+            s.mesh.set_fault(Fault::DestinationRuleIgnored);
+        },
+    );
+    // Not while the proxy was synced to the push from before the rule; at once after.
+    let after = final_after(&run.status);
+    assert!((4.0..20.0).contains(&after), "{after} s: {}", run.status);
+}
+
+/// A world where the ignored rule's contradiction is never shown final: proxy-config
+/// must wait for its 15 s deadline, and its message must say `why`.
+fn waits_for_the_deadline(prometheus: &Path, why: &'static str, change: fn(&StandIn)) {
+    let run = mutation_within(prometheus, "mesh::06", "15s", Outcome::Failed(why), |s| {
+        s.mesh.set_fault(Fault::DestinationRuleIgnored);
+        change(s);
+    });
+    assert!(!run.status.contains("SYNCED to push"), "{}", run.status);
+    let secs = run.expectation_secs("proxy config");
+    assert!(secs >= 15.0, "waited for the 15 s deadline: {secs} s");
+}
+
+fn second_istiod_revision(prometheus: &Path) {
+    let run = mutation_within(
+        prometheus,
+        "mesh::06",
+        PROXY_CONFIG_LONG,
+        Outcome::Failed("SYNCED to push "),
+        |s| {
+            for object in testkit_mesh::Mesh::istiod_revision(ISTIO, "canary") {
+                s.cluster.apply(object).expect("a second istiod applies");
+            }
+            s.mesh.set_fault(Fault::DestinationRuleIgnored);
+        },
+    );
+    // The caller is connected to the default revision's istiod; the other reports
+    // nothing of it and is not mistaken for it.
+    assert!(
+        run.status.contains("istiod istiod-") && !run.status.contains("istiod istiod-canary-"),
+        "{}",
+        run.status
+    );
+    assert!(run.expectation_secs("proxy config") < 5.0, "{}", run.status);
 }

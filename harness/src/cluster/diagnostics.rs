@@ -1,8 +1,9 @@
 //! The diagnostics bundle of a step that did not pass, under
 //! `<reports-dir>/diagnostics/<suite>-<step>/`: pods, events, logs (app containers and
 //! `istio-proxy`, istiod, the ingress gateway), the Istio resources of the namespaces,
-//! the calling sidecars' cluster config, and `kind export logs` when the harness owns
-//! the cluster. Collection is best effort under its own deadline: what fails is listed
+//! the calling sidecars' cluster config, istiod's account of what each proxy acked
+//! (`/debug/syncz` of every istiod), and `kind export logs` when the harness owns the
+//! cluster. Collection is best effort under its own deadline: what fails is listed
 //! in `errors.txt`, and nothing here changes the step's verdict.
 
 use super::envoy_admin;
@@ -198,6 +199,26 @@ async fn proxy_configs(client: &Client, config: &RunConfig, suite: &Suite, bundl
     }
 }
 
+/// What every ready istiod reports it sent each proxy and what the proxy acked.
+async fn istiod_sync(client: &Client, bundle: &mut Bundle) {
+    let Some(pods) = bundle.note("istiod pods", super::istiod_debug::ready_pods(client).await)
+    else {
+        return;
+    };
+    for pod in pods {
+        if let Some(json) = bundle.note(
+            &format!("/debug/syncz of {pod}"),
+            super::istiod_debug::get_json(client, &pod, crate::telemetry::xds_sync::SYNCZ_PATH)
+                .await,
+        ) {
+            bundle.write(
+                &format!("istiod/{pod}.syncz.json"),
+                &serde_json::to_string_pretty(&json).unwrap_or_default(),
+            );
+        }
+    }
+}
+
 async fn collect_all(
     client: &Client,
     config: &RunConfig,
@@ -230,6 +251,7 @@ async fn collect_all(
     )
     .await;
     proxy_configs(client, config, suite, bundle).await;
+    istiod_sync(client, bundle).await;
     if let Some((kind_bin, name)) = kind {
         let target = bundle.dir.join("kind-logs");
         let result = super::kind::export_logs(&kind_bin, &name, &target).await;

@@ -21,8 +21,8 @@ pub const REVISION_LABEL: &str = "istio.io/rev";
 /// The revision of an install without `--set revision` (charts: `.Values.revision |
 /// default "default"`); its istiod is the Deployment `istiod`.
 pub const DEFAULT_REVISION: &str = "default";
-/// istiod's Deployments carry `app: istiod`, whatever their revision.
-const ISTIOD_SELECTOR: &str = "app=istiod";
+/// istiod's Deployments and pods carry `app: istiod`, whatever their revision.
+pub const ISTIOD_SELECTOR: &str = "app=istiod";
 
 /// The revision name for `version`: `.` is not valid in a revision name, so Istio's
 /// canary docs name revision `1-31-2` for Istio 1.31.2 (istio.io

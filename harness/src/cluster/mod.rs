@@ -1,18 +1,21 @@
 //! The cluster side, infrastructure only: preflight, tools and downloads (per
 //! platform), the Istio release list, kind, Istio install/upgrade, the apply engine,
-//! rollouts, workloads and sidecars, port-forwards, Envoy's admin API, provisioning as
-//! a whole, and the diagnostics bundle. What the
+//! rollouts, workloads and sidecars, port-forwards, Envoy's admin API and istiod's debug
+//! endpoints, provisioning as a whole, and the diagnostics bundle. What the
 //! harness *concludes* from the cluster lives in `expect/`.
 
 pub mod apply;
 pub mod connect;
+pub mod destination_rules;
 pub mod diagnostics;
 pub mod download;
 pub mod envoy_admin;
 pub mod istio;
+pub mod istiod_debug;
 pub mod kind;
 mod live;
 pub mod platform;
+pub mod pod_http;
 pub mod portforward;
 pub mod preflight;
 mod process;

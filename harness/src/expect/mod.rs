@@ -6,11 +6,13 @@
 //! Adding an expectation kind: a file here with a struct that has `validate`,
 //! `deadline`, `judge` and `Display`, a variant below, and a line in `each!`.
 
+mod convergence;
 pub mod mtls;
 mod phase;
 pub mod proxy_config;
 pub mod proxy_log;
 pub mod proxy_versions;
+mod settled;
 pub mod sidecars;
 pub mod telemetry;
 pub mod tls;

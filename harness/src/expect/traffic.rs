@@ -14,12 +14,13 @@
 //!
 //! A verdict on Istio needs the path to the gateway: when nothing reached it, or the
 //! harness's own port-forward failed where it mattered, the result is an environment
-//! error, not a failure.
+//! error, not a failure. A failure keeps its deadline and says whether the mesh's
+//! config had converged by then (`convergence.rs`).
 //!
 //! Longer than most files because the three verdicts share one pacing loop, one
 //! accounting of what reached the app and one rule for the path; apart, they would drift.
 
-use super::{Env, secs};
+use super::{Env, convergence, secs};
 use crate::deadlines;
 use crate::probe::Probe;
 use crate::probe::class::{Origin, ResultClass};
@@ -490,14 +491,15 @@ impl Flows {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        match env.http_probe() {
+        let judgement = match env.http_probe() {
             Ok(p) => {
                 let from_each: Vec<String> =
                     self.from_each.iter().map(|s| s.value.clone()).collect();
                 flows(&p, self.consecutive, &from_each, self.deadline.0).await
             }
             Err(e) => Judgement::errored(e, Duration::ZERO),
-        }
+        };
+        convergence::annotate(env, judgement).await
     }
 }
 
@@ -533,7 +535,7 @@ impl Fails {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        match env.http_probe() {
+        let judgement = match env.http_probe() {
             Ok(p) => {
                 fails(
                     &p,
@@ -546,7 +548,8 @@ impl Fails {
                 .await
             }
             Err(e) => Judgement::errored(e, Duration::ZERO),
-        }
+        };
+        convergence::annotate(env, judgement).await
     }
 }
 
@@ -579,10 +582,11 @@ impl Holds {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        match env.http_probe() {
+        let judgement = match env.http_probe() {
             Ok(p) => holds(&p, self.class.value, self.window.0, self.min_requests).await,
             Err(e) => Judgement::errored(e, Duration::ZERO),
-        }
+        };
+        convergence::annotate(env, judgement).await
     }
 }
 

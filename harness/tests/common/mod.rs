@@ -200,7 +200,7 @@ pub fn trial(
 
 /// Runs an async test body on its own runtime (two workers, like #[tokio::test]
 /// with the multi-thread flavour).
-pub fn block_on<F: std::future::Future<Output = ()>>(test: F) {
+pub fn block_on<T, F: std::future::Future<Output = T>>(test: F) -> T {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -343,7 +343,8 @@ fn listeners(
 pub(crate) fn config_dump(inner: &Inner, pod: &Pod, meta: &ProxyMeta, req: &Request) -> Response {
     let world = inner.config_view();
     let now = timestamp(SystemTime::now());
-    let version = now.clone();
+    // Envoy shows the version_info of the xDS response: istiod's push version.
+    let version = world.push_version.clone();
     let clusters = outbound_clusters(
         &world,
         &pod.namespace,

@@ -267,9 +267,14 @@ pub(crate) fn is_prometheus(pod: &crate::objects::Pod) -> bool {
     crate::objects::container(&pod.spec, "containers", "prometheus-server").is_some()
 }
 
+/// Whether a pod is istiod (its container `discovery`).
+pub(crate) fn is_istiod(pod: &crate::objects::Pod) -> bool {
+    crate::objects::container(&pod.spec, "containers", "discovery").is_some()
+}
+
 /// Whether a pod runs one of Istio's own components rather than an app.
 pub(crate) fn is_istio_component(pod: &crate::objects::Pod) -> bool {
-    crate::objects::container(&pod.spec, "containers", "discovery").is_some()
+    is_istiod(pod)
         || pod.proxy_kind() == Some(crate::objects::ProxyKind::Gateway)
         || is_prometheus(pod)
 }

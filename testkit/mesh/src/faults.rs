@@ -39,6 +39,11 @@ pub enum Fault {
     SlowPush(std::time::Duration),
     /// The Prometheus file_sd file is no longer updated (targets go stale).
     DiscoveryFrozen,
+    /// istiod never sees an ACK from this workload's proxies: they get and apply config,
+    /// but `/debug/syncz` shows every type sent and none acked (STALE).
+    ProxyNeverAcks { workload: String },
+    /// istiod runs with `ENABLE_DEBUG_ON_HTTP=false`: every `/debug/*` path is a 404.
+    DebugOnHttpDisabled,
 }
 
 /// The active faults, and the running share of `PlaintextShare` edges (deterministic:
@@ -117,6 +122,14 @@ impl Faults {
 
     pub fn discovery_frozen(&self) -> bool {
         self.any(|f| matches!(f, Fault::DiscoveryFrozen))
+    }
+
+    pub fn never_acks(&self, workload: &str) -> bool {
+        self.any(|f| matches!(f, Fault::ProxyNeverAcks { workload: w } if w == workload))
+    }
+
+    pub fn debug_on_http_disabled(&self) -> bool {
+        self.any(|f| matches!(f, Fault::DebugOnHttpDisabled))
     }
 
     pub fn extra_push_delay(&self) -> std::time::Duration {

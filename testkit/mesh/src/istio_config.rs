@@ -133,6 +133,9 @@ pub(crate) struct DestinationRule {
     pub host: String,
     pub tls: TrafficTls,
     pub subsets: Vec<Subset>,
+    /// The object's `metadata` and `spec` as applied (istiod's debug endpoints show them).
+    pub metadata: Value,
+    pub spec: Value,
 }
 
 impl DestinationRule {
@@ -158,6 +161,8 @@ impl DestinationRule {
             host: str_at(v, &["spec", "host"]).unwrap_or("").to_string(),
             tls: TrafficTls::parse(v.pointer("/spec/trafficPolicy")),
             subsets,
+            metadata: v.get("metadata").cloned().unwrap_or(Value::Null),
+            spec: v.get("spec").cloned().unwrap_or(Value::Null),
         }
     }
 }

@@ -8,7 +8,8 @@
 //! - the injector ([`Mesh::inject`], an admission hook);
 //! - pod ports behind port-forwards ([`Mesh::port_target`]): the ingress gateway's HTTP
 //!   and TLS ports, every proxy's Envoy admin (15000), merged metrics (15020), Envoy stats
-//!   (15090) and readiness (15021), the app's port (5000), Prometheus (9090);
+//!   (15090) and readiness (15021), the app's port (5000), Prometheus (9090), istiod's
+//!   debug endpoints (15014 and 8080: which push each proxy acked, its SidecarScope);
 //! - a Prometheus file_sd file ([`Mesh::file_sd_path`]) with the addon's targets, and a
 //!   real Prometheus process for tests ([`PrometheusProcess`]);
 //! - faults ([`Fault`]) and ground truth ([`MeshStats`]) for assertions.
@@ -23,6 +24,7 @@ mod gateway;
 mod http;
 mod inject;
 mod istio_config;
+mod istiod;
 mod listeners;
 mod mutual_gateway;
 mod objects;
@@ -125,6 +127,7 @@ pub(crate) struct Inner {
     pub(crate) options: MeshOptions,
     pub(crate) timeline: Timeline,
     config_seen: Mutex<Option<Arc<World>>>,
+    pushes: Mutex<istiod::Pushes>,
     pub(crate) faults: faults::Faults,
     pub(crate) telemetry: telemetry::Registry,
     pub(crate) stats: stats::StatsRecorder,
@@ -213,6 +216,7 @@ impl Inner {
                 gateway::PortState::Closed => None,
             },
             (_, 5000) if !control_plane::is_istio_component(pod) => Some(Role::App),
+            (None, 15014 | 8080) if control_plane::is_istiod(pod) => Some(Role::IstiodDebug),
             _ => None,
         }
     }
@@ -243,7 +247,11 @@ impl Inner {
         Response::new(200, CT, self.telemetry.render(&meta, listener))
     }
 
-    fn refresh(&self, world: World) {
+    fn refresh(&self, mut world: World) {
+        self.pushes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .stamp(&mut world);
         let keep = self.options.push_delay.max(self.options.sds_delay)
             + self.faults.extra_push_delay()
             + Duration::from_secs(1);
@@ -283,12 +291,14 @@ impl Mesh {
     /// Starts the simulation: reads the cluster, binds the metrics server, and keeps
     /// polling. Must run inside a tokio runtime.
     pub async fn start(objects: Arc<dyn Objects>, options: MeshOptions) -> Mesh {
-        let first = {
+        let mut first = {
             let o = objects.clone();
             tokio::task::spawn_blocking(move || World::load(&*o))
                 .await
                 .unwrap_or_else(|_| World::empty())
         };
+        let mut pushes = istiod::Pushes::default();
+        pushes.stamp(&mut first);
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("no temp dir for file_sd: {e}"));
         let file_sd = dir.path().join("kubernetes-pods.json");
         let std_listener =
@@ -303,6 +313,7 @@ impl Mesh {
             options,
             timeline: Timeline::new(first),
             config_seen: Mutex::new(None),
+            pushes: Mutex::new(pushes),
             faults: faults::Faults::default(),
             telemetry: telemetry::Registry::default(),
             stats: stats::StatsRecorder::default(),

@@ -6,7 +6,7 @@
 
 use crate::http::{self, Handler, Request, Response};
 use crate::objects::Pod;
-use crate::{Inner, admin, gateway, mutual_gateway};
+use crate::{Inner, admin, gateway, istiod, mutual_gateway};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -34,6 +34,8 @@ pub(crate) enum Role {
     Health,
     /// The app's port (5000), reached directly (a port-forward bypasses the sidecar).
     App,
+    /// istiod's debug endpoints (15014, 8080).
+    IstiodDebug,
 }
 
 struct Entry {
@@ -225,6 +227,9 @@ async fn serve(weak: Weak<Inner>, uid: String, port: u16, role: Role, sock: TcpS
                 _ => Response::text(503, ""),
             });
             http::serve(sock, h, true).await;
+        }
+        Role::IstiodDebug => {
+            http::serve(sock, pod_handler(weak, uid, istiod::handle), false).await;
         }
         Role::App => {
             let h = pod_handler(weak, uid, |inner, pod, req| {

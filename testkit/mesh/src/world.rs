@@ -26,6 +26,13 @@ pub(crate) struct World {
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
     pub gateways: Vec<Gateway>,
+    /// Which objects istiod pushes config from, and at which resourceVersion.
+    pub config_hash: u64,
+    /// The push that carries this snapshot's config to the proxies (`<RFC 3339>/<n>`),
+    /// and when the first snapshot of that config was taken; set when the snapshot
+    /// joins the timeline.
+    pub push_version: String,
+    pub push_taken: Instant,
 }
 
 impl World {
@@ -42,6 +49,9 @@ impl World {
             destination_rules: vec![],
             virtual_services: vec![],
             gateways: vec![],
+            config_hash: 0,
+            push_version: String::new(),
+            push_taken: Instant::now(),
         }
     }
 
@@ -55,36 +65,43 @@ impl World {
             });
             v
         };
+        let services = list("", "Service");
+        let slices = list("discovery.k8s.io", "EndpointSlice");
+        let peer_authentications = by_age(list("security.istio.io", "PeerAuthentication"));
+        let destination_rules = by_age(list("networking.istio.io", "DestinationRule"));
+        let virtual_services = by_age(list("networking.istio.io", "VirtualService"));
+        let gateways = by_age(list("networking.istio.io", "Gateway"));
         World {
+            config_hash: config_hash(&[
+                &services,
+                &slices,
+                &peer_authentications,
+                &destination_rules,
+                &virtual_services,
+                &gateways,
+            ]),
+            push_version: String::new(),
+            push_taken: Instant::now(),
             taken: Instant::now(),
             pods: list("", "Pod").iter().map(Pod::parse).collect(),
-            services: list("", "Service").iter().map(Service::parse).collect(),
-            slices: list("discovery.k8s.io", "EndpointSlice")
-                .iter()
-                .filter_map(EndpointSlice::parse)
-                .collect(),
+            services: services.iter().map(Service::parse).collect(),
+            slices: slices.iter().filter_map(EndpointSlice::parse).collect(),
             deployments: list("apps", "Deployment"),
             webhooks: list(
                 "admissionregistration.k8s.io",
                 "MutatingWebhookConfiguration",
             ),
             secrets: list("", "Secret").iter().map(Secret::parse).collect(),
-            peer_authentications: by_age(list("security.istio.io", "PeerAuthentication"))
+            peer_authentications: peer_authentications
                 .iter()
                 .map(PeerAuthentication::parse)
                 .collect(),
-            destination_rules: by_age(list("networking.istio.io", "DestinationRule"))
+            destination_rules: destination_rules
                 .iter()
                 .map(DestinationRule::parse)
                 .collect(),
-            virtual_services: by_age(list("networking.istio.io", "VirtualService"))
-                .iter()
-                .map(VirtualService::parse)
-                .collect(),
-            gateways: by_age(list("networking.istio.io", "Gateway"))
-                .iter()
-                .map(Gateway::parse)
-                .collect(),
+            virtual_services: virtual_services.iter().map(VirtualService::parse).collect(),
+            gateways: gateways.iter().map(Gateway::parse).collect(),
         }
     }
 
@@ -108,6 +125,21 @@ impl World {
         let fqdn = crate::istio_config::fqdn(host, namespace);
         self.services.iter().find(|s| s.host() == fqdn)
     }
+}
+
+/// Identifies the content of a set of objects: a new value means istiod has new
+/// config to push.
+fn config_hash(lists: &[&Vec<Value>]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut objects: Vec<String> = lists
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(Value::to_string)
+        .collect();
+    objects.sort();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    objects.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Snapshots over time.
