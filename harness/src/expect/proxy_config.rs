@@ -95,10 +95,14 @@ pub async fn mtls_towards(env: &Env<'_>, from: &str, to: &str) -> Result<bool, S
         .collect();
     let origination = proxy_config::origination(cluster, &towards);
     origination.mtls().ok_or_else(|| {
-        format!(
-            "{from}'s cluster {name} mixes mTLS and plaintext towards {to}: {}",
-            origination.describe()
-        )
+        if towards.is_empty() {
+            format!("{from}'s cluster {name} has no endpoint of {to} yet (EDS): nothing shows what it sends")
+        } else {
+            format!(
+                "{from}'s cluster {name} mixes mTLS and plaintext towards {to}: {}",
+                origination.describe()
+            )
+        }
     })
 }
 

@@ -54,12 +54,14 @@ pub enum Origination {
 
 impl Origination {
     /// Whether every call to the endpoints looked at is mTLS (`Some(true)`), none is
-    /// (`Some(false)`), or some are (`None`).
+    /// (`Some(false)`), or it cannot be said (`None`): some are, or under auto mTLS no
+    /// endpoint was there to look at (EDS has not delivered them yet).
     pub fn mtls(&self) -> Option<bool> {
         match self {
             Origination::Tls => Some(true),
             Origination::Plaintext => Some(false),
             Origination::Auto { tls, plaintext } => match (*tls, *plaintext) {
+                (0, 0) => None,
                 (0, _) => Some(false),
                 (_, 0) => Some(true),
                 _ => None,
@@ -255,6 +257,15 @@ mod tests {
             Origination::Auto {
                 tls: 1,
                 plaintext: 1
+            }
+            .mtls(),
+            None
+        );
+        // No endpoint yet: nothing shows what the cluster sends.
+        assert_eq!(
+            Origination::Auto {
+                tls: 0,
+                plaintext: 0
             }
             .mtls(),
             None
