@@ -5,6 +5,9 @@
 //! contradiction ends the wait at once when istiod reports the proxy synced to the
 //! current config and a DestinationRule it carries decides the cluster by itself (see
 //! `settled.rs`); until then, or when istiod cannot be read, the deadline decides.
+//!
+//! Longer than most files because which cluster a caller uses (Service, subset by
+//! labels) and when a contradiction is final belong to this one expectation.
 
 use super::settled::{self, Proof, Settled};
 use super::{Env, secs};

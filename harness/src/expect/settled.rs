@@ -14,6 +14,9 @@
 //!
 //! What istiod does not answer, or answers in a shape not known here, is `Unreadable`:
 //! the caller then waits for its deadline, as it would without this.
+//!
+//! Longer than most files because each condition above is a way an early failure could
+//! be wrong; they stay together with the tests of the worlds that must not settle.
 
 use super::Env;
 use crate::cluster::{destination_rules, envoy_admin, istiod_debug};

@@ -15,6 +15,9 @@
 //! the sent one, else STALE. A nonce is the push version followed by a UUID
 //! (`discovery.go` `nonce`); a push version is `<RFC 3339 time>/<counter>`
 //! (`NextVersion`), the same string the SidecarScope carries as its `version`.
+//!
+//! Longer than most files because it parses two of istiod's JSON shapes, read from Go
+//! source, with tests of every field it relies on.
 
 use serde_json::Value;
 use std::collections::BTreeMap;
