@@ -893,7 +893,7 @@ fn results_of(report: &Report) -> Vec<(String, String)> {
 
 fn every_step_passes(prometheus: &Path) {
     common::block_on(async {
-        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_millis(500)).await;
         let started = Instant::now();
         let (code, report, stderr, reports) = run_harness(&stand_in, &[]).await;
         let results = results_of(&report);
@@ -909,6 +909,29 @@ fn every_step_passes(prometheus: &Path) {
         assert_eq!(code, 0, "{results:#?}\n{stderr}");
         assert_eq!(results.len(), 10, "{results:#?}");
         assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+        // Where the time went: each step's parts add up to the step's time, and a hold
+        // window is traffic time.
+        for suite in &report.test_suites {
+            for case in &suite.test_cases {
+                let name = format!("{}::{}", suite.name.as_str(), case.name.as_str());
+                let parts: f64 = ["actions", "convergence", "traffic", "telemetry"]
+                    .iter()
+                    .map(|part| {
+                        case_property(&report, &name, &format!("time.{part}"))
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .unwrap_or_else(|| panic!("{name} has no time.{part}"))
+                    })
+                    .sum();
+                let total = case.time.map(|t| t.as_secs_f64()).unwrap_or_default();
+                assert!(
+                    (total - parts).abs() <= 0.5 + total * 0.05,
+                    "{name}: the parts ({parts:.3} s) do not add up to the step ({total:.3} s)"
+                );
+            }
+        }
+        let window = case_property(&report, "mesh::02-strict-without-sidecars", "time.traffic")
+            .and_then(|v| v.parse::<f64>().ok());
+        assert!(window.is_some_and(|t| t >= 20.0), "{window:?}");
     });
 }
 

@@ -24,7 +24,7 @@ use crate::pki::Pki;
 use crate::probe::http::HttpProbe;
 use crate::suite::validation::Validation;
 use crate::suite::{Step, Suite, SuiteError};
-use crate::verdict::Judgement;
+use crate::verdict::{Judgement, Timing};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
@@ -104,8 +104,32 @@ impl Expectation {
         }
     }
 
+    /// Judges; an expectation whose evidence does not split its time itself has all of
+    /// it charged to the part of the step it belongs to, so the report's breakdown adds up.
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        each!(self, e => e.judge(env).await)
+        let mut judgement = each!(self, e => e.judge(env).await);
+        if judgement.evidence.timing == Timing::default() {
+            let timing = &mut judgement.evidence.timing;
+            *self.part_of(timing) = judgement.elapsed;
+        }
+        judgement
+    }
+
+    /// The part of a step's time this expectation spends: waiting for the data plane
+    /// (sidecars, proxy config and versions), sending requests, or waiting for scrapes.
+    fn part_of<'t>(&self, timing: &'t mut Timing) -> &'t mut Duration {
+        match self {
+            Expectation::Sidecars(_)
+            | Expectation::ProxyConfig(_)
+            | Expectation::ProxyVersions(_) => &mut timing.convergence,
+            Expectation::Flows(_)
+            | Expectation::Fails(_)
+            | Expectation::Holds(_)
+            | Expectation::TlsAccepts(_)
+            | Expectation::TlsRejects(_)
+            | Expectation::ProxyLog(_) => &mut timing.traffic,
+            Expectation::Mtls(_) | Expectation::Telemetry(_) => &mut timing.telemetry,
+        }
     }
 }
 
@@ -143,6 +167,26 @@ pub fn secs(d: Duration) -> String {
 
 #[cfg(test)]
 mod display_tests {
+    use super::Expectation;
+    use crate::verdict::Timing;
+    use std::time::Duration;
+
+    #[test]
+    fn every_family_charges_its_time_to_a_part_of_the_step() {
+        let part = |yaml: &str| {
+            let e: Expectation = serde_saphyr::from_str(yaml).unwrap();
+            let mut timing = Timing::default();
+            *e.part_of(&mut timing) = Duration::from_secs(1);
+            timing.describe()
+        };
+        let convergence = "actions 0.0 s, convergence 1.0 s, traffic 0.0 s, telemetry 0.0 s";
+        let traffic = "actions 0.0 s, convergence 0.0 s, traffic 1.0 s, telemetry 0.0 s";
+        assert_eq!(part("sidecars: { present: [age] }"), convergence);
+        assert_eq!(part("holds: { class: ok, window: 20s }"), traffic);
+        assert_eq!(part("fails: { class: http-500 }"), traffic);
+        assert_eq!(part("flows: { consecutive: 3 }"), traffic);
+    }
+
     #[test]
     fn each_family_describes_itself() {
         let e: super::Expectation = serde_saphyr::from_str("flows: { consecutive: 3 }").unwrap();
