@@ -120,6 +120,10 @@ impl Timing {
         self.telemetry += other.telemetry;
     }
 
+    pub fn total(&self) -> Duration {
+        self.actions + self.convergence + self.traffic + self.telemetry
+    }
+
     /// `actions 3.1 s, convergence 0.4 s, traffic 1.2 s, telemetry 10.0 s`
     pub fn describe(&self) -> String {
         [

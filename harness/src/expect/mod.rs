@@ -104,14 +104,15 @@ impl Expectation {
         }
     }
 
-    /// Judges; an expectation whose evidence does not split its time itself has all of
-    /// it charged to the part of the step it belongs to, so the report's breakdown adds up.
+    /// Judges. The time the evidence does not split itself (all of it, for most
+    /// families) is charged to the part of the step the expectation belongs to, so the
+    /// report's breakdown adds up to the step's time.
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
+        let started = std::time::Instant::now();
         let mut judgement = each!(self, e => e.judge(env).await);
-        if judgement.evidence.timing == Timing::default() {
-            let timing = &mut judgement.evidence.timing;
-            *self.part_of(timing) = judgement.elapsed;
-        }
+        let timing = &mut judgement.evidence.timing;
+        let unaccounted = started.elapsed().saturating_sub(timing.total());
+        *self.part_of(timing) += unaccounted;
         judgement
     }
 

@@ -37,6 +37,8 @@ pub fn execute(
         );
     }
     actions.extend(step.actions.iter().map(|a| (String::new(), a)));
+    // Reading istiod's version is part of preparing the step: counted with its actions.
+    let actions_started = Instant::now();
     let istio_version = world.istio_version();
     if let (Some(want), Some(runs)) = (version, istio_version.as_deref())
         && want != runs
@@ -50,7 +52,6 @@ pub fn execute(
     if let Some(runs) = &istio_version {
         log.push(format!("istiod runs Istio {runs}"));
     }
-    let actions_started = Instant::now();
     if status == StepStatus::Passed {
         for (prefix, action) in actions {
             log.push(format!("do: {prefix}{action}"));
