@@ -169,6 +169,10 @@ fn main() {
             },
         ),
         with_prometheus(
+            "an_istiod_that_accepts_and_never_answers_waits_for_the_proxy_config_deadline",
+            hung_istiod,
+        ),
+        with_prometheus(
             "istiod_without_debug_endpoints_waits_for_the_proxy_config_deadline",
             |p| {
                 waits_for_the_deadline(p, UNREADABLE, |s| {
@@ -1245,6 +1249,29 @@ fn waits_for_the_deadline(prometheus: &Path, why: &'static str, change: fn(&Stan
     assert!(!run.status.contains("SYNCED to push"), "{}", run.status);
     let secs = run.expectation_secs("proxy config");
     assert!(secs >= 15.0, "waited for the 15 s deadline: {secs} s");
+}
+
+/// istiod's debug port accepts and never answers (a hung istiod): the contradiction is
+/// not made final, the deadline decides, and the wait overruns it by at most one bounded
+/// exchange with istiod (20 s), never hangs.
+fn hung_istiod(prometheus: &Path) {
+    let run = mutation_within(
+        prometheus,
+        "mesh::06",
+        "15s",
+        Outcome::Failed("istiod did not answer within 20.0 s"),
+        |s| {
+            s.mesh.set_fault(Fault::DestinationRuleIgnored);
+            s.break_forwards(15014, ForwardFault::Silent);
+        },
+    );
+    assert!(run.status.contains(UNREADABLE), "{}", run.status);
+    let secs = run.expectation_secs("proxy config");
+    assert!(
+        (15.0..15.0 + 20.0 + 5.0).contains(&secs),
+        "{secs} s: {}",
+        run.status
+    );
 }
 
 fn second_istiod_revision(prometheus: &Path) {

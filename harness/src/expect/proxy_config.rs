@@ -361,6 +361,7 @@ impl ProxyConfig {
         // Bounded like the dump's own exchange: istiod may accept and never answer. A
         // bound cut to what is left of the deadline would only blank the last look.
         let budget = deadlines::POD_HTTP;
+        let asked = Instant::now();
         let examined = tokio::time::timeout(budget, settled::examine(env, namespace, pod, &hosts))
             .await
             .unwrap_or_else(|_| {
@@ -393,6 +394,17 @@ impl ProxyConfig {
                 "istiod's sync status could not be read, so the wait ran to its deadline: {why}"
             ),
         };
+        // A slow istiod makes the look stale; what is judged (perhaps at the deadline)
+        // is the config as it is now.
+        if asked.elapsed() > deadlines::POLL
+            && let Ok(dump) =
+                envoy_admin::get_json(&env.cluster.streams, namespace, pod, DUMP_PATH).await
+        {
+            observed = self.observe(app_namespace, &dump);
+            if observed.iter().all(|o| self.holds(o)) {
+                return Look::Final(self.verdict(&observed, started, None));
+            }
+        }
         let mut judgement = self.verdict(&observed, started, None);
         judgement.evidence.summary = format!("{}; {note}", judgement.evidence.summary);
         judgement.evidence.details.push(note);

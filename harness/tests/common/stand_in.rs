@@ -31,6 +31,25 @@ pub enum ForwardFault {
     Rejected,
     /// The forward is opened, then closed with nothing sent either way.
     Dropped,
+    /// The forward is opened to a server that accepts and never answers (a hung
+    /// process).
+    Silent,
+}
+
+/// A listener that accepts connections and holds them open without reading or writing,
+/// for as long as the returned task runs.
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the black hole");
+    let address = listener.local_addr().expect("the black hole's address");
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (address, task)
 }
 
 type ForwardFaults = Arc<std::sync::Mutex<std::collections::HashMap<u16, ForwardFault>>>;
@@ -43,11 +62,13 @@ pub struct StandIn {
     pub kubeconfig: PathBuf,
     pub dir: tempfile::TempDir,
     log_copier: tokio::task::JoinHandle<()>,
+    black_hole: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.log_copier.abort();
+        self.black_hole.abort();
         self.cluster.shutdown();
     }
 }
@@ -67,6 +88,7 @@ impl StandIn {
         let ports = mesh.clone();
         let forward_faults: ForwardFaults = Arc::default();
         let faults = Arc::clone(&forward_faults);
+        let (silent, black_hole) = black_hole().await;
         cluster.set_port_forward(Arc::new(move |pod, port| {
             let fault = faults.lock().unwrap().get(&port).cloned();
             match fault {
@@ -80,6 +102,7 @@ impl StandIn {
                     };
                 }
                 Some(ForwardFault::Dropped) => return Upstream::CloseAfterUpgrade,
+                Some(ForwardFault::Silent) => return Upstream::Tcp(silent),
                 None => {}
             }
             match ports.port_target(pod, port) {
@@ -135,6 +158,7 @@ impl StandIn {
             kubeconfig,
             dir,
             log_copier,
+            black_hole,
         }
     }
 
