@@ -1272,6 +1272,14 @@ fn hung_istiod(prometheus: &Path) {
         "{secs} s: {}",
         run.status
     );
+    // The verdict shows the config as it was after istiod's silence, not the look
+    // taken before it (when the DestinationRule had not been pushed yet).
+    let fresh = "name-v1|name.sentences.svc.cluster.local: auto mTLS: 1 endpoint(s) with tlsMode: istio (TLS), 0 without (plaintext) — expected plaintext";
+    assert!(
+        run.status.contains(fresh) && !run.status.contains("not in sentences's config yet"),
+        "{}",
+        run.status
+    );
 }
 
 fn second_istiod_revision(prometheus: &Path) {
