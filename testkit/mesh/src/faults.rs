@@ -49,6 +49,11 @@ pub enum Fault {
     /// several behind a load balancer still on a listener without
     /// `require_client_certificate`. Deterministic, spread evenly like `PlaintextShare`.
     MutualNotEnforcedShare(f64),
+    /// Every proxy connects to the `default` revision's istiod whatever revision injected
+    /// it (e.g. `meshConfig.defaultConfig.discoveryAddress: istiod.istio-system.svc:15012`
+    /// set for every revision): a canary's "new" proxies are served by the old control
+    /// plane. Only istiod's `/debug/syncz` shows it.
+    ProxiesConnectToDefaultRevision,
 }
 
 /// The active faults, and the running share of `PlaintextShare` edges (deterministic:
@@ -131,6 +136,10 @@ impl Faults {
 
     pub fn never_acks(&self, workload: &str) -> bool {
         self.any(|f| matches!(f, Fault::ProxyNeverAcks { workload: w } if w == workload))
+    }
+
+    pub fn proxies_connect_to_default_revision(&self) -> bool {
+        self.any(|f| matches!(f, Fault::ProxiesConnectToDefaultRevision))
     }
 
     pub fn debug_on_http_disabled(&self) -> bool {
