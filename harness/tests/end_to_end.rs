@@ -134,6 +134,28 @@ fn main() {
                 |s| s.mesh.set_fault(Fault::TlsCloseWithoutAlert),
             )
         }),
+        // Wrong world passes: a quarter of the connections to the MUTUAL gateway are
+        // served without a client certificate being asked for (one replica of four
+        // behind a load balancer on a stale SIMPLE listener). A client without a
+        // certificate gets a sentence, yet O8 passes once three rejections follow in a
+        // row: the pass path of `rejections` never looks at the HTTP answers before.
+        with_prometheus(
+            "a_gateway_serving_some_clients_without_a_certificate_does_not_pass_o8",
+            |p| {
+                let run = run_step(p, "ingress::03", PROXY_CONFIG_QUICK, |s| {
+                    s.mesh.set_fault(Fault::MutualNotEnforcedShare(0.25))
+                });
+                eprintln!("{}\n{}", run.status, run.out);
+                // The wrong world showed itself: a client without a certificate got one.
+                assert!(run.out.contains("ok×"), "{}", run.out);
+                assert!(
+                    !run.status.starts_with("passed"),
+                    "a wrong world must not pass: {}",
+                    run.status
+                );
+            },
+        )
+        .with_ignored_flag(true),
         with_prometheus("a_v2_edge_that_is_80_percent_plaintext_fails_o6", |p| {
             mutation(
                 p,
@@ -272,6 +294,14 @@ fn main() {
             "a_plaintext_edge_between_revisions_fails_canary_mixed_and_skips_what_depends_on_it",
             canary_plaintext_mixed_edge,
         ),
+        // Wrong world passes: every proxy is served by the old (default) revision's
+        // istiod, so "new-revision" proxies never talk to the new control plane; the
+        // mixed phase judges the pods' image tags and `istio.io/rev` annotations only.
+        upgrade(
+            "new_revision_proxies_served_by_the_old_istiod_do_not_pass_canary_mixed",
+            canary_served_by_the_old_istiod,
+        )
+        .with_ignored_flag(true),
         upgrade(
             "an_in_place_upgrade_that_leaves_the_app_without_sidecars_does_not_pass",
             upgrade_without_app_sidecars,
@@ -600,6 +630,40 @@ fn canary_sequence_passes(prometheus: &Path) {
         let results = results_of(&report);
         assert_eq!(code, 0, "{results:#?}\n{stderr}");
         assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+    });
+}
+
+/// A canary whose new-revision proxies all connect to the old revision's istiod (e.g.
+/// `meshConfig.defaultConfig.discoveryAddress` pinned to `istiod.istio-system.svc`):
+/// the "mixed" phase has one control plane, not two, and must not pass as mixed.
+fn canary_served_by_the_old_istiod(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        stand_in
+            .mesh
+            .set_fault(Fault::ProxiesConnectToDefaultRevision);
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let (_code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "ingress"],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        for (name, status) in &results {
+            eprintln!("  {name}: {status}");
+        }
+        let mixed = results
+            .iter()
+            .find(|(n, _)| n == "upgrade::canary-mixed")
+            .map(|(_, s)| s.clone())
+            .unwrap_or_else(|| panic!("no canary-mixed: {results:#?}\n{stderr}"));
+        eprintln!("{}", system_out(&report, "upgrade::canary-mixed"));
+        assert!(
+            !mixed.starts_with("passed"),
+            "a wrong world must not pass: {mixed}"
+        );
     });
 }
 

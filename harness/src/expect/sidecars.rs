@@ -184,3 +184,26 @@ impl fmt::Display for Sidecars {
         write!(f, "{} (within {})", parts.join("; "), self.deadline)
     }
 }
+
+#[cfg(test)]
+mod adversarial_tests {
+    use super::*;
+    use crate::cluster::workloads::Placement;
+
+    /// A pod with a ready `istio-proxy` container whose injector status annotation is
+    /// missing or does not list it (stripped by another admission webhook or policy
+    /// engine, or a status format this harness does not parse) has an Envoy in its
+    /// traffic path all the same; SPEC §4 calls any such container a sidecar. The
+    /// `present` side refuses it, but the `absent` side counts it as no sidecar, so
+    /// O1's and O3's "no sidecar in …" pass with a running proxy in the pod.
+    #[test]
+    #[ignore = "wrong world passes: `absent` holds for a pod with a ready istio-proxy container the status annotation does not list"]
+    fn a_ready_istio_proxy_is_not_absent_whatever_the_annotation_says() {
+        let pods = vec![(
+            "sentences-5d9c".to_string(),
+            Sidecar::NotInjected(Placement::Classic),
+        )];
+        let l = look("sentences", false, &pods, true);
+        assert!(!l.holds, "{}", l.line);
+    }
+}

@@ -44,6 +44,16 @@ pub enum Fault {
     ProxyNeverAcks { workload: String },
     /// istiod runs with `ENABLE_DEBUG_ON_HTTP=false`: every `/debug/*` path is a 404.
     DebugOnHttpDisabled,
+    /// This share (0..=1) of TLS connections to a MUTUAL gateway server is served
+    /// without asking for a client certificate (as SIMPLE), e.g. one gateway replica of
+    /// several behind a load balancer still on a listener without
+    /// `require_client_certificate`. Deterministic, spread evenly like `PlaintextShare`.
+    MutualNotEnforcedShare(f64),
+    /// Every proxy connects to the `default` revision's istiod whatever revision injected
+    /// it (e.g. `meshConfig.defaultConfig.discoveryAddress: istiod.istio-system.svc:15012`
+    /// set for every revision): a canary's "new" proxies are served by the old control
+    /// plane. Only istiod's `/debug/syncz` shows it.
+    ProxiesConnectToDefaultRevision,
 }
 
 /// The active faults, and the running share of `PlaintextShare` edges (deterministic:
@@ -128,6 +138,10 @@ impl Faults {
         self.any(|f| matches!(f, Fault::ProxyNeverAcks { workload: w } if w == workload))
     }
 
+    pub fn proxies_connect_to_default_revision(&self) -> bool {
+        self.any(|f| matches!(f, Fault::ProxiesConnectToDefaultRevision))
+    }
+
     pub fn debug_on_http_disabled(&self) -> bool {
         self.any(|f| matches!(f, Fault::DebugOnHttpDisabled))
     }
@@ -143,6 +157,35 @@ impl Faults {
             })
             .max()
             .unwrap_or_default()
+    }
+
+    /// Whether this TLS connection to a MUTUAL server is one the
+    /// `MutualNotEnforcedShare` bug serves without asking for a client certificate.
+    pub fn mutual_not_enforced(&self) -> bool {
+        let share = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|f| match f {
+                Fault::MutualNotEnforcedShare(share) => Some(share.clamp(0.0, 1.0)),
+                _ => None,
+            });
+        let Some(share) = share else {
+            return false;
+        };
+        let mut credits = self.share_credit.lock().unwrap_or_else(|p| p.into_inner());
+        // A key no workload edge can have.
+        let credit = credits
+            .entry((String::new(), "MUTUAL".to_string()))
+            .or_default();
+        *credit += share;
+        if *credit >= 1.0 - 1e-9 {
+            *credit -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     /// Whether this request on `from → to` is one the `PlaintextShare` bug sends in the

@@ -95,12 +95,24 @@ const SDS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3
 const NDS: &str = "type.googleapis.com/istio.networking.nds.v1.NameTable";
 
 /// The proxies connected to `istiod`, in pod-name order, with their connection numbers.
-fn connected<'a>(world: &'a World, istiod: &Pod) -> Vec<(&'a Pod, ProxyKind, u64)> {
+/// With `to_default`, every proxy is connected to the `default` revision's istiod.
+fn connected<'a>(
+    world: &'a World,
+    istiod: &Pod,
+    to_default: bool,
+) -> Vec<(&'a Pod, ProxyKind, u64)> {
     let mut out: Vec<_> = world
         .pods
         .iter()
         .filter_map(|p| Some((p, p.live_proxy()?)))
-        .filter(|(p, _)| proxy_revision(p) == revision_of(istiod))
+        .filter(|(p, _)| {
+            let revision = if to_default {
+                "default"
+            } else {
+                proxy_revision(p)
+            };
+            revision == revision_of(istiod)
+        })
         .map(|(p, kind)| (p, kind, hash_of(&[&p.uid]) % 1000 + 1))
         .collect();
     out.sort_by(|a, b| (&a.0.namespace, &a.0.name).cmp(&(&b.0.namespace, &b.0.name)));
@@ -215,7 +227,11 @@ pub(crate) fn handle(inner: &Inner, istiod: &Pod, req: &Request) -> Response {
     }
     let now = inner.timeline.latest();
     let view = inner.config_view();
-    let proxies = connected(&now, istiod);
+    let proxies = connected(
+        &now,
+        istiod,
+        inner.faults.proxies_connect_to_default_revision(),
+    );
     match req.path_only() {
         "/debug/syncz" => {
             let namespace = req.query("namespace").filter(|n| !n.is_empty());

@@ -135,6 +135,11 @@ pub(crate) async fn serve(weak: Weak<Inner>, gw_uid: String, port: u16, mut sock
         let _ = tokio::io::AsyncWriteExt::shutdown(&mut sock).await;
         return;
     };
+    let cred = if cred.ca.is_some() && inner.faults.mutual_not_enforced() {
+        crate::gateway::Credential { ca: None, ..cred }
+    } else {
+        cred
+    };
     let config = match inner.tls_config(&cred) {
         Ok(c) => c,
         Err(_) => return,
