@@ -181,7 +181,6 @@ mod adversarial_tests {
     /// the strict rule ("every request mTLS") is checked only against `none`, so the
     /// `other` share passes, and it adds up in the balance too.
     #[test]
-    #[ignore = "wrong world passes: an edge expected all-mTLS holds with 1 mutual_tls and 39 requests of another policy"]
     fn an_edge_with_mostly_unknown_policy_is_not_all_mtls() {
         let before = Snapshot::default();
         let mut after = Snapshot::default();

@@ -22,22 +22,24 @@ pub fn padlock(d: &EdgeDelta) -> Padlock {
     }
 }
 
-/// Whether an edge's deltas are what the expectation asks: with a padlock, every
-/// request mTLS (and at least one); without, every request plaintext (and at least one).
-pub fn holds(expected: Padlock, d: &EdgeDelta) -> bool {
+/// Whether an edge's destination-reported deltas are what the expectation asks: with a
+/// padlock, every request mTLS (and at least one); without, every request plaintext
+/// (and at least one). A request whose policy is neither (`unknown`, or the label
+/// missing) proves neither, so it is never part of an edge that holds.
+pub fn holds(expected: Padlock, mutual_tls: f64, plaintext: f64, other: f64) -> bool {
     match expected {
-        Padlock::Present => d.mutual_tls > 0.0 && d.none == 0.0,
-        Padlock::Absent => d.none > 0.0 && d.mutual_tls == 0.0,
-        Padlock::NoTraffic => d.total() == 0.0,
+        Padlock::Present => mutual_tls > 0.0 && plaintext == 0.0 && other == 0.0,
+        Padlock::Absent => plaintext > 0.0 && mutual_tls == 0.0 && other == 0.0,
+        Padlock::NoTraffic => mutual_tls + plaintext + other == 0.0,
     }
 }
 
-/// Counters only grow: once an edge carried what its expectation forbids, no later
-/// scrape can make it hold.
+/// Counters only grow: once an edge carried what its expectation forbids (including
+/// requests of neither policy), no later scrape can make it hold.
 pub fn is_final_failure(row: &EdgeRow) -> bool {
     match row.expected {
-        Padlock::Present => row.plaintext > 0.0,
-        Padlock::Absent => row.mutual_tls > 0.0,
+        Padlock::Present => row.plaintext > 0.0 || row.other > 0.0,
+        Padlock::Absent => row.mutual_tls > 0.0 || row.other > 0.0,
         Padlock::NoTraffic => row.total() > 0.0,
     }
 }
@@ -65,33 +67,30 @@ pub fn judge(expected: &[EdgeExpectation], deltas: &Deltas) -> (bool, Vec<EdgeRo
         .map(|e| {
             let d = deltas.edge(Reporter::Destination, &e.from.value, &e.to.value);
             let want = Padlock::expected(e.padlock);
-            all &= holds(want, &d);
+            all &= holds(want, d.mutual_tls, d.none, d.other);
             row(&e.from.value, &e.to.value, &d, want)
         })
         .collect();
     (all, rows)
 }
 
-fn holds_row(r: &EdgeRow) -> bool {
-    match r.expected {
-        Padlock::Present => r.mutual_tls > 0.0 && r.plaintext == 0.0,
-        Padlock::Absent => r.plaintext > 0.0 && r.mutual_tls == 0.0,
-        Padlock::NoTraffic => r.total() == 0.0,
-    }
-}
-
 /// What was wrong with each row that does not hold, for the summary.
 pub fn wrong_rows(rows: &[EdgeRow]) -> Vec<String> {
     rows.iter()
-        .filter(|r| !holds_row(r))
+        .filter(|r| !holds(r.expected, r.mutual_tls, r.plaintext, r.other))
         .map(|r| match r.padlock {
             Padlock::NoTraffic => format!("{} → {}: no traffic in this phase", r.from, r.to),
             seen => format!(
-                "{} → {}: mutual_tls Δ {}, plaintext Δ {} (Kiali: padlock {}), expected {}",
+                "{} → {}: mutual_tls Δ {}, plaintext Δ {}{} (Kiali: padlock {}), expected {}",
                 r.from,
                 r.to,
                 r.mutual_tls,
                 r.plaintext,
+                if r.other > 0.0 {
+                    format!(", neither policy Δ {}", r.other)
+                } else {
+                    String::new()
+                },
                 if seen == Padlock::Present {
                     "shown"
                 } else {
@@ -273,11 +272,26 @@ mod tests {
         // padlock, the verdict fails.
         let mostly_plain = delta(4.0, 16.0);
         assert_eq!(padlock(&mostly_plain), Padlock::Present);
-        assert!(!holds(Padlock::Present, &mostly_plain));
-        assert!(holds(Padlock::Present, &delta(20.0, 0.0)));
-        assert!(holds(Padlock::Absent, &delta(0.0, 20.0)));
-        assert!(!holds(Padlock::Absent, &delta(1.0, 20.0)));
-        assert!(!holds(Padlock::Absent, &delta(0.0, 0.0)));
+        assert!(!holds(Padlock::Present, 4.0, 16.0, 0.0));
+        assert!(holds(Padlock::Present, 20.0, 0.0, 0.0));
+        assert!(holds(Padlock::Absent, 0.0, 20.0, 0.0));
+        assert!(!holds(Padlock::Absent, 1.0, 20.0, 0.0));
+        assert!(!holds(Padlock::Absent, 0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn requests_of_neither_policy_prove_neither_and_are_final() {
+        assert!(!holds(Padlock::Present, 1.0, 0.0, 39.0));
+        assert!(!holds(Padlock::Absent, 0.0, 1.0, 39.0));
+        let mut r = row("sentences", "age", &delta(1.0, 0.0), Padlock::Present);
+        r.other = 39.0;
+        assert!(is_final_failure(&r));
+        assert_eq!(
+            wrong_rows(&[r]),
+            [
+                "sentences → age: mutual_tls Δ 1, plaintext Δ 0, neither policy Δ 39 (Kiali: padlock shown), expected all mTLS"
+            ]
+        );
     }
 
     #[test]
