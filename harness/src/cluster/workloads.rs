@@ -37,7 +37,8 @@ pub enum Sidecar {
     /// sidecar.
     AnnotatedOnly,
     /// An `istio-proxy` container the injector did not add (its status annotation is
-    /// absent or does not list it): the pod's own container of that name, not a sidecar.
+    /// absent or does not list it): not the injector's sidecar, yet not its absence
+    /// either (an Envoy may run in the pod); neither `present` nor `absent` holds.
     NotInjected(Placement),
     /// No sidecar.
     None,
