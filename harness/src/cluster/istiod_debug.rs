@@ -5,7 +5,7 @@
 //! `initIstiodAdminServer`, `pilot/pkg/xds/debug.go` `allowAuthenticatedOrLocalhost`).
 //! A proxy is connected to one istiod pod, of one revision: every ready one is asked.
 
-use super::istio::{ISTIO_NAMESPACE, ISTIOD_SELECTOR};
+use super::istio::{DEFAULT_REVISION, ISTIO_NAMESPACE, ISTIOD_SELECTOR, REVISION_LABEL, image_tag};
 use super::portforward::is_ready;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
@@ -13,8 +13,17 @@ use kube::api::{Api, ListParams};
 
 pub const DEBUG_PORT: u16 = 15014;
 
-/// The ready istiod pods of every revision, by name.
-pub async fn ready_pods(client: &Client) -> Result<Vec<String>, String> {
+/// One ready istiod pod: its name, the revision it serves (label `istio.io/rev`, which
+/// the chart sets on every istiod pod) and its version (the image tag).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Istiod {
+    pub pod: String,
+    pub revision: String,
+    pub version: String,
+}
+
+/// The ready istiod pods of every revision.
+pub async fn ready_istiods(client: &Client) -> Result<Vec<Istiod>, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ISTIO_NAMESPACE);
     let list = pods
         .list(&ListParams::default().labels(ISTIOD_SELECTOR))
@@ -22,11 +31,29 @@ pub async fn ready_pods(client: &Client) -> Result<Vec<String>, String> {
         .map_err(|e| {
             format!("cannot list istiod pods (`{ISTIOD_SELECTOR}` in {ISTIO_NAMESPACE}): {e}")
         })?;
-    let ready: Vec<String> = list
+    let ready: Vec<Istiod> = list
         .items
         .iter()
         .filter(|p| is_ready(p))
-        .filter_map(|p| p.metadata.name.clone())
+        .filter_map(|p| {
+            Some(Istiod {
+                pod: p.metadata.name.clone()?,
+                revision: p
+                    .metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(REVISION_LABEL).cloned())
+                    .unwrap_or_else(|| DEFAULT_REVISION.to_string()),
+                version: p
+                    .spec
+                    .as_ref()?
+                    .containers
+                    .iter()
+                    .find_map(|c| c.image.as_deref().and_then(image_tag))
+                    .unwrap_or("unknown")
+                    .to_string(),
+            })
+        })
         .collect();
     if ready.is_empty() {
         return Err(format!(
@@ -34,6 +61,15 @@ pub async fn ready_pods(client: &Client) -> Result<Vec<String>, String> {
         ));
     }
     Ok(ready)
+}
+
+/// The ready istiod pods of every revision, by name.
+pub async fn ready_pods(client: &Client) -> Result<Vec<String>, String> {
+    Ok(ready_istiods(client)
+        .await?
+        .into_iter()
+        .map(|i| i.pod)
+        .collect())
 }
 
 /// `GET path` on the debug port of istiod pod `pod`.

@@ -4,7 +4,10 @@
 //! canary). A proxy is read from the pod: the image tag of its `istio-proxy` container
 //! (sidecar, native sidecar or the gateway's own) and the revision the injector wrote
 //! (annotation `istio.io/rev`, else the pod label). Every pod's version is in the
-//! evidence, so a mixed-revision verdict shows which side of each edge ran what.
+//! evidence, so a mixed-revision verdict shows which side of each edge ran what. Once
+//! the pods are right, every ready istiod's `/debug/syncz` must show each proxy served by
+//! an istiod of its side's revision: a pod can carry the new image and revision and
+//! still be served by the old control plane.
 //!
 //! Polled until it holds; once a workload's rollout is complete its pods will not
 //! change by themselves, so a proxy of the wrong revision there is final (the injector
@@ -13,13 +16,14 @@
 use super::{Env, secs};
 use crate::cli::UpgradeMode;
 use crate::cluster::rollout::{self, RolloutState};
-use crate::cluster::{istio, workloads};
+use crate::cluster::{istio, istiod_debug, workloads};
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::suite::duration::HumanDuration;
 use crate::suite::model::names;
 use crate::suite::validation::Validation;
 use crate::suite::{Expectation, INGRESS_GATEWAY_WORKLOAD, SuiteError};
+use crate::telemetry::xds_sync;
 use crate::verdict::{Evidence, Judgement};
 use crate::wait::{self, Check};
 use k8s_openapi::api::core::v1::Pod;
@@ -202,6 +206,102 @@ async fn pods_and_rollout(env: &Env<'_>, workload: &str) -> Result<(Vec<Pod>, bo
     Ok((pods, done))
 }
 
+/// One proxy whose control plane is checked.
+struct Proxy {
+    workload: String,
+    /// `<pod>.<namespace>`, as istiod names it.
+    id: String,
+    side: Side,
+    rollout_done: bool,
+}
+
+/// Which control plane serves the proxies.
+enum Served {
+    /// Every proxy is served by one istiod of its side's revision: a line per proxy.
+    Right(Vec<String>),
+    /// Some are served by another revision's istiod (`settled` when their rollouts are
+    /// complete: a proxy stays with the istiod its discovery address names).
+    Wrong { wrong: Vec<String>, settled: bool },
+    /// istiod's report could not be read, or a proxy is not connected yet.
+    Unknown(String),
+}
+
+/// How the evidence says that no istiod's report could tell; at the deadline this is an
+/// error of the environment, not a verdict on Istio.
+const UNKNOWN_SERVER: &str = "cannot tell which istiod serves the proxies";
+
+/// Which istiod serves each proxy, from every ready istiod's `/debug/syncz`. A pod with
+/// the new image and `istio.io/rev` can still be served by the old control plane (a
+/// discovery address pinned to the default revision's Service): the proxy must be
+/// connected to exactly one istiod, of its side's revision (in place, both sides are
+/// `default` and the proxy's own version is what differs).
+async fn served(env: &Env<'_>, proxies: &[Proxy]) -> Served {
+    let istiods = match istiod_debug::ready_istiods(&env.cluster.client).await {
+        Ok(i) => i,
+        Err(e) => return Served::Unknown(e),
+    };
+    let mut reports = Vec::new();
+    for istiod in &istiods {
+        let report =
+            istiod_debug::get_json(&env.cluster.streams, &istiod.pod, xds_sync::SYNCZ_PATH)
+                .await
+                .and_then(|body| xds_sync::parse_syncz(&body));
+        match report {
+            Ok(connected) => reports.push((istiod, connected)),
+            Err(e) => return Served::Unknown(format!("istiod {}: {e}", istiod.pod)),
+        }
+    }
+    let mut right = Vec::new();
+    let mut wrong = Vec::new();
+    let mut settled = true;
+    for proxy in proxies {
+        let serving: Vec<&istiod_debug::Istiod> = reports
+            .iter()
+            .filter(|(_, connected)| connected.iter().any(|c| c.id == proxy.id))
+            .map(|(istiod, _)| *istiod)
+            .collect();
+        match serving.as_slice() {
+            [] => {
+                return Served::Unknown(format!(
+                    "{} ({}) is not connected to any ready istiod yet",
+                    proxy.id, proxy.workload
+                ));
+            }
+            [istiod] => {
+                let line = format!(
+                    "{}: {} served by istiod {} (revision {}, {})",
+                    proxy.workload, proxy.id, istiod.pod, istiod.revision, istiod.version
+                );
+                if istiod.revision == proxy.side.revision {
+                    right.push(line);
+                } else {
+                    settled &= proxy.rollout_done;
+                    wrong.push(format!(
+                        "{line} — expected an istiod of revision {}",
+                        proxy.side.revision
+                    ));
+                }
+            }
+            several => {
+                return Served::Unknown(format!(
+                    "{} is connected to several istiods ({})",
+                    proxy.id,
+                    several
+                        .iter()
+                        .map(|i| i.pod.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+    }
+    if wrong.is_empty() {
+        Served::Right(right)
+    } else {
+        Served::Wrong { wrong, settled }
+    }
+}
+
 /// How a look ended the wait.
 enum Ended {
     Holds(Vec<String>, Vec<String>),
@@ -262,6 +362,7 @@ impl ProxyVersions {
             let mut shorts = Vec::new();
             let mut failing = Vec::new();
             let mut settled = false;
+            let mut proxies = Vec::new();
             for (workload, side) in &wanted {
                 let (pods, done) = match pods_and_rollout(env, workload).await {
                     Ok(x) => x,
@@ -274,13 +375,39 @@ impl ProxyVersions {
                 }
                 shorts.push(l.short);
                 lines.push(l.line);
+                proxies.extend(pods.iter().filter_map(|p| {
+                    Some(Proxy {
+                        workload: workload.to_string(),
+                        id: xds_sync::proxy_id(
+                            p.metadata.name.as_deref()?,
+                            p.metadata.namespace.as_deref()?,
+                        ),
+                        side: (*side).clone(),
+                        rollout_done: done,
+                    })
+                }));
             }
-            if failing.is_empty() {
-                Check::Ready(Ended::Holds(shorts, lines))
-            } else if settled {
-                Check::Ready(Ended::Settled(failing, lines))
-            } else {
-                Check::NotYet(failing.join("; "))
+            if !failing.is_empty() {
+                return if settled {
+                    Check::Ready(Ended::Settled(failing, lines))
+                } else {
+                    Check::NotYet(failing.join("; "))
+                };
+            }
+            match served(env, &proxies).await {
+                Served::Right(served) => {
+                    lines.extend(served);
+                    Check::Ready(Ended::Holds(shorts, lines))
+                }
+                Served::Wrong {
+                    wrong,
+                    settled: true,
+                } => {
+                    lines.extend(wrong.iter().cloned());
+                    Check::Ready(Ended::Settled(wrong, lines))
+                }
+                Served::Wrong { wrong, .. } => Check::NotYet(wrong.join("; ")),
+                Served::Unknown(why) => Check::NotYet(format!("{UNKNOWN_SERVER}: {why}")),
             }
         })
         .await;
@@ -305,6 +432,9 @@ impl ProxyVersions {
                 elapsed,
             ),
             Ok(Ended::Broken(e)) => Judgement::errored(e, elapsed),
+            Err(wait::WaitError::Deadline { last, .. }) if last.starts_with(UNKNOWN_SERVER) => {
+                Judgement::errored(format!("{last}; after {}", secs(elapsed)), elapsed)
+            }
             Err(wait::WaitError::Deadline { last, .. }) => Judgement::failed(
                 Evidence::new(format!("{last}; after {}", secs(elapsed))),
                 elapsed,
