@@ -74,6 +74,16 @@ pub fn judge(expected: &[EdgeExpectation], deltas: &Deltas) -> (bool, Vec<EdgeRo
     (all, rows)
 }
 
+/// `, neither policy Δ 3` when destination-reported requests carried neither
+/// `mutual_tls` nor `none`.
+fn neither_policy(r: &EdgeRow) -> String {
+    if r.other > 0.0 {
+        format!(", neither policy Δ {}", r.other)
+    } else {
+        String::new()
+    }
+}
+
 /// What was wrong with each row that does not hold, for the summary.
 pub fn wrong_rows(rows: &[EdgeRow]) -> Vec<String> {
     rows.iter()
@@ -86,11 +96,7 @@ pub fn wrong_rows(rows: &[EdgeRow]) -> Vec<String> {
                 r.to,
                 r.mutual_tls,
                 r.plaintext,
-                if r.other > 0.0 {
-                    format!(", neither policy Δ {}", r.other)
-                } else {
-                    String::new()
-                },
+                neither_policy(r),
                 if seen == Padlock::Present {
                     "shown"
                 } else {
@@ -146,11 +152,7 @@ pub fn table(rows: &[EdgeRow]) -> Vec<String> {
                 r.to,
                 r.mutual_tls,
                 r.plaintext,
-                if r.other > 0.0 {
-                    format!(", other Δ {}", r.other)
-                } else {
-                    String::new()
-                },
+                neither_policy(r),
                 r.padlock,
                 r.expected,
                 match r.expected {
