@@ -121,6 +121,10 @@ fn main() {
                 s.break_forwards(8443, ForwardFault::Rejected)
             })
         }),
+        with_prometheus(
+            "every_ready_gateway_replica_is_probed_not_only_the_first",
+            every_gateway_replica_is_probed,
+        ),
         with_prometheus("a_dropped_port_forward_never_passes_o8", |p| {
             mutation(p, "ingress::03", Outcome::NotPassed, |s| {
                 s.break_forwards(8443, ForwardFault::Dropped)
@@ -995,6 +999,67 @@ fn every_step_passes(prometheus: &Path) {
         let window = case_property(&report, "mesh::02-strict-without-sidecars", "time.traffic")
             .and_then(|v| v.parse::<f64>().ok());
         assert!(window.is_some_and(|t| t >= 20.0), "{window:?}");
+    });
+}
+
+/// Two ingress gateway replicas: the connections of O8 (its control and its refused
+/// client) go to both in turn, so a replica with stale config cannot hide behind the
+/// first one.
+fn every_gateway_replica_is_probed(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let mut gateway = stand_in
+            .cluster
+            .get(
+                "apps",
+                "Deployment",
+                Some("istio-system"),
+                "istio-ingressgateway",
+            )
+            .expect("the stand-in has a gateway");
+        gateway["spec"]["replicas"] = serde_json::json!(2);
+        stand_in.cluster.apply(gateway).expect("scaled to 2");
+        stand_in
+            .cluster
+            .wait_for("two gateway replicas", Duration::from_secs(10), |c| {
+                c.get(
+                    "apps",
+                    "Deployment",
+                    Some("istio-system"),
+                    "istio-ingressgateway",
+                )
+                .and_then(|d| d.pointer("/status/availableReplicas")?.as_i64())
+                    == Some(2)
+            })
+            .await
+            .expect("two gateway replicas");
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _reports) =
+            run_harness(&stand_in, &["ingress::03", "--suites-dir", &suites_dir]).await;
+        assert_eq!(code, 0, "{:#?}\n{stderr}", results_of(&report));
+        let forwarded: std::collections::BTreeSet<String> = stand_in
+            .cluster
+            .requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/portforward") && r.query.contains("ports=8443"))
+            .filter_map(|r| {
+                r.path
+                    .split("/pods/")
+                    .nth(1)?
+                    .split('/')
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect();
+        assert_eq!(forwarded.len(), 2, "{forwarded:?}");
+        assert!(
+            forwarded
+                .iter()
+                .all(|p| p.starts_with("istio-ingressgateway-")),
+            "{forwarded:?}"
+        );
     });
 }
 

@@ -1,6 +1,9 @@
 //! Port-forwarding through the API server (works on kind and on any cluster): a local
 //! listener on an ephemeral port; each accepted connection opens a forward to a ready
 //! pod chosen at that moment, so a restarted or replaced pod is picked up by itself.
+//! Towards the ingress gateway, connections go to its ready replicas in turn, so every
+//! replica is probed (a stale one must not hide behind the first); towards Prometheus,
+//! always to the first (each replica has its own data).
 //!
 //! The local connection is accepted before the forward exists, so a forward that cannot
 //! be opened (no ready pod, the API server refuses, the pod's port is closed) or that
@@ -67,26 +70,53 @@ pub fn is_ready(pod: &Pod) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// The name of a ready pod matching `selector`, or why there is none.
-pub async fn ready_pod(client: &Client, namespace: &str, selector: &str) -> Result<String, String> {
+/// The names of the ready pods matching `selector`, sorted, or why there is none.
+pub async fn ready_pods(
+    client: &Client,
+    namespace: &str,
+    selector: &str,
+) -> Result<Vec<String>, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let list = pods
         .list(&ListParams::default().labels(selector))
         .await
         .map_err(|e| format!("cannot list pods `{selector}` in {namespace}: {e}"))?;
-    list.items
+    let mut ready: Vec<String> = list
+        .items
         .iter()
-        .find(|p| is_ready(p))
-        .and_then(|p| p.metadata.name.clone())
-        .ok_or_else(|| format!("no ready pod `{selector}` in {namespace}"))
+        .filter(|p| is_ready(p))
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    if ready.is_empty() {
+        return Err(format!("no ready pod `{selector}` in {namespace}"));
+    }
+    ready.sort();
+    Ok(ready)
 }
 
-/// Forwards 127.0.0.1:<ephemeral> to `port` of a ready pod matching `selector`.
+/// The name of a ready pod matching `selector`, or why there is none.
+pub async fn ready_pod(client: &Client, namespace: &str, selector: &str) -> Result<String, String> {
+    let mut ready = ready_pods(client, namespace, selector).await?;
+    Ok(ready.swap_remove(0))
+}
+
+/// Which ready pod a new connection goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pick {
+    /// The first (by name): one server's view, as for Prometheus.
+    First,
+    /// The next one in turn: every replica serves some of the connections.
+    InTurn,
+}
+
+/// Forwards 127.0.0.1:<ephemeral> to `port` of the ready pods matching `selector`,
+/// each connection to the pod `pick` chooses.
 pub async fn start(
     client: Client,
     namespace: &str,
     selector: &str,
     port: u16,
+    pick: Pick,
 ) -> Result<Forward, String> {
     // Fail early and clearly when there is nothing to forward to.
     ready_pod(&client, namespace, selector).await?;
@@ -104,6 +134,8 @@ pub async fn start(
         selector: selector.to_string(),
         port,
         health: Arc::clone(&health),
+        pick,
+        turn: Arc::default(),
     };
     let task = tokio::spawn(async move {
         loop {
@@ -129,15 +161,25 @@ struct Target {
     selector: String,
     port: u16,
     health: Arc<PathHealth>,
+    pick: Pick,
+    /// Connections served so far, for [`Pick::InTurn`].
+    turn: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Target {
     async fn serve(&self, mut inbound: tokio::net::TcpStream) {
         let (namespace, port) = (&self.namespace, self.port);
-        let pod = match ready_pod(&self.client, namespace, &self.selector).await {
-            Ok(pod) => pod,
+        let mut ready = match ready_pods(&self.client, namespace, &self.selector).await {
+            Ok(pods) => pods,
             Err(e) => return self.health.record(format!("port-forward: {e}")),
         };
+        let index = match self.pick {
+            Pick::First => 0,
+            Pick::InTurn => {
+                self.turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % ready.len()
+            }
+        };
+        let pod = ready.swap_remove(index);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
         let mut forwarder = match pods.portforward(&pod, &[port]).await {
             Ok(f) => f,

@@ -15,7 +15,7 @@ use super::Live;
 use super::apply::{Applier, parse_documents};
 use super::connect::{self, Clients};
 use super::kind::OwnedCluster;
-use super::portforward;
+use super::portforward::{self, Pick};
 use super::{istio, kind, preflight, rollout, tools, workloads};
 use crate::config::RunConfig;
 use crate::deadlines::ISTIO_READY as READY_DEADLINE;
@@ -370,7 +370,7 @@ pub async fn setup(
             let pod_port =
                 portforward::target_port(&client, &namespace, istio::INGRESS_GATEWAY, service_port)
                     .await?;
-            portforward::start(streams, &namespace, &selector, pod_port).await
+            portforward::start(streams, &namespace, &selector, pod_port, Pick::InTurn).await
         }
     };
     let gateway_http = match config.ingress_address {
@@ -408,9 +408,15 @@ pub async fn setup(
                 workloads::selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
                     .await
                     .map_err(env(Phase::PortForward))?;
-            let f = portforward::start(streams.clone(), istio::ISTIO_NAMESPACE, &selector, 9090)
-                .await
-                .map_err(env(Phase::PortForward))?;
+            let f = portforward::start(
+                streams.clone(),
+                istio::ISTIO_NAMESPACE,
+                &selector,
+                9090,
+                Pick::First,
+            )
+            .await
+            .map_err(env(Phase::PortForward))?;
             progress.line(&format!("Prometheus: {}", f.description));
             let url = format!("http://{}", f.local);
             forwards.push(f);
