@@ -54,6 +54,11 @@ pub enum Fault {
     /// set for every revision): a canary's "new" proxies are served by the old control
     /// plane. Only istiod's `/debug/syncz` shows it.
     ProxiesConnectToDefaultRevision,
+    /// The injector injects `proxyv2:<tag>` whatever version its istiod runs (e.g. a
+    /// `values.global.proxy.image` pinned to a full image, or a customised
+    /// `istio-sidecar-injector` template the upgrade left alone): sidecars injected
+    /// after an upgrade still run the old proxy. Gateways (not injected) are untouched.
+    InjectedProxyTag(String),
 }
 
 /// The active faults, and the running share of `PlaintextShare` edges (deterministic:
@@ -140,6 +145,17 @@ impl Faults {
 
     pub fn proxies_connect_to_default_revision(&self) -> bool {
         self.any(|f| matches!(f, Fault::ProxiesConnectToDefaultRevision))
+    }
+
+    pub fn injected_proxy_tag(&self) -> Option<String> {
+        self.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|f| match f {
+                Fault::InjectedProxyTag(tag) => Some(tag.clone()),
+                _ => None,
+            })
     }
 
     pub fn debug_on_http_disabled(&self) -> bool {

@@ -124,6 +124,30 @@ pub(crate) fn istiod_image(world: &World, revision: &str) -> Option<(String, Str
     })
 }
 
+/// Rewrites the tag of every `proxyv2` image the injector put in `pod` (the
+/// `InjectedProxyTag` fault).
+pub(crate) fn pin_proxy_tag(pod: &mut Value, tag: &str) {
+    for field in ["containers", "initContainers"] {
+        let Some(list) = pod
+            .pointer_mut(&format!("/spec/{field}"))
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
+        for c in list {
+            let Some(image) = c.get("image").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some((repo, _)) = image.rsplit_once(':')
+                && repo.ends_with("/proxyv2")
+            {
+                let pinned = format!("{repo}:{tag}");
+                c["image"] = json!(pinned);
+            }
+        }
+    }
+}
+
 /// What the injector decided, for the caller and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Decision {

@@ -349,13 +349,18 @@ impl Mesh {
             return;
         }
         let world = self.inner.timeline.latest();
-        let _ = inject::inject(
+        let decision = inject::inject(
             &world,
             pod,
             namespace,
             self.inner.faults.injector_annotates_only(),
             self.inner.options.native_sidecars,
         );
+        if let (inject::Decision::Injected { .. }, Some(tag)) =
+            (decision, self.inner.faults.injected_proxy_tag())
+        {
+            inject::pin_proxy_tag(pod, &tag);
+        }
     }
 
     /// Where a port-forward to (pod, pod port) lands; anything not listening is
