@@ -54,6 +54,15 @@ impl World for ScriptedWorld {
     fn istio_version(&mut self) -> Option<String> {
         Some(self.0.istio.lock().unwrap().clone())
     }
+    /// The scripted data plane follows the control plane: one proxy, on its version.
+    fn proxies_not_on(&mut self, version: &str) -> Result<(Vec<String>, usize), String> {
+        let runs = self.0.istio.lock().unwrap().clone();
+        let off = (runs != version)
+            .then(|| format!("scripted-proxy runs proxyv2:{runs}"))
+            .into_iter()
+            .collect();
+        Ok((off, 1))
+    }
     fn properties(&self) -> RunProperties {
         RunProperties {
             istio_version: "1.31.2".into(),

@@ -1,6 +1,6 @@
 //! The cluster side, infrastructure only: preflight, tools and downloads (per
 //! platform), the Istio release list, kind, Istio install/upgrade, the apply engine,
-//! rollouts, workloads and sidecars, port-forwards, Envoy's admin API and istiod's debug
+//! rollouts, workloads and sidecars, what the injector gives new pods, port-forwards, Envoy's admin API and istiod's debug
 //! endpoints, provisioning as a whole, and the diagnostics bundle. What the
 //! harness *concludes* from the cluster lives in `expect/`.
 
@@ -10,6 +10,7 @@ pub mod destination_rules;
 pub mod diagnostics;
 pub mod download;
 pub mod envoy_admin;
+pub mod injector;
 pub mod istio;
 pub mod istiod_debug;
 pub mod kind;

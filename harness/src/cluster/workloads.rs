@@ -331,6 +331,31 @@ pub async fn proxy_images(
         .collect())
 }
 
+/// The proxies of the app namespace and of the ingress gateway that do not run
+/// `version` (by image tag), each as `pod runs image`, and how many were checked.
+pub async fn proxies_not_on(
+    client: &Client,
+    app_namespace: &str,
+    ingress_namespace: &str,
+    version: &str,
+) -> Result<(Vec<String>, usize), String> {
+    let mut proxies = proxy_images(client, app_namespace, None).await?;
+    proxies.extend(
+        proxy_images(
+            client,
+            ingress_namespace,
+            Some(super::istio::INGRESS_GATEWAY_SELECTOR),
+        )
+        .await?,
+    );
+    let off = proxies
+        .iter()
+        .filter(|(_, image)| super::istio::image_tag(image) != Some(version))
+        .map(|(pod, image)| format!("{pod} runs {image}"))
+        .collect();
+    Ok((off, proxies.len()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -63,6 +63,29 @@ pub fn execute(
             }
         }
     }
+    if status == StepStatus::Passed
+        && let Some(want) = version
+    {
+        // The step judges the pass on `want`: every proxy must run it, not only istiod
+        // (an injector left on the old proxy, a pod the upgrade did not restart).
+        match world.proxies_not_on(want) {
+            Ok((off, _)) if off.is_empty() => {}
+            Ok((off, checked)) => {
+                status = StepStatus::Errored {
+                    message: format!(
+                        "this step belongs to the pass on Istio {want}, but {} of {checked} proxies run another version: {}; not judged",
+                        off.len(),
+                        off.join(", ")
+                    ),
+                };
+            }
+            Err(e) => {
+                status = StepStatus::Errored {
+                    message: format!("cannot tell which version the proxies run: {e}"),
+                };
+            }
+        }
+    }
     timing.actions = actions_started.elapsed();
     if status == StepStatus::Passed {
         status = judge_all(world, suite, step, &mut log, &mut timing, &mut expectations);

@@ -94,6 +94,10 @@ pub trait World: Send {
     fn istio_version(&mut self) -> Option<String> {
         None
     }
+    /// The proxies (the app's sidecars and the ingress gateway's) that do not run
+    /// `version`, each as `pod runs image`, and how many were checked: a step of a pass
+    /// on `version` is judged only when every proxy runs it.
+    fn proxies_not_on(&mut self, version: &str) -> Result<(Vec<String>, usize), String>;
     /// Carries out one action; the log gets a line per thing done.
     fn act(
         &mut self,

@@ -8,7 +8,7 @@ mod upgrade;
 
 use crate::action::{Action, Ctx};
 use crate::cluster::kind::{self, OwnedCluster};
-use crate::cluster::{Live, istio, provision};
+use crate::cluster::{Live, istio, provision, workloads};
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::expect::{Env, Expectation};
@@ -171,6 +171,19 @@ impl World for ClusterWorld {
             .block_on(istio::installed_version(&live.client))
             .ok()
             .flatten()
+    }
+
+    fn proxies_not_on(&mut self, version: &str) -> Result<(Vec<String>, usize), String> {
+        let live = self
+            .live
+            .as_ref()
+            .ok_or("the cluster was not set up; this is a harness bug")?;
+        self.runtime.block_on(workloads::proxies_not_on(
+            &live.client,
+            &self.config.app_namespace,
+            &self.config.ingress_namespace,
+            version,
+        ))
     }
 
     fn act(

@@ -1,8 +1,9 @@
 //! Upgrading Istio in place between the two passes of an upgrade run: `istioctl
 //! upgrade` with the target release's istioctl, the control plane and the gateway on
-//! the new version, the app restarted so it gets the new proxies, every proxy checked.
+//! the new version, the app restarted so it gets the new proxies, every proxy checked,
+//! and what the injector gives a new pod.
 
-use crate::cluster::{Live, istio, rollout, workloads};
+use crate::cluster::{Live, injector, istio, rollout, workloads};
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::runner::world::{EnvError, Phase};
@@ -149,23 +150,14 @@ pub async fn upgrade(
             ),
         ));
     }
-    let mut proxies = workloads::proxy_images(&live.client, &config.app_namespace, None)
-        .await
-        .map_err(env(Phase::Upgrade))?;
-    proxies.extend(
-        workloads::proxy_images(
-            &live.client,
-            &config.ingress_namespace,
-            Some(istio::INGRESS_GATEWAY_SELECTOR),
-        )
-        .await
-        .map_err(env(Phase::Upgrade))?,
-    );
-    let stale: Vec<String> = proxies
-        .iter()
-        .filter(|(_, image)| istio::image_tag(image) != Some(version))
-        .map(|(pod, image)| format!("{pod} runs {image}"))
-        .collect();
+    let (stale, checked) = workloads::proxies_not_on(
+        &live.client,
+        &config.app_namespace,
+        &config.ingress_namespace,
+        version,
+    )
+    .await
+    .map_err(env(Phase::Upgrade))?;
     if !stale.is_empty() {
         return Err(EnvError::new(
             Phase::Upgrade,
@@ -173,13 +165,49 @@ pub async fn upgrade(
         ));
     }
     log.push(format!(
-        "data plane on {version}: {} proxies checked{}",
-        proxies.len(),
+        "data plane on {version}: {checked} proxies checked{}",
         if opted_out > 0 {
             format!(" ({opted_out} app pods opt out of injection at this point of the suites)")
         } else {
             String::new()
         }
     ));
+    if !names.is_empty() {
+        check_injector(live, config, version, log).await?;
+    }
     Ok(())
+}
+
+/// The restarted pods show the injector only where they do not opt out: what it gives
+/// a new pod is asked directly (a dry-run create), so an injector left on the old proxy
+/// cannot pass behind an app that opts out at this point of the suites.
+async fn check_injector(
+    live: &Live,
+    config: &RunConfig,
+    version: &str,
+    log: &mut Vec<String>,
+) -> Result<(), EnvError> {
+    let namespace = &config.app_namespace;
+    match injector::injected_proxy(&live.client, namespace, &config.image).await {
+        Ok(Some(image)) if istio::image_tag(&image) == Some(version) => {
+            log.push(format!(
+                "the injector gives new pods in {namespace} {image} (dry-run pod create)"
+            ));
+            Ok(())
+        }
+        Ok(Some(image)) => Err(EnvError::new(
+            Phase::Upgrade,
+            format!(
+                "after the upgrade to {version} the injector still gives new pods in {namespace} {image} (dry-run pod create): check the injector's proxy image (values.global.proxy.image, the injection template)"
+            ),
+        )),
+        Ok(None) => Err(EnvError::new(
+            Phase::Upgrade,
+            format!(
+                "after the upgrade to {version} the injector gives a dry-run pod in {namespace} labelled {}=true no istio-proxy: is its webhook installed?",
+                workloads::INJECT_KEY
+            ),
+        )),
+        Err(e) => Err(EnvError::new(Phase::Upgrade, e)),
+    }
 }

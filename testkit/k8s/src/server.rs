@@ -456,9 +456,25 @@ fn resource(
     on_upgrade: hyper::upgrade::OnUpgrade,
 ) -> ApiResult<Response<Body>> {
     if req.query.all("dryRun").iter().any(|d| !d.is_empty()) {
-        // Refused loudly: silently persisting a dry run would hide a difference.
-        return Err(ApiError::bad_request(
-            "dryRun is not supported by the testkit fake API server",
+        // A dry-run pod create goes through admission (the injector, whose webhook
+        // declares `sideEffects: None`) and is not persisted. Any other dry run is
+        // refused loudly: silently persisting it would hide a difference.
+        let pod_create = req.method == Method::POST
+            && t.name.is_none()
+            && t.info.is("", "Pod")
+            && req.query.all("dryRun") == ["All"];
+        if !pod_create {
+            return Err(ApiError::bad_request(
+                "dryRun is not supported by the testkit fake API server (only dryRun=All on a pod create)",
+            ));
+        }
+        let obj = req.object()?;
+        check_body_identity(&t.info, &t.version, t.namespace.as_deref(), &obj)?;
+        let admitted =
+            shared.create_dry_run(&t.info, t.namespace.as_deref().unwrap_or_default(), obj)?;
+        return Ok(json_response(
+            201,
+            &as_version(admitted, &t.info, &t.version),
         ));
     }
     let info = t.info.clone();

@@ -139,3 +139,44 @@ async fn a_sidecar_that_is_not_ready_keeps_the_pod_unready() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_dry_run_pod_create_is_admitted_and_not_stored() {
+    let (cluster, client) = start(Options::default()).await;
+    cluster.set_pod_admission(Arc::new(
+        |pod: &mut serde_json::Value, _: &serde_json::Value| {
+            pod["metadata"]["annotations"]["sidecar.istio.io/status"] = json!("{}");
+        },
+    ));
+    create_namespace(&client, "mesh", json!({})).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "mesh");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"generateName": "probe-"},
+        "spec": {"containers": [{"name": "c", "image": "app:1"}]}
+    }))
+    .unwrap();
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let admitted = pods.create(&dry, &pod).await.unwrap();
+    assert!(admitted.metadata.name.unwrap().starts_with("probe-"));
+    assert!(
+        admitted
+            .metadata
+            .annotations
+            .unwrap()
+            .contains_key("sidecar.istio.io/status")
+    );
+    assert!(
+        pods.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    // Any other dry run is still refused, never silently persisted.
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, "mesh");
+    let cm = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    assert!(cms.create(&dry, &cm).await.is_err());
+}
