@@ -327,6 +327,10 @@ fn main() {
             another_copy_of_the_app,
         ),
         with_prometheus(
+            "an_istio_ingress_for_the_same_host_elsewhere_is_refused_at_setup",
+            istio_ingress_elsewhere,
+        ),
+        with_prometheus(
             "a_gateway_on_another_version_than_istiod_is_refused_at_setup",
             gateway_on_another_version,
         ),
@@ -1211,6 +1215,48 @@ fn another_copy_of_the_app(prometheus: &Path) {
         assert!(
             results.iter().all(|(_, s)| s != "passed"),
             "nothing is judged on such a cluster: {results:#?}"
+        );
+    });
+}
+
+/// The exercise done by hand and exposed with a Kubernetes Ingress of class `istio`
+/// (Istio turns it into a Gateway on the same gateway pods): refused at setup, naming
+/// it. An Ingress of another class for the same host is not Istio's business.
+fn istio_ingress_elsewhere(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let ingress = |namespace: &str, class: &str| {
+            serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+                "metadata": {"name": "sentences", "namespace": namespace},
+                "spec": {"ingressClassName": class, "rules": [{"host": "sentences.example.com",
+                    "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend":
+                        {"service": {"name": "sentences", "port": {"number": 5000}}}}]}}]}
+            })
+        };
+        for (namespace, class) in [("exercise", "istio"), ("other", "nginx")] {
+            stand_in
+                .cluster
+                .apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                    "metadata": {"name": namespace}}))
+                .expect("namespace");
+            stand_in
+                .cluster
+                .apply(ingress(namespace, class))
+                .expect("ingress");
+        }
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _r) =
+            run_harness(&stand_in, &["mesh::01", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 3, "{results:#?}\n{stderr}");
+        assert!(
+            results.iter().any(|(n, s)| n == "setup::istio"
+                && s.contains("Ingress (class istio) exercise/sentences outside namespace sentences already routes sentences.example.com")
+                && !s.contains("other/")),
+            "{results:#?}"
         );
     });
 }

@@ -17,6 +17,7 @@ use crate::suite::Suite;
 use crate::suite::template::{self, PKI_VARIABLES};
 use crate::wait::{self, Check};
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams};
 use std::sync::Arc;
 use std::time::Duration;
@@ -124,17 +125,73 @@ pub async fn refuse_foreign_routes(live: &Live, config: &RunConfig) -> Result<()
             ));
         }
     }
-    if foreign.is_empty() {
+    let ingresses = foreign_ingresses(live, config).await?;
+    if foreign.is_empty() && ingresses.is_empty() {
         return Ok(());
+    }
+    let mut routes = Vec::new();
+    if !foreign.is_empty() {
+        routes.push(format!("VirtualService {}", foreign.join(", ")));
+    }
+    if !ingresses.is_empty() {
+        routes.push(format!("Ingress (class istio) {}", ingresses.join(", ")));
     }
     Err(EnvError::new(
         Phase::Istio,
         format!(
-            "VirtualService {} outside namespace {} already routes {HOST} through a gateway: this run's requests could be answered by another copy of the app; remove it, or run on another cluster",
-            foreign.join(", "),
+            "{} outside namespace {} already routes {HOST} through a gateway: this run's requests could be answered by another copy of the app; remove it, or run on another cluster",
+            routes.join(" and "),
             config.app_namespace
         ),
     ))
+}
+
+/// Kubernetes Ingresses of class `istio` that take requests for the run's host: Istio
+/// turns each into a Gateway on the ingress gateway's pods (`pilot/pkg/config/kube/
+/// ingress`), so they compete with the run's own routes like a foreign VirtualService.
+async fn foreign_ingresses(live: &Live, config: &RunConfig) -> Result<Vec<String>, EnvError> {
+    let api: Api<Ingress> = Api::all(live.client.clone());
+    let list = api.list(&ListParams::default()).await.map_err(|e| {
+        EnvError::new(
+            Phase::Istio,
+            format!("cannot list Ingresses to check who else routes {HOST}: {e}"),
+        )
+    })?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|i| i.metadata.deletion_timestamp.is_none())
+        .filter(|i| i.metadata.namespace.as_deref() != Some(config.app_namespace.as_str()))
+        .filter(|i| {
+            let class = i
+                .spec
+                .as_ref()
+                .and_then(|s| s.ingress_class_name.as_deref())
+                .or_else(|| {
+                    i.metadata
+                        .annotations
+                        .as_ref()?
+                        .get("kubernetes.io/ingress.class")
+                        .map(String::as_str)
+                });
+            class == Some("istio")
+        })
+        .filter(|i| {
+            let Some(spec) = &i.spec else { return false };
+            let rules = spec.rules.as_deref().unwrap_or_default();
+            (rules.is_empty() && spec.default_backend.is_some())
+                || rules
+                    .iter()
+                    .any(|r| r.host.as_deref().is_none_or(|h| host_matches(h, HOST)))
+        })
+        .map(|i| {
+            format!(
+                "{}/{}",
+                i.metadata.namespace.clone().unwrap_or_default(),
+                i.metadata.name.clone().unwrap_or_default()
+            )
+        })
+        .collect())
 }
 
 /// Removes what earlier runs left; returns what it did, for the report.

@@ -182,6 +182,7 @@ const BUILTIN: &[Def] = &[
     def("apps", &["v1"], "DaemonSet", "daemonsets", NS, &["ds"], &["status"], GEN),
     def("apps", &["v1"], "StatefulSet", "statefulsets", NS, &["sts"], &["status", "scale"], GEN),
     def("discovery.k8s.io", &["v1"], "EndpointSlice", "endpointslices", NS, &[], &[], NO_GEN),
+    def("networking.k8s.io", &["v1"], "Ingress", "ingresses", NS, &["ing"], &["status"], GEN),
     def("rbac.authorization.k8s.io", &["v1"], "ClusterRole", "clusterroles", CLUSTER, &[], &[], NO_GEN),
     def("rbac.authorization.k8s.io", &["v1"], "ClusterRoleBinding", "clusterrolebindings", CLUSTER, &[], &[], NO_GEN),
     def("rbac.authorization.k8s.io", &["v1"], "Role", "roles", NS, &[], &[], NO_GEN),
