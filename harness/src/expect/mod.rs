@@ -12,6 +12,7 @@ mod phase;
 pub mod proxy_config;
 pub mod proxy_log;
 pub mod proxy_versions;
+mod served_by;
 mod settled;
 pub mod sidecars;
 pub mod telemetry;

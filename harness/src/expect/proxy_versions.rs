@@ -12,11 +12,15 @@
 //! Polled until it holds; once a workload's rollout is complete its pods will not
 //! change by themselves, so a proxy of the wrong revision there is final (the injector
 //! chose it) and reported at once.
+//!
+//! Just over 400 lines with its tests: the schema, the look per workload and the wait
+//! belong together; which istiod serves a proxy is `served_by.rs`.
 
+use super::served_by::{Proxy, Served, UNKNOWN_SERVER, served};
 use super::{Env, secs};
 use crate::cli::UpgradeMode;
 use crate::cluster::rollout::{self, RolloutState};
-use crate::cluster::{istio, istiod_debug, workloads};
+use crate::cluster::{istio, workloads};
 use crate::config::RunConfig;
 use crate::deadlines;
 use crate::suite::duration::HumanDuration;
@@ -204,102 +208,6 @@ async fn pods_and_rollout(env: &Env<'_>, workload: &str) -> Result<(Vec<Pod>, bo
         Err(_) => false,
     };
     Ok((pods, done))
-}
-
-/// One proxy whose control plane is checked.
-struct Proxy {
-    workload: String,
-    /// `<pod>.<namespace>`, as istiod names it.
-    id: String,
-    side: Side,
-    rollout_done: bool,
-}
-
-/// Which control plane serves the proxies.
-enum Served {
-    /// Every proxy is served by one istiod of its side's revision: a line per proxy.
-    Right(Vec<String>),
-    /// Some are served by another revision's istiod (`settled` when their rollouts are
-    /// complete: a proxy stays with the istiod its discovery address names).
-    Wrong { wrong: Vec<String>, settled: bool },
-    /// istiod's report could not be read, or a proxy is not connected yet.
-    Unknown(String),
-}
-
-/// How the evidence says that no istiod's report could tell; at the deadline this is an
-/// error of the environment, not a verdict on Istio.
-const UNKNOWN_SERVER: &str = "cannot tell which istiod serves the proxies";
-
-/// Which istiod serves each proxy, from every ready istiod's `/debug/syncz`. A pod with
-/// the new image and `istio.io/rev` can still be served by the old control plane (a
-/// discovery address pinned to the default revision's Service): the proxy must be
-/// connected to exactly one istiod, of its side's revision (in place, both sides are
-/// `default` and the proxy's own version is what differs).
-async fn served(env: &Env<'_>, proxies: &[Proxy]) -> Served {
-    let istiods = match istiod_debug::ready_istiods(&env.cluster.client).await {
-        Ok(i) => i,
-        Err(e) => return Served::Unknown(e),
-    };
-    let mut reports = Vec::new();
-    for istiod in &istiods {
-        let report =
-            istiod_debug::get_json(&env.cluster.streams, &istiod.pod, xds_sync::SYNCZ_PATH)
-                .await
-                .and_then(|body| xds_sync::parse_syncz(&body));
-        match report {
-            Ok(connected) => reports.push((istiod, connected)),
-            Err(e) => return Served::Unknown(format!("istiod {}: {e}", istiod.pod)),
-        }
-    }
-    let mut right = Vec::new();
-    let mut wrong = Vec::new();
-    let mut settled = true;
-    for proxy in proxies {
-        let serving: Vec<&istiod_debug::Istiod> = reports
-            .iter()
-            .filter(|(_, connected)| connected.iter().any(|c| c.id == proxy.id))
-            .map(|(istiod, _)| *istiod)
-            .collect();
-        match serving.as_slice() {
-            [] => {
-                return Served::Unknown(format!(
-                    "{} ({}) is not connected to any ready istiod yet",
-                    proxy.id, proxy.workload
-                ));
-            }
-            [istiod] => {
-                let line = format!(
-                    "{}: {} served by istiod {} (revision {}, {})",
-                    proxy.workload, proxy.id, istiod.pod, istiod.revision, istiod.version
-                );
-                if istiod.revision == proxy.side.revision {
-                    right.push(line);
-                } else {
-                    settled &= proxy.rollout_done;
-                    wrong.push(format!(
-                        "{line} — expected an istiod of revision {}",
-                        proxy.side.revision
-                    ));
-                }
-            }
-            several => {
-                return Served::Unknown(format!(
-                    "{} is connected to several istiods ({})",
-                    proxy.id,
-                    several
-                        .iter()
-                        .map(|i| i.pod.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ));
-            }
-        }
-    }
-    if wrong.is_empty() {
-        Served::Right(right)
-    } else {
-        Served::Wrong { wrong, settled }
-    }
 }
 
 /// How a look ended the wait.

@@ -8,6 +8,9 @@
 //! dead port-forward and a gateway that lets the client through must not pass. A
 //! negative check only counts after a positive control in the same step (checked at
 //! load): a client with the CA's certificate got through.
+//!
+//! About 480 lines with its tests: the rejection rule is judged here against scripted
+//! probes of the wrong worlds review found (an HTTP answer among alerts), beside the rule.
 
 use super::{Env, secs, traffic};
 use crate::config::HOST;
