@@ -41,6 +41,10 @@ struct Script {
     proxies_on: Arc<Mutex<Option<String>>>,
     /// A successful upgrade moves the proxies to its version (also when istiod stays).
     upgrade_moves_proxies: bool,
+    /// An action whose description contains this text fails (an environment error).
+    act_error: Option<String>,
+    /// Releasing the run (`finish`) fails with this message.
+    finish_error: Option<String>,
 }
 
 struct ScriptedWorld(Script);
@@ -100,6 +104,11 @@ impl World for ScriptedWorld {
             .lock()
             .unwrap()
             .push(format!("{}: {action}", suite.name));
+        if let Some(text) = &self.0.act_error
+            && action.to_string().contains(text.as_str())
+        {
+            return Err(EnvError::new(Phase::Delete, format!("cannot {action}")));
+        }
         log.push("done".into());
         Ok(())
     }
@@ -175,7 +184,10 @@ impl World for ScriptedWorld {
         )))
     }
     fn finish(&mut self) -> Result<(), EnvError> {
-        Ok(())
+        match &self.0.finish_error {
+            Some(m) => Err(EnvError::new(Phase::Cleanup, m.clone())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -1074,4 +1086,27 @@ fn a_report_that_cannot_be_written_never_leaves_the_previous_runs_verdicts() {
         "this run failed (exit {code}), yet junit.xml says {} failures and summary.md:\n{summary}",
         ingress.failures
     );
+}
+
+#[test]
+fn a_teardown_or_cleanup_failure_after_every_step_passed_is_an_error_and_exit_3() {
+    let scripted = Script {
+        act_error: Some("virtual-service-mutual, gateway-mutual, tls-secret".into()),
+        ..script()
+    };
+    let (code, report, _dir) = run(&scripted, &["--suite", "ingress"]);
+    assert_eq!(code, 3);
+    let setup = suite_named(&report, "setup");
+    assert_eq!(setup.test_cases[0].name.as_str(), "teardown::ingress");
+    assert_eq!(setup.errors, 1);
+    assert_eq!(suite_named(&report, "ingress").failures, 0);
+
+    let scripted = Script {
+        finish_error: Some("kind delete cluster failed".into()),
+        ..script()
+    };
+    let (code, report, _dir) = run(&scripted, &["--suite", "ingress"]);
+    assert_eq!(code, 3);
+    let setup = suite_named(&report, "setup");
+    assert_eq!(setup.test_cases[0].name.as_str(), "cleanup");
 }
