@@ -159,17 +159,6 @@ pub fn run(cli: Cli) -> u8 {
             )));
         }
     };
-    // A rerun into the same folder never mixes runs: the previous run's diagnostics
-    // go (junit.xml and summary.md are replaced as a whole).
-    let stale = config.reports_dir.join("diagnostics");
-    if stale.exists()
-        && let Err(e) = std::fs::remove_dir_all(&stale)
-    {
-        return fail(HarnessError::environment(format!(
-            "cannot remove the previous run's diagnostics {}: {e}",
-            stale.display()
-        )));
-    }
     let shared = Shared::default();
     runner::lock(&shared.properties).istio_requested = config.istio_requested.clone();
     watch_for_interrupt(&runtime, &shared, &config);
@@ -192,6 +181,10 @@ pub fn run_with_world(
     progress: &Progress,
     config: &RunConfig,
 ) -> u8 {
+    if let Err(e) = clear_previous_reports(config) {
+        eprintln!("error: {e}");
+        return exit::ENVIRONMENT;
+    }
     let setup = {
         let _wait = progress.wait("setting up the cluster");
         world.setup(&schedule.suites())
@@ -214,28 +207,79 @@ pub fn run_with_world(
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
     }
-    let _conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
+    let conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
     let record = runner::lock(&shared.record).clone();
-    write_report(&record, config);
+    let written = write_report(&record, config);
     for failure in &record.setup_failures {
         eprintln!("error: {}: {}", failure.phase, failure.message);
     }
-    record.exit_code()
+    let code = record.exit_code();
+    if code == exit::SUCCESS && conclusion.has_failed() {
+        eprintln!(
+            "error: {} trial(s) failed that the report does not show as failed; a harness bug",
+            conclusion.num_failed
+        );
+        return exit::ENVIRONMENT;
+    }
+    if code == exit::SUCCESS && !written {
+        // A green exit code must come with a report that says so.
+        return exit::ENVIRONMENT;
+    }
+    code
 }
 
-/// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set).
-pub fn write_report(record: &RunRecord, config: &RunConfig) {
+/// A rerun into the same folder never mixes runs, and a report that cannot be written
+/// never leaves the previous run's in its place: its diagnostics, junit.xml and
+/// summary.md go before anything else.
+fn clear_previous_reports(config: &RunConfig) -> Result<(), String> {
+    let dir = &config.reports_dir;
+    let diagnostics = dir.join("diagnostics");
+    if diagnostics.exists() {
+        std::fs::remove_dir_all(&diagnostics).map_err(|e| {
+            format!(
+                "cannot remove the previous run's diagnostics {}: {e}",
+                diagnostics.display()
+            )
+        })?;
+    }
+    for name in ["junit.xml", "summary.md"] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "cannot remove the previous run's {}: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set); whether
+/// every one of them was written.
+pub fn write_report(record: &RunRecord, config: &RunConfig) -> bool {
+    let mut written = true;
     match junit::write(record, &config.reports_dir) {
         Ok(path) => eprintln!("JUnit report: {}", path.display()),
-        Err(e) => eprintln!("error: {e}"),
+        Err(e) => {
+            written = false;
+            eprintln!("error: {e}");
+        }
     }
     let step_summary = std::env::var_os("GITHUB_STEP_SUMMARY")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from);
     match crate::report::summary::write(record, &config.reports_dir, step_summary.as_deref()) {
         Ok(path) => eprintln!("summary: {}", path.display()),
-        Err(e) => eprintln!("error: {e}"),
+        Err(e) => {
+            written = false;
+            eprintln!("error: {e}");
+        }
     }
+    written
 }
 
 /// Before anything is touched: the reports folder can be written, and so can

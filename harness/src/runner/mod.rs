@@ -464,14 +464,27 @@ fn trials(
                         Ok(()) => {
                             *lock(&shared.current) = Some((label.clone(), step.slug()));
                             progress.step_started(&name, &step.title);
-                            let mut record = step::execute(
-                                state.world.as_mut(),
-                                &suite,
-                                index,
-                                &prerequisites,
-                                &label,
-                                Some(&version),
-                            );
+                            let started = std::time::Instant::now();
+                            let world = state.world.as_mut();
+                            // A panic is a harness bug: the step is an error in the report
+                            // and blocks its suite like any error, never a missing case.
+                            let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                step::execute(world, &suite, index, &prerequisites, &label, Some(&version))
+                            }));
+                            let mut record = executed.unwrap_or_else(|panic| {
+                                let mut record = StepRecord::without_run(
+                                    &label,
+                                    step,
+                                    StepStatus::Errored {
+                                        message: format!(
+                                            "the harness failed while running this step ({}); a harness bug, not a verdict on Istio",
+                                            panic_message(panic.as_ref())
+                                        ),
+                                    },
+                                );
+                                record.duration = started.elapsed();
+                                record
+                            });
                             setup_log.append(&mut record.log);
                             record.log = setup_log;
                             progress.step_finished(&name, verdict_word(&record.status), record.duration);
@@ -544,4 +557,13 @@ pub fn run(
         });
     }
     conclusion
+}
+
+/// What a caught panic said.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
 }

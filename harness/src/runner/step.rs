@@ -40,14 +40,22 @@ pub fn execute(
     // Reading istiod's version is part of preparing the step: counted with its actions.
     let actions_started = Instant::now();
     let istio_version = world.istio_version();
-    if let (Some(want), Some(runs)) = (version, istio_version.as_deref())
-        && want != runs
-    {
-        status = StepStatus::Errored {
-            message: format!(
-                "this step belongs to the pass on Istio {want}, but istiod runs {runs}; not judged"
-            ),
-        };
+    match (version, istio_version.as_deref()) {
+        (Some(want), Some(runs)) if want != runs => {
+            status = StepStatus::Errored {
+                message: format!(
+                    "this step belongs to the pass on Istio {want}, but istiod runs {runs}; not judged"
+                ),
+            };
+        }
+        (Some(want), None) => {
+            status = StepStatus::Errored {
+                message: format!(
+                    "this step belongs to the pass on Istio {want}, but which version istiod runs cannot be read; not judged"
+                ),
+            };
+        }
+        _ => {}
     }
     if let Some(runs) = &istio_version {
         log.push(format!("istiod runs Istio {runs}"));
