@@ -181,7 +181,15 @@ pub fn run_with_world(
     progress: &Progress,
     config: &RunConfig,
 ) -> u8 {
-    if let Err(e) = clear_previous_reports(config) {
+    let cleared = {
+        let taken = runner::lock(&shared.interrupted_reports);
+        if *taken {
+            Ok(())
+        } else {
+            clear_previous_reports(config)
+        }
+    };
+    if let Err(e) = cleared {
         eprintln!("error: {e}");
         return exit::ENVIRONMENT;
     }
@@ -203,13 +211,13 @@ pub fn run_with_world(
                 message: cleanup.message,
             });
         }
-        write_report(&record, config);
+        write_report_unless_interrupted(&record, config, shared);
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
     }
     let conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
     let record = runner::lock(&shared.record).clone();
-    let written = write_report(&record, config);
+    let written = write_report_unless_interrupted(&record, config, shared);
     for failure in &record.setup_failures {
         eprintln!("error: {}: {}", failure.phase, failure.message);
     }
@@ -256,6 +264,17 @@ fn clear_previous_reports(config: &RunConfig) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// [`write_report`], unless an interruption has written (or is writing) the reports:
+/// then they are the interruption's, and this run's ending leaves them alone.
+fn write_report_unless_interrupted(
+    record: &RunRecord,
+    config: &RunConfig,
+    shared: &Shared,
+) -> bool {
+    let taken = runner::lock(&shared.interrupted_reports);
+    *taken || write_report(record, config)
 }
 
 /// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set); whether
@@ -326,8 +345,12 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     };
     runtime.spawn(async move {
         let (signal, code) = signals.wait().await;
-        let record = shared.interrupted_snapshot(signal);
-        write_report(&record, &config);
+        {
+            let mut taken = runner::lock(&shared.interrupted_reports);
+            *taken = true;
+            let record = shared.interrupted_snapshot(signal);
+            write_report(&record, &config);
+        }
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
         let what = match cleanup {
             None => String::new(),

@@ -1093,6 +1093,45 @@ fn a_report_that_cannot_be_written_never_leaves_the_previous_runs_verdicts() {
     assert_eq!(code, 3, "a green exit code needs a report that says so");
 }
 
+/// An interruption wrote the reports (and is deleting the cluster): the run's own
+/// ending, which may still come, never writes over them.
+#[test]
+fn the_run_never_writes_over_the_reports_of_an_interruption() {
+    let dir = tempfile::tempdir().unwrap();
+    let interrupted = "<testsuites><!-- the interruption's report --></testsuites>";
+    std::fs::write(dir.path().join("junit.xml"), interrupted).unwrap();
+    let logfile = dir.path().join("libtest.log");
+    let argv = vec![
+        "harness",
+        "--reports-dir",
+        dir.path().to_str().unwrap(),
+        "--logfile",
+        logfile.to_str().unwrap(),
+        "--suite",
+        "ingress",
+    ];
+    let cli = Cli::parse_from_args(argv).unwrap();
+    let config = RunConfig::from_cli(&cli).unwrap();
+    let catalog = suite::load(&SuiteSource::embedded()).unwrap();
+    let suites: Vec<Arc<Suite>> = catalog.select(&cli.suites).unwrap();
+    let schedule = harness::app::schedule(&cli, &suites, &config).unwrap();
+    let shared = Shared::default();
+    *shared.interrupted_reports.lock().unwrap() = true;
+    harness::app::run_with_world(
+        &cli.libtest(),
+        schedule,
+        Box::new(ScriptedWorld(script())),
+        &shared,
+        &Progress::new(),
+        &config,
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("junit.xml")).unwrap(),
+        interrupted
+    );
+    assert!(!dir.path().join("summary.md").exists());
+}
+
 #[test]
 fn a_teardown_or_cleanup_failure_after_every_step_passed_is_an_error_and_exit_3() {
     let scripted = Script {

@@ -49,6 +49,9 @@ pub struct Shared {
     pub interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
     /// Setup's phases and their times.
     pub timeline: record::Timeline,
+    /// Held while the reports are written; true once an interruption wrote them, so the
+    /// run's own ending never writes over the interrupted report.
+    pub interrupted_reports: Arc<Mutex<bool>>,
 }
 
 impl Default for Shared {
@@ -59,6 +62,7 @@ impl Default for Shared {
             properties: Arc::new(Mutex::new(record::RunProperties::default())),
             interrupt_cleanup: Arc::new(Mutex::new(None)),
             timeline: record::Timeline::default(),
+            interrupted_reports: Arc::new(Mutex::new(false)),
         }
     }
 }
