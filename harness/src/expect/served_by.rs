@@ -5,8 +5,8 @@
 
 use super::Env;
 use super::proxy_versions::Side;
+use super::settled;
 use crate::cluster::istiod_debug;
-use crate::telemetry::xds_sync;
 
 /// One proxy whose control plane is checked.
 pub struct Proxy {
@@ -44,13 +44,9 @@ pub async fn served(env: &Env<'_>, proxies: &[Proxy]) -> Served {
     };
     let mut reports = Vec::new();
     for istiod in &istiods {
-        let report =
-            istiod_debug::get_json(&env.cluster.streams, &istiod.pod, xds_sync::SYNCZ_PATH)
-                .await
-                .and_then(|body| xds_sync::parse_syncz(&body));
-        match report {
+        match settled::report_of(env, &istiod.pod).await {
             Ok(connected) => reports.push((istiod, connected)),
-            Err(e) => return Served::Unknown(format!("istiod {}: {e}", istiod.pod)),
+            Err(e) => return Served::Unknown(e),
         }
     }
     let mut right = Vec::new();

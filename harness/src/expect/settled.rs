@@ -99,17 +99,21 @@ async fn api_rules(env: &Env<'_>) -> Result<Vec<RuleSpec>, String> {
 pub(super) async fn every_report(env: &Env<'_>) -> Result<Vec<(String, Vec<ProxySync>)>, String> {
     let mut out = Vec::new();
     for istiod in istiod_debug::ready_pods(&env.cluster.client).await? {
-        let body =
-            istiod_debug::get_json(&env.cluster.streams, &istiod, xds_sync::SYNCZ_PATH).await?;
-        let proxies = xds_sync::parse_syncz(&body).map_err(|e| {
-            format!(
-                "istiod {istiod}: {} in an unknown format: {e}",
-                xds_sync::SYNCZ_PATH
-            )
-        })?;
+        let proxies = report_of(env, &istiod).await?;
         out.push((istiod, proxies));
     }
     Ok(out)
+}
+
+/// Every proxy connected to the istiod pod `istiod`, as its `/debug/syncz` reports them.
+pub(super) async fn report_of(env: &Env<'_>, istiod: &str) -> Result<Vec<ProxySync>, String> {
+    let body = istiod_debug::get_json(&env.cluster.streams, istiod, xds_sync::SYNCZ_PATH).await?;
+    xds_sync::parse_syncz(&body).map_err(|e| {
+        format!(
+            "istiod {istiod}: {} in an unknown format: {e}",
+            xds_sync::SYNCZ_PATH
+        )
+    })
 }
 
 /// The reports of the istiods that report `id`.
