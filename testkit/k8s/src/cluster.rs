@@ -109,26 +109,8 @@ impl Shared {
     /// name is generated from `generateName` as a real create would.
     pub fn create_dry_run(&self, info: &KindInfo, namespace: &str, obj: Value) -> ApiResult<Value> {
         let mut pod = self.admit(info, namespace, obj)?;
-        if meta::name(&pod).is_empty() {
-            let prefix = pod["metadata"]["generateName"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if prefix.is_empty() {
-                return Err(ApiError::invalid(
-                    info,
-                    "",
-                    &[(
-                        "metadata.name".into(),
-                        "Required value: name or generateName is required".into(),
-                    )],
-                ));
-            }
-            meta::metadata_mut(&mut pod).insert(
-                "name".into(),
-                json!(format!("{prefix}{}", crate::names::suffix())),
-            );
-        }
+        let name = self.lock().name_for(info, namespace, &pod)?;
+        meta::metadata_mut(&mut pod).insert("name".into(), json!(name));
         Ok(pod)
     }
 

@@ -249,6 +249,32 @@ impl Store {
         self.create_with(info, namespace, &mut obj, Origin::Internal)
     }
 
+    /// The object's name, or one generated from `generateName` that no object of the
+    /// kind in `namespace` has, as the API server does on a create.
+    pub fn name_for(&self, info: &KindInfo, namespace: &str, obj: &Value) -> ApiResult<String> {
+        let name = meta::name(obj);
+        if !name.is_empty() {
+            return Ok(name.to_string());
+        }
+        let prefix = obj["metadata"]["generateName"].as_str().unwrap_or_default();
+        if prefix.is_empty() {
+            return Err(ApiError::invalid(
+                info,
+                "",
+                &[(
+                    "metadata.name".into(),
+                    "Required value: name or generateName is required".into(),
+                )],
+            ));
+        }
+        Ok(loop {
+            let candidate = format!("{prefix}{}", names::suffix());
+            if self.get(info, namespace, &candidate).is_none() {
+                break candidate;
+            }
+        })
+    }
+
     fn create_with(
         &mut self,
         info: &KindInfo,
@@ -260,30 +286,8 @@ impl Store {
             return Err(ApiError::bad_request("the object must be a JSON object"));
         }
         defaults::check_shape(info, obj).map_err(ApiError::bad_request)?;
-        let mut name = meta::name(obj).to_string();
-        self.check_namespace_open(info, namespace, &name)?;
-        if name.is_empty() {
-            let prefix = obj["metadata"]["generateName"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string();
-            if prefix.is_empty() {
-                return Err(ApiError::invalid(
-                    info,
-                    "",
-                    &[(
-                        "metadata.name".into(),
-                        "Required value: name or generateName is required".into(),
-                    )],
-                ));
-            }
-            name = loop {
-                let candidate = format!("{prefix}{}", names::suffix());
-                if self.get(info, namespace, &candidate).is_none() {
-                    break candidate;
-                }
-            };
-        }
+        self.check_namespace_open(info, namespace, meta::name(obj))?;
+        let name = self.name_for(info, namespace, obj)?;
         if let Err(cause) = defaults::validate_name(info, &name) {
             return Err(ApiError::invalid(info, &name, &[cause]));
         }
