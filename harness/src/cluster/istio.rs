@@ -113,6 +113,21 @@ pub fn image_tag(image: &str) -> Option<&str> {
     Some(tag.split('@').next().unwrap_or(tag))
 }
 
+/// The revision an istiod (Deployment or pod) serves: its `istio.io/rev` label, which
+/// the chart sets, else `default`.
+pub fn revision_of(labels: Option<&std::collections::BTreeMap<String, String>>) -> String {
+    labels
+        .and_then(|l| l.get(REVISION_LABEL).cloned())
+        .unwrap_or_else(|| DEFAULT_REVISION.to_string())
+}
+
+/// The version an istiod runs: the tag of its container's image.
+pub fn version_of(containers: &[k8s_openapi::api::core::v1::Container]) -> Option<String> {
+    containers
+        .iter()
+        .find_map(|c| c.image.as_deref().and_then(image_tag).map(str::to_string))
+}
+
 /// One control plane revision that runs: its istiod Deployment, revision and version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ControlPlane {
@@ -135,19 +150,8 @@ pub async fn control_planes(client: &Client) -> Result<Vec<ControlPlane>, String
         .filter(|d| d.metadata.deletion_timestamp.is_none())
         .filter_map(|d| {
             let deployment = d.metadata.name.clone()?;
-            let revision = d
-                .metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(REVISION_LABEL).cloned())
-                .unwrap_or_else(|| DEFAULT_REVISION.to_string());
-            let version = d
-                .spec?
-                .template
-                .spec?
-                .containers
-                .iter()
-                .find_map(|c| c.image.as_deref().and_then(image_tag).map(str::to_string))?;
+            let revision = revision_of(d.metadata.labels.as_ref());
+            let version = version_of(&d.spec?.template.spec?.containers)?;
             Some(ControlPlane {
                 deployment,
                 revision,

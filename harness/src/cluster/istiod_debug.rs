@@ -5,7 +5,7 @@
 //! `initIstiodAdminServer`, `pilot/pkg/xds/debug.go` `allowAuthenticatedOrLocalhost`).
 //! A proxy is connected to one istiod pod, of one revision: every ready one is asked.
 
-use super::istio::{DEFAULT_REVISION, ISTIO_NAMESPACE, ISTIOD_SELECTOR, REVISION_LABEL, image_tag};
+use super::istio::{ISTIO_NAMESPACE, ISTIOD_SELECTOR, revision_of, version_of};
 use super::portforward::is_ready;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
@@ -38,20 +38,9 @@ pub async fn ready_istiods(client: &Client) -> Result<Vec<Istiod>, String> {
         .filter_map(|p| {
             Some(Istiod {
                 pod: p.metadata.name.clone()?,
-                revision: p
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(REVISION_LABEL).cloned())
-                    .unwrap_or_else(|| DEFAULT_REVISION.to_string()),
-                version: p
-                    .spec
-                    .as_ref()?
-                    .containers
-                    .iter()
-                    .find_map(|c| c.image.as_deref().and_then(image_tag))
-                    .unwrap_or("unknown")
-                    .to_string(),
+                revision: revision_of(p.metadata.labels.as_ref()),
+                version: version_of(&p.spec.as_ref()?.containers)
+                    .unwrap_or_else(|| "unknown".into()),
             })
         })
         .collect();
