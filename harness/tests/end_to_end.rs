@@ -491,11 +491,9 @@ fn second_pass_step_alone(prometheus: &Path) {
 
 /// The injector keeps injecting OLD's proxy after `istioctl upgrade` (a pinned
 /// `values.global.proxy.image`, or an injector template the upgrade left alone). Run as
-/// the setup of a second-pass step alone, the upgrade has no app to restart and checks
-/// only istiod and the gateway; the step's own `inject` then gets OLD sidecars. The
-/// step is recorded as passed on ISTIO (`istio.version` is istiod's), though every
-/// sidecar it judged runs OLD. Review: wrong world passes (see
-/// harness/src/world/upgrade.rs, and runner/step.rs which checks only istiod).
+/// the setup of a second-pass step alone, the upgrade has no app to restart; the step's
+/// own `inject` then gets OLD sidecars, so the step is an error naming them, never a
+/// pass on ISTIO (runner/step.rs checks every proxy, not only istiod).
 fn second_pass_step_alone_with_old_sidecars(prometheus: &Path) {
     common::block_on(async {
         let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
@@ -530,10 +528,8 @@ fn second_pass_step_alone_with_old_sidecars(prometheus: &Path) {
 
 /// The injector keeps injecting OLD's proxy after `istioctl upgrade`, and the first
 /// pass ran only O1, so every app pod opts out of injection when the upgrade trial
-/// restarts them: the trial checks istiod and the gateway only ("0 app proxies") and
-/// passes, and every second-pass step that injects (O3, O5, O6) judges OLD sidecars as
-/// the pass on ISTIO. Review: wrong world passes (harness/src/world/upgrade.rs: opted-out
-/// pods prove nothing about the injector; runner/step.rs checks only istiod).
+/// restarts them and proves nothing about the injector: the trial asks the injector
+/// with a dry-run pod create and errors, and no second-pass step passes on OLD sidecars.
 fn upgrade_over_opted_out_app_with_old_sidecars(prometheus: &Path) {
     common::block_on(async {
         let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;

@@ -69,7 +69,7 @@ impl World for ScriptedWorld {
         }
         Some(self.0.istio.lock().unwrap().clone())
     }
-    /// The scripted data plane follows the control plane: one proxy, on its version.
+    /// One scripted proxy: on the control plane's version, unless the script moved it.
     fn proxies_not_on(&mut self, version: &str) -> Result<(Vec<String>, usize), String> {
         let runs = self
             .0

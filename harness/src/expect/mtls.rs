@@ -177,9 +177,9 @@ mod adversarial_tests {
 
     /// STRICT edge sentences → age: one request of 40 was mTLS, the other 39 carry no
     /// `connection_security_policy` the oracle knows (`unknown`, or the label dropped,
-    /// e.g. by a Telemetry tag override on one proxy). Nothing shows they were mTLS;
-    /// the strict rule ("every request mTLS") is checked only against `none`, so the
-    /// `other` share passes, and it adds up in the balance too.
+    /// e.g. by a Telemetry tag override on one proxy). Nothing shows they were mTLS, and
+    /// they add up in the balance, so only the strict rule can refuse them: requests of
+    /// neither policy never make an edge "all mTLS".
     #[test]
     fn an_edge_with_mostly_unknown_policy_is_not_all_mtls() {
         let before = Snapshot::default();

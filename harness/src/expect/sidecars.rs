@@ -198,9 +198,9 @@ mod adversarial_tests {
     /// A pod with a ready `istio-proxy` container whose injector status annotation is
     /// missing or does not list it (stripped by another admission webhook or policy
     /// engine, or a status format this harness does not parse) has an Envoy in its
-    /// traffic path all the same; SPEC §4 calls any such container a sidecar. The
-    /// `present` side refuses it, but the `absent` side counts it as no sidecar, so
-    /// O1's and O3's "no sidecar in …" pass with a running proxy in the pod.
+    /// traffic path all the same; SPEC §4 calls any such container a sidecar. Neither
+    /// `present` nor `absent` holds over it, so O1's and O3's "no sidecar in …" cannot
+    /// pass with a running proxy in the pod.
     #[test]
     fn a_ready_istio_proxy_is_not_absent_whatever_the_annotation_says() {
         let pods = vec![(

@@ -427,9 +427,8 @@ mod adversarial_tests {
 
     /// A gateway that serves some clients *without* a certificate (e.g. one replica of
     /// two behind `--ingress-address` still on a stale SIMPLE listener, or a listener
-    /// drained late): a client without a certificate got a sentence, twice, and the
-    /// verdict still passes once three rejections follow in a row. The pass path never
-    /// looks at `http_answers`; only the failure path does.
+    /// drained late): a client without a certificate got a sentence; however many
+    /// rejections follow in a row, the verdict fails at that answer.
     #[tokio::test]
     async fn a_client_without_a_certificate_served_a_sentence_fails_o8() {
         let none = Scripted::new(vec![
