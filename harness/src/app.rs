@@ -351,6 +351,9 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
             let record = shared.interrupted_snapshot(signal);
             write_report(&record, &config);
         }
+        // Tools still running (a `kind create cluster`) would outlive the exit and
+        // undo the deletion below.
+        crate::cluster::process::stop_running();
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
         let what = match cleanup {
             None => String::new(),

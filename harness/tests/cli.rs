@@ -627,6 +627,134 @@ fn sigterm_is_handled_like_ctrl_c_with_the_runs_properties_and_exit_143() {
     assert!(reports.join("summary.md").exists());
 }
 
+/// A Docker engine that answers `/_ping` and nothing else, on a unix socket.
+fn docker_ping_stand_in(socket: &std::path::Path) {
+    let listener = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut buf = [0u8; 1024];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK");
+        }
+    });
+}
+
+/// Whether a process runs (a zombie waiting to be reaped does not).
+#[cfg(target_os = "linux")]
+fn process_runs(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(!matches!(state, 'Z' | 'X'))
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_while_kind_creates_the_cluster_stops_kind_and_deletes_the_cluster() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    docker_ping_stand_in(&socket);
+    // A kind of the pinned version whose `create cluster` takes as long as a real one.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let log = dir.path().join("kind.log");
+    let create_pid = dir.path().join("create.pid");
+    let kind_version = harness::config::Versions::embedded().kind.version;
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  version) echo \"kind {kind_version} go1.25 linux/amd64\" ;;\n  get) ;;\n  create) echo \"$*\" >> {log}; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 120 ;;\n  delete) echo \"$*\" >> {log} ;;\n  *) exit 1 ;;\nesac\n",
+        log = log.display(),
+        pid = create_pid.display()
+    );
+    std::fs::write(bin.join("kind"), script).unwrap();
+    std::fs::set_permissions(bin.join("kind"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let reports = dir.path().join("reports");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "--reports-dir",
+            reports.to_str().unwrap(),
+            "--istio-version",
+            "1.30.5",
+            "--cluster-name",
+            "sigterm-during-create",
+        ])
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        // The release download runs beside the create; it must not reach the network.
+        .env(
+            "HARNESS_ISTIO_DOWNLOAD_URL",
+            "http://127.0.0.1:9/{version}/{file}",
+        )
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !create_pid.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "kind create was never started"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            child
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("the harness ended ({status}) before creating a cluster: {err}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let kind_create = std::fs::read_to_string(&create_pid).unwrap();
+    assert!(process_runs(&kind_create));
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(143));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("deleted kind cluster `sigterm-during-create`"),
+        "{err}"
+    );
+    assert!(!err.contains("delete it with"), "{err}");
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l == "delete cluster --name sigterm-during-create"),
+        "the cluster being created is deleted: {calls}"
+    );
+    // The create itself was stopped, so it cannot finish a cluster after the delete.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_runs(&kind_create) {
+        assert!(
+            Instant::now() < deadline,
+            "kind create outlived the harness"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 const CANARY: [&str; 6] = [
     "--upgrade-from",
     "1.30.5",

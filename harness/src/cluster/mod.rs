@@ -19,7 +19,7 @@ pub mod platform;
 pub mod pod_http;
 pub mod portforward;
 pub mod preflight;
-mod process;
+pub mod process;
 pub mod provision;
 pub mod provision_plan;
 pub mod releases;

@@ -139,7 +139,13 @@ pub async fn setup(
                 "creating kind cluster `{name}` ({})",
                 config.versions.kind.node_image
             ));
-            let result = timeline
+            // Ours from the moment kind starts making it: an interruption during the
+            // create, or a create that fails half-way, must still delete it.
+            created(OwnedCluster {
+                kind: kind_bin.clone(),
+                name: name.clone(),
+            });
+            timeline
                 .time(
                     "create the kind cluster",
                     Some("cluster"),
@@ -151,13 +157,8 @@ pub async fn setup(
                         &kubeconfig,
                     ),
                 )
-                .await;
-            // kind may leave a half-made cluster behind on failure: it is ours either way.
-            created(OwnedCluster {
-                kind: kind_bin.clone(),
-                name: name.clone(),
-            });
-            result.map_err(env(Phase::Provision))?;
+                .await
+                .map_err(env(Phase::Provision))?;
             set(properties, |p| {
                 p.kind_node_image = config.versions.kind.node_image.clone()
             });
