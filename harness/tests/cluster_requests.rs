@@ -363,7 +363,7 @@ async fn too_old_a_server_and_missing_permission_are_refused() {
         .await
         .unwrap_err();
     assert!(
-        err.starts_with("the API server refused context `test`")
+        err.starts_with("the API server rejected the credentials of context `test`")
             && err.contains("namespaces is forbidden")
             && err.contains("cluster-admin"),
         "{err}"
@@ -422,6 +422,81 @@ async fn a_kubeconfig_pointing_at_a_closed_port_fails_fast() {
     assert!(
         !err.contains("Error {") && !err.contains('\n'),
         "no debug dump: {err}"
+    );
+}
+
+/// A kubeconfig that trusts `ca_pem` (not insecure-skip-tls-verify).
+fn kubeconfig_trusting(server: &str, ca_pem: &str) -> String {
+    use base64::Engine;
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+    )
+}
+
+#[tokio::test]
+async fn a_server_certificate_the_kubeconfig_does_not_trust_is_named_without_a_debug_dump() {
+    harness::ensure_crypto_provider();
+    let pki = harness::pki::Pki::issue("127.0.0.1").unwrap();
+    let spec = common::tls_server::ServerSpec {
+        version: common::tls_server::Version::Tls13,
+        require_client_cert: false,
+        status: 200,
+    };
+    let addr =
+        common::tls_server::gateway(spec, &pki.server_cert, &pki.server_key, &pki.ca_cert).await;
+    let dir = tempfile::tempdir().unwrap();
+    // Another cluster's CA (the cluster was recreated), and a certificate for another name.
+    let other = harness::pki::Pki::issue("other.example").unwrap();
+    for (ca, server_cert_of) in [(&pki.untrusted_ca_cert, "another CA"), (&other.ca_cert, "")] {
+        let addr = if server_cert_of.is_empty() {
+            let spec = common::tls_server::ServerSpec {
+                version: common::tls_server::Version::Tls13,
+                require_client_cert: false,
+                status: 200,
+            };
+            common::tls_server::gateway(spec, &other.server_cert, &other.server_key, &other.ca_cert)
+                .await
+        } else {
+            addr
+        };
+        let path = dir.path().join("kubeconfig");
+        std::fs::write(&path, kubeconfig_trusting(&format!("https://{addr}"), ca)).unwrap();
+        let clients = connect::clients(Some(&path), None).await.unwrap();
+        let err = connect::check_server(&clients, (1, 33)).await.unwrap_err();
+        assert!(
+            err.starts_with("the API server's certificate is not trusted (")
+                && err.contains("context `c` (user `u`"),
+            "{err}"
+        );
+        assert!(
+            !err.contains('{') && !err.contains("Context") && !err.contains('\n'),
+            "no debug dump: {err}"
+        );
+        let cause = if server_cert_of.is_empty() {
+            "certificate not valid for name \"127.0.0.1\""
+        } else {
+            "signed by a CA the kubeconfig does not hold"
+        };
+        assert!(err.contains(cause), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn rejected_credentials_say_so_with_the_context_and_user() {
+    let (client, _) = mock(|_, _, _| {
+        (
+            401,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Unauthorized", "code": 401, "message": "Unauthorized"}),
+        )
+    });
+    let err = connect::check_server(&clients(client), (1, 33))
+        .await
+        .unwrap_err();
+    assert!(
+        err.starts_with("the API server rejected the credentials of context `test`")
+            && err.contains("401 Unauthorized"),
+        "{err}"
     );
 }
 

@@ -183,7 +183,7 @@ pub fn explain(error: &kube::Error, identity: &str) -> String {
                 "the API server rejected the credentials of {identity} (401 Unauthorized); refresh them or pass another --context/--kubeconfig"
             ),
             403 => format!(
-                "the API server refused {identity} ({}); the harness installs Istio and needs cluster-admin",
+                "the API server rejected the credentials of {identity} for lack of permission (403 Forbidden: {}); the harness installs Istio and needs cluster-admin",
                 one_line(&status.message)
             ),
             code => format!(
@@ -197,8 +197,16 @@ pub fn explain(error: &kube::Error, identity: &str) -> String {
         .iter()
         .find_map(|e| e.downcast_ref::<rustls::Error>());
     if let Some(rustls::Error::InvalidCertificate(why)) = tls {
+        let why = match why {
+            rustls::CertificateError::UnknownIssuer => {
+                "signed by a CA the kubeconfig does not hold".to_string()
+            }
+            rustls::CertificateError::BadSignature => "its signature does not verify".to_string(),
+            // The rest (names, expiry) have readable texts of their own.
+            other => other.to_string(),
+        };
         return format!(
-            "the API server's certificate is not trusted by the kubeconfig's CA ({why:?}) for {identity}; the kubeconfig belongs to another cluster, or the cluster was recreated"
+            "the API server's certificate is not trusted ({why}) for {identity}; the kubeconfig belongs to another cluster, or the cluster was recreated"
         );
     }
     if let Some(tls) = tls {
