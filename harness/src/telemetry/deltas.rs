@@ -21,8 +21,15 @@ pub async fn snapshot(prometheus: &Prometheus) -> Result<Snapshot, String> {
     Ok(Snapshot { at, series })
 }
 
+/// What [`label`] reads for a label the series lacks. Istio's standard metrics always
+/// carry their labels and write `unknown` for a peer they cannot name, so a series
+/// without one is another world (a Telemetry override, a foreign exporter): it must
+/// never pass for `unknown` or for a real name. No Kubernetes name holds `<`.
+pub const MISSING: &str = "<missing>";
+
+/// The value of label `name` of a series, [`MISSING`] when the series lacks it.
 pub fn label<'a>(labels: &'a Labels, name: &str) -> &'a str {
-    labels.get(name).map(String::as_str).unwrap_or("unknown")
+    labels.get(name).map(String::as_str).unwrap_or(MISSING)
 }
 
 /// Who reported a series.
@@ -46,7 +53,8 @@ impl Reporter {
 }
 
 /// Where this run's edges are: every callee in the app namespace; a caller in the app
-/// namespace, the ingress gateway in its namespace, or `unknown` (no sidecar).
+/// namespace, the ingress gateway in its namespace, or `unknown` (no sidecar). A series
+/// without a namespace label is nowhere: it is left out (shown as [`MISSING`]).
 #[derive(Debug, Clone)]
 pub struct Scope {
     pub app_namespace: String,
@@ -337,5 +345,108 @@ mod tests {
         assert_eq!(d.edge(Reporter::Source, "sentences", "name").other, 14.0);
         assert_eq!(d.reported_by_destination("name"), 14.0);
         assert_eq!(d.reported_by_destination("age"), 0.0);
+    }
+
+    /// O4: the frontend has no sidecar, so age's sidecar reports its caller as
+    /// `source_workload="unknown"`. A series that lacks `source_workload` is not that
+    /// world and must not stand in for it.
+    #[test]
+    fn a_series_without_source_workload_is_not_from_unknown() {
+        let mut anonymous = series("destination", "unknown", "age", "none", "200");
+        anonymous.remove("source_workload");
+        let after = Snapshot {
+            at: 1.0,
+            series: [(anonymous.clone(), 20.0)].into(),
+        };
+        let d = Deltas::between(&Snapshot::default(), &after);
+        assert_eq!(d.edge(Reporter::Destination, "unknown", "age").total(), 0.0);
+        assert_eq!(
+            d.count(
+                Reporter::Destination,
+                "unknown",
+                "age",
+                Some("none"),
+                Some("200")
+            ),
+            0.0
+        );
+        // Still a request age's sidecar reported, and readable where it shows.
+        assert_eq!(d.reported_by_destination("age"), 20.0);
+        assert_eq!(label(&anonymous, "source_workload"), MISSING);
+        assert_eq!(d.edge(Reporter::Destination, MISSING, "age").none, 20.0);
+
+        // The same series with Istio's literal `unknown` is the O4 edge.
+        let named = series("destination", "unknown", "age", "none", "200");
+        let after = Snapshot {
+            at: 1.0,
+            series: [(named, 20.0)].into(),
+        };
+        let d = Deltas::between(&Snapshot::default(), &after);
+        assert_eq!(
+            d.count(
+                Reporter::Destination,
+                "unknown",
+                "age",
+                Some("none"),
+                Some("200")
+            ),
+            20.0
+        );
+    }
+
+    #[test]
+    fn missing_labels_match_no_policy_code_or_namespace() {
+        let mut bare = series("source", "istio-ingressgateway", "sentences", "", "");
+        bare.remove("connection_security_policy");
+        bare.remove("response_code");
+        let after = Snapshot {
+            at: 1.0,
+            series: [
+                (bare.clone(), 4.0),
+                // In scope but for the caller's namespace, which it lacks.
+                (
+                    {
+                        let mut l = placed(
+                            series("destination", "unknown", "age", "none", "200"),
+                            "unknown",
+                            "sentences",
+                        );
+                        l.remove("source_workload_namespace");
+                        l
+                    },
+                    3.0,
+                ),
+            ]
+            .into(),
+        };
+        let d = Deltas::between(&Snapshot::default(), &after);
+        // `security: unknown` (the caller never knows the policy) needs the label.
+        assert_eq!(
+            d.count(
+                Reporter::Source,
+                "istio-ingressgateway",
+                "sentences",
+                Some("unknown"),
+                None
+            ),
+            0.0
+        );
+        let edge = d.edge(Reporter::Source, "istio-ingressgateway", "sentences");
+        assert_eq!((edge.other, edge.errors), (4.0, 4.0));
+        assert_eq!(edge.describe_codes(), "<missing>×4");
+        let scope = Scope {
+            app_namespace: "sentences".into(),
+            gateway_namespace: "istio-system".into(),
+        };
+        let (scoped, left_out) = d.within(&scope);
+        assert_eq!(scoped.reported_by_destination("age"), 0.0);
+        assert_eq!(
+            left_out,
+            [
+                ("<missing>".to_string(), 4.0),
+                ("sentences".to_string(), 3.0)
+            ]
+            .into()
+        );
     }
 }

@@ -46,6 +46,67 @@ pub async fn scrape_interval(prometheus: &Prometheus) -> Result<Duration, String
     addon::scrape_interval(&config, "kubernetes-pods")
 }
 
+/// Scrape intervals a phase may spend waiting, in a world already right: up to 2 until
+/// its targets are ready (a pod that just became ready is discovered, then scraped), 1
+/// for the quiet baseline, 2 after the traffic, and 1 more for the traffic itself and a
+/// counter that lands one scrape late. Six of the addon's 15 s fit in
+/// [`deadlines::TELEMETRY`](crate::deadlines::TELEMETRY); six of a user's 60 s do not.
+pub const SCRAPES_PER_PHASE: u32 = 6;
+
+/// The phase's deadline: `deadline`, or [`SCRAPES_PER_PHASE`] scrape intervals when
+/// that is longer (a shorter deadline could only end before the scrapes it needs).
+pub fn phase_deadline(deadline: Duration, interval: Duration) -> Duration {
+    deadline.max(interval.saturating_mul(SCRAPES_PER_PHASE))
+}
+
+/// The scrape interval a phase paces itself by, and what the evidence says about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pace {
+    pub interval: Duration,
+    /// Whether Prometheus reported the interval (else it is assumed).
+    pub read_back: bool,
+    pub note: String,
+}
+
+impl Pace {
+    /// From what reading the interval back gave. Without a readable configuration (a
+    /// user's own Prometheus may hide it), poll as if the addon's default were set.
+    pub fn from_read(read: Result<Duration, String>) -> Pace {
+        match read {
+            Ok(interval) => Pace {
+                interval,
+                read_back: true,
+                note: format!(
+                    "scrape interval {} (read back from Prometheus)",
+                    addon::prometheus_duration(interval)
+                ),
+            },
+            Err(e) => Pace {
+                interval: Duration::from_secs(15),
+                read_back: false,
+                note: format!("scrape interval unknown ({e}); assuming 15s"),
+            },
+        }
+    }
+
+    /// The phase's deadline and a note for the evidence when it was raised: only an
+    /// interval read back raises it (an assumed one says nothing about the scrapes).
+    pub fn deadline(&self, deadline: Duration) -> (Duration, Option<String>) {
+        if !self.read_back {
+            return (deadline, None);
+        }
+        let raised = phase_deadline(deadline, self.interval);
+        let note = (raised > deadline).then(|| {
+            format!(
+                "deadline raised from {} to {} ({SCRAPES_PER_PHASE} scrape intervals)",
+                addon::prometheus_duration(deadline),
+                addon::prometheus_duration(raised)
+            )
+        });
+        (raised, note)
+    }
+}
+
 pub async fn run<F, Fut, J>(
     prometheus: &Prometheus,
     targets: &Targets,
@@ -60,23 +121,14 @@ where
 {
     let started = Instant::now();
     let error = |message: String| Judgement::errored(message, started.elapsed());
-    let left = || deadline.saturating_sub(started.elapsed());
-    // Without a readable configuration (a user's own Prometheus may hide it), poll as if
-    // the addon's default were set.
-    let (interval, interval_note) = match scrape_interval(prometheus).await {
-        Ok(i) => (
-            i,
-            format!(
-                "scrape interval {} (read back from Prometheus)",
-                addon::prometheus_duration(i)
-            ),
-        ),
-        Err(e) => (
-            Duration::from_secs(15),
-            format!("scrape interval unknown ({e}); assuming 15s"),
-        ),
+    let scrapes = Pace::from_read(scrape_interval(prometheus).await);
+    let (deadline, raised) = scrapes.deadline(deadline);
+    let interval_note = match raised {
+        Some(raised) => format!("{}; {raised}", scrapes.note),
+        None => scrapes.note,
     };
-    let pace = (interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let left = || deadline.saturating_sub(started.elapsed());
+    let pace = (scrapes.interval / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let targets_note = match targets.ready(prometheus, left(), pace).await {
         Ok(note) => note,
         Err(e) => return error(e),
@@ -161,5 +213,66 @@ where
             evidence,
             elapsed: started.elapsed(),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deadlines::TELEMETRY;
+
+    #[test]
+    fn the_deadline_covers_the_phases_scrapes_at_any_interval() {
+        // The addon's 15 s and the harness's 5 s fit in the default.
+        assert_eq!(
+            phase_deadline(TELEMETRY, Duration::from_secs(15)),
+            TELEMETRY
+        );
+        assert_eq!(phase_deadline(TELEMETRY, Duration::from_secs(5)), TELEMETRY);
+        // A user's Prometheus scraping every minute: six minutes, not an error at 3.
+        assert_eq!(
+            phase_deadline(TELEMETRY, Duration::from_secs(60)),
+            Duration::from_secs(360)
+        );
+        // A suite's own shorter deadline is raised only as far as the scrapes need.
+        assert_eq!(
+            phase_deadline(Duration::from_secs(20), Duration::from_secs(1)),
+            Duration::from_secs(20)
+        );
+        assert_eq!(
+            phase_deadline(Duration::from_secs(20), Duration::from_secs(5)),
+            Duration::from_secs(30)
+        );
+    }
+
+    #[test]
+    fn an_interval_read_back_is_shown_and_raises_the_deadline() {
+        let pace = Pace::from_read(Ok(Duration::from_secs(60)));
+        assert!(pace.read_back);
+        assert_eq!(pace.note, "scrape interval 60s (read back from Prometheus)");
+        let (deadline, note) = pace.deadline(TELEMETRY);
+        assert_eq!(deadline, Duration::from_secs(360));
+        assert_eq!(
+            note.as_deref(),
+            Some("deadline raised from 180s to 360s (6 scrape intervals)")
+        );
+        let quick = Pace::from_read(Ok(Duration::from_secs(5)));
+        assert_eq!(quick.note, "scrape interval 5s (read back from Prometheus)");
+        assert_eq!(quick.deadline(TELEMETRY), (TELEMETRY, None));
+    }
+
+    #[test]
+    fn an_assumed_interval_says_so_and_keeps_the_deadline() {
+        let pace = Pace::from_read(Err("403 Forbidden".into()));
+        assert!(!pace.read_back);
+        assert_eq!(pace.interval, Duration::from_secs(15));
+        assert_eq!(
+            pace.note,
+            "scrape interval unknown (403 Forbidden); assuming 15s"
+        );
+        assert_eq!(
+            pace.deadline(Duration::from_secs(2)),
+            (Duration::from_secs(2), None)
+        );
     }
 }
