@@ -2,6 +2,8 @@
 //! on loopback; the release archive yields istioctl and the Prometheus addon.
 
 mod common;
+#[path = "common/release_list.rs"]
+mod release_list;
 
 use common::{Reply, serve};
 use harness::cluster::download::{fetch_verified, sha256_file};
@@ -133,8 +135,9 @@ async fn a_tampered_archive_is_refused_naming_the_file_and_both_digests() {
     )
     .await
     .unwrap_err();
+    assert!(!err.not_found);
     assert_eq!(
-        err,
+        err.message,
         format!(
             "checksum mismatch for istio-1.31.2-linux-amd64.tar.gz: published {published}, downloaded {actual}; refusing to run it"
         )
@@ -164,6 +167,82 @@ async fn a_missing_checksum_file_is_an_error_not_a_pass() {
     )
     .await
     .unwrap_err();
-    assert!(err.contains("cannot fetch the checksum"), "{err}");
+    assert!(err.not_found, "{err:?}");
+    assert_eq!(
+        err.message,
+        format!("there is no {base}/kind.sha256sum (404)")
+    );
     assert!(!dir.path().join("kind").exists());
+}
+
+#[tokio::test]
+async fn a_release_archive_that_is_not_there_is_explained_from_the_release_list() {
+    use harness::cluster::releases::ReleaseSource;
+    use harness::cluster::tools::missing_release;
+    use release_list::{paged, releases};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let host = serve(|_, _| Reply::text(404, "Not Found")).await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = format!("http://{}", host.addr);
+    let err = fetch_verified(
+        &client(),
+        &format!("{base}/istio-1.31.99-linux-amd64.tar.gz"),
+        &format!("{base}/istio-1.31.99-linux-amd64.tar.gz.sha256"),
+        &dir.path().join("istio-1.31.99-linux-amd64.tar.gz"),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.not_found, "{err:?}");
+    let list = release_list::serve(paged(
+        releases(&["1.31.2", "1.31.1", "1.30.5", "1.29.7", "1.27.3"]),
+        100,
+        false,
+    ));
+    let source = |url: &str| ReleaseSource {
+        url: url.to_string(),
+        token: None,
+        cache_dir: dir.path().to_path_buf(),
+    };
+    let versions = harness::config::Versions::embedded();
+
+    // Never released: named, with the newest patch of its minor.
+    let why = missing_release(&source(&list.url), &versions, "1.31.99", &err.message).await;
+    assert!(
+        why.starts_with("Istio 1.31.99 was never released; the newest 1.31 patch is 1.31.2")
+            && why.contains("istio-1.31.99-linux-amd64.tar.gz.sha256 (404)"),
+        "{why}"
+    );
+    // Released, yet not on the download host: the host is what lacks it.
+    let why = missing_release(
+        &source(&list.url),
+        &versions,
+        "1.30.5",
+        "there is no X (404)",
+    )
+    .await;
+    assert!(
+        why.starts_with("Istio 1.30.5 is released, but there is no X (404)")
+            && why.contains("HARNESS_ISTIO_DOWNLOAD_URL"),
+        "{why}"
+    );
+    // No list to ask (and no cached copy): the 404 stands, and the doubt is said.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let empty_cache = tempfile::tempdir().unwrap();
+    let why = missing_release(
+        &ReleaseSource {
+            url: format!("http://127.0.0.1:{port}/releases"),
+            token: None,
+            cache_dir: empty_cache.path().to_path_buf(),
+        },
+        &versions,
+        "1.31.99",
+        "there is no X (404)",
+    )
+    .await;
+    assert!(
+        why.starts_with("there is no X (404); whether Istio 1.31.99 was ever released is unknown"),
+        "{why}"
+    );
 }

@@ -52,6 +52,29 @@ pub fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("cannot build the download client: {e}"))
 }
 
+/// Why a download failed; `not_found` when the host answered 404 for the checksum (no
+/// such file there: for an Istio release, possibly a version never released).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchError {
+    pub message: String,
+    pub not_found: bool,
+}
+
+impl From<String> for FetchError {
+    fn from(message: String) -> FetchError {
+        FetchError {
+            message,
+            not_found: false,
+        }
+    }
+}
+
+impl From<FetchError> for String {
+    fn from(e: FetchError) -> String {
+        e.message
+    }
+}
+
 /// Downloads `url` to `dest` unless a copy verified earlier is there, and checks it
 /// against the digest published at `checksum_url`. The verified digest is kept beside
 /// the file (`<dest>.sha256`), so a cached copy is reused without the network.
@@ -60,7 +83,7 @@ pub async fn fetch_verified(
     url: &str,
     checksum_url: &str,
     dest: &Path,
-) -> Result<PathBuf, String> {
+) -> Result<PathBuf, FetchError> {
     let record = PathBuf::from(format!("{}.sha256", dest.display()));
     if dest.exists()
         && let Ok(recorded) = std::fs::read_to_string(&record)
@@ -73,7 +96,13 @@ pub async fn fetch_verified(
         .send()
         .await
         .and_then(|r| r.error_for_status())
-        .map_err(|e| format!("cannot fetch the checksum {checksum_url}: {e}; a real run needs network access to the release host"))?
+        .map_err(|e| match e.status() {
+            Some(reqwest::StatusCode::NOT_FOUND) => FetchError {
+                message: format!("there is no {checksum_url} (404)"),
+                not_found: true,
+            },
+            _ => format!("cannot fetch the checksum {checksum_url}: {e}; a real run needs network access to the release host").into(),
+        })?
         .text()
         .await
         .map_err(|e| format!("cannot read the checksum {checksum_url}: {e}"))?;
@@ -138,7 +167,8 @@ pub async fn fetch_verified(
             dest.file_name()
                 .map(|n| n.to_string_lossy())
                 .unwrap_or_default()
-        ));
+        )
+        .into());
     }
     std::fs::rename(&tmp, dest)
         .map_err(|e| format!("cannot move {} into place: {e}", tmp.display()))?;

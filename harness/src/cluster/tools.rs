@@ -4,7 +4,9 @@
 
 use super::download::{fetch_verified, http_client};
 use super::process::run;
+use super::releases::{self, ReleaseSource};
 use crate::config::Versions;
+use crate::version::Minor;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -81,7 +83,14 @@ pub async fn istio(
     let dir = cache.join(format!("istio-{version}"));
     let url = versions.istio_archive_url(version)?;
     let archive = cache.join(crate::config::file_name(&url));
-    fetch_verified(&http_client()?, &url, &format!("{url}.sha256"), &archive).await?;
+    if let Err(e) = fetch_verified(&http_client()?, &url, &format!("{url}.sha256"), &archive).await
+    {
+        if !e.not_found {
+            return Err(e.message);
+        }
+        let source = ReleaseSource::from_env(&versions.istio.releases_url);
+        return Err(missing_release(&source, versions, version, &e.message).await);
+    }
     let prometheus_addon = dir.join("samples/addons/prometheus.yaml");
     let bundled = dir.join("bin/istioctl");
     if !prometheus_addon.exists() || !bundled.exists() {
@@ -106,6 +115,34 @@ pub async fn istio(
         istioctl,
         prometheus_addon,
     })
+}
+
+/// Why the release archive of `version` is not where it should be: a version never
+/// released is named with the newest patch of its minor (from the release list); a
+/// released one is missing from the download host (a mirror that lacks it).
+pub async fn missing_release(
+    source: &ReleaseSource,
+    versions: &Versions,
+    version: &str,
+    not_found: &str,
+) -> String {
+    let request = match crate::version::VersionRequest::parse(version) {
+        Ok(request) => request,
+        Err(e) => return format!("{not_found}; {e}"),
+    };
+    let (major, minor) = versions.minimum_istio();
+    match releases::fetch(source, Minor { major, minor }).await {
+        Ok(list) => match crate::resolve::resolve(&request, version, &list.releases) {
+            Err(never_released) => format!(
+                "{never_released} ({not_found}); pass a released version, or the minor alone for its newest patch"
+            ),
+            Ok(_) => format!(
+                "Istio {version} is released, but {not_found}: the download host ({}) lacks it",
+                crate::config::DOWNLOAD_URL_ENV
+            ),
+        },
+        Err(e) => format!("{not_found}; whether Istio {version} was ever released is unknown: {e}"),
+    }
 }
 
 /// Extracts `istio-<v>/bin/istioctl` and `istio-<v>/samples/addons/*` into `dir`.
