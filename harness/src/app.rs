@@ -71,8 +71,13 @@ pub fn schedule(
 }
 
 /// `--list`: one line per trial that would run, as libtest prints them. A closed
-/// standard output (`--list | head`) ends the listing quietly.
+/// standard output (`--list | head`) ends the listing quietly. What is carried out
+/// only as setup of those trials (earlier steps' actions, upgrade stages) goes to
+/// standard error, so the list stays what libtest tools parse.
 fn list(schedule: &Schedule) -> u8 {
+    for line in setup_only_lines(schedule) {
+        eprintln!("{line}");
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for name in schedule.selected_names() {
@@ -82,6 +87,27 @@ fn list(schedule: &Schedule) -> u8 {
     }
     let _ = out.flush();
     exit::SUCCESS
+}
+
+/// One line per item carried out without being judged, in run order.
+fn setup_only_lines(schedule: &Schedule) -> Vec<String> {
+    use crate::runner::schedule::{Item, Role};
+    schedule
+        .items
+        .iter()
+        .zip(schedule.roles())
+        .filter(|(_, role)| *role == Role::Setup)
+        .map(|(item, _)| match item {
+            Item::Upgrade { .. } => format!(
+                "setup only: {} (the upgrade is carried out before the trials after it)",
+                schedule.name(item)
+            ),
+            Item::Step { .. } => format!(
+                "setup only: {} (its actions run, it is not judged)",
+                schedule.name(item)
+            ),
+        })
+        .collect()
 }
 
 pub fn run(cli: Cli) -> u8 {

@@ -10,7 +10,7 @@
 use crate::config::RunConfig;
 use crate::pki::Pki;
 use crate::runner::canary::{CanaryPlan, Op};
-use crate::runner::schedule::{Item, Schedule, Stage};
+use crate::runner::schedule::{Item, Role, Schedule, Stage};
 use crate::suite::template::{self, Variables};
 use crate::suite::{Action, Suite};
 use std::collections::BTreeMap;
@@ -52,14 +52,6 @@ fn human(d: Duration) -> String {
     crate::suite::duration::HumanDuration(d).to_string()
 }
 
-/// How a step of the schedule takes part in the run.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Judged,
-    Setup,
-    NotRun,
-}
-
 /// Builds the plan for `schedule` and writes the rendered manifests.
 /// `provisioning` is the cluster side's own plan (kind, Istio, addon), printed first.
 pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Result<Plan, String> {
@@ -68,23 +60,14 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
         std::fs::remove_dir_all(&plan_dir)
             .map_err(|e| format!("cannot clear the previous plan {}: {e}", plan_dir.display()))?;
     }
-    // Which unselected steps run as setup of a selected one.
-    let mut roles: BTreeMap<usize, Role> = BTreeMap::new();
-    for (position, item) in schedule.items.iter().enumerate() {
-        if let Item::Step { selected: true, .. } = item {
-            roles.insert(position, Role::Judged);
-            let Item::Step { pass, suite, .. } = item else {
-                continue;
-            };
-            for index in schedule.prerequisites(position) {
-                if let Some(p) = schedule.items.iter().position(|i| matches!(i, Item::Step { pass: p, suite: s, index: x, .. } if p == pass && s.name == suite.name && *x == index)) {
-                    roles.insert(p, Role::Setup);
-                }
-            }
-        }
-    }
+    let roles = schedule.roles();
     let mut text = String::new();
-    let judged = roles.values().filter(|r| **r == Role::Judged).count();
+    let judged = schedule
+        .items
+        .iter()
+        .zip(&roles)
+        .filter(|(i, r)| matches!(i, Item::Step { .. }) && **r == Role::Judged)
+        .count();
     let _ = writeln!(
         text,
         "Plan: {judged} step(s) judged of {} in the schedule; nothing is touched (--dry-run)",
@@ -247,7 +230,7 @@ pub fn write(config: &RunConfig, schedule: &Schedule, provisioning: &str) -> Res
                     variables_by_suite.insert(label.clone(), config.variables());
                 }
                 let step = &suite.steps[*index];
-                let role = roles.get(&position).copied().unwrap_or(Role::NotRun);
+                let role = roles.get(position).copied().unwrap_or(Role::NotRun);
                 let outcome = step
                     .outcome
                     .as_deref()

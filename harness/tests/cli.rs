@@ -442,6 +442,41 @@ fn list_validates_like_a_run_and_prints_the_real_trial_names() {
             "mesh@1.31.2::01-no-sidecars: test"
         ]
     );
+    assert_eq!(
+        stderr(&out).lines().collect::<Vec<_>>(),
+        [
+            "setup only: upgrade::1.30.5-to-1.31.2 (the upgrade is carried out before the trials after it)"
+        ]
+    );
+    // A later step: the earlier steps of each pass are carried out as its setup, shown
+    // on standard error so the list stays what libtest tools parse.
+    let out = harness(&[
+        "--list",
+        "--upgrade-from",
+        "1.30.5",
+        "--istio-version",
+        "1.31.2",
+        "mesh::03",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "mesh@1.30.5::03-strict-partial-injection: test",
+            "mesh@1.31.2::03-strict-partial-injection: test"
+        ]
+    );
+    assert_eq!(
+        stderr(&out).lines().collect::<Vec<_>>(),
+        [
+            "setup only: mesh@1.30.5::01-no-sidecars (its actions run, it is not judged)",
+            "setup only: mesh@1.30.5::02-strict-without-sidecars (its actions run, it is not judged)",
+            "setup only: upgrade::1.30.5-to-1.31.2 (the upgrade is carried out before the trials after it)",
+            "setup only: mesh@1.31.2::01-no-sidecars (its actions run, it is not judged)",
+            "setup only: mesh@1.31.2::02-strict-without-sidecars (its actions run, it is not judged)",
+        ]
+    );
     // --list refuses what a run refuses.
     let out = harness(&[
         "--list",

@@ -135,6 +135,15 @@ impl Stage {
 /// The suite (in the JUnit file) the upgrade's trials belong to.
 pub const UPGRADE_SUITE: &str = "upgrade";
 
+/// How an item of the schedule takes part in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Judged,
+    /// Carried out, not judged: an earlier step's actions, or an upgrade stage.
+    Setup,
+    NotRun,
+}
+
 #[derive(Clone, Debug)]
 pub struct Schedule {
     pub passes: Vec<Pass>,
@@ -321,6 +330,43 @@ impl Schedule {
             })
             .max();
         (previous_selected.map_or(0, |p| p + 1)..*index).collect()
+    }
+
+    /// How each item (by position) takes part: judged when selected; carried out as
+    /// setup when it is an earlier step whose actions a selected step needs, or an
+    /// upgrade stage before a selected trial; else not run.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut roles: Vec<Role> = self
+            .items
+            .iter()
+            .enumerate()
+            .map(|(position, item)| match item {
+                _ if Self::is_selected(item) => Role::Judged,
+                Item::Upgrade { .. } if self.runs_stage(position) => Role::Setup,
+                _ => Role::NotRun,
+            })
+            .collect();
+        for (position, item) in self.items.iter().enumerate() {
+            let Item::Step {
+                pass,
+                suite,
+                selected: true,
+                ..
+            } = item
+            else {
+                continue;
+            };
+            for index in self.prerequisites(position) {
+                let needed = self.items.iter().position(|i| {
+                    matches!(i, Item::Step { pass: p, suite: s, index: x, .. }
+                        if p == pass && s.name == suite.name && *x == index)
+                });
+                if let Some(needed) = needed {
+                    roles[needed] = Role::Setup;
+                }
+            }
+        }
+        roles
     }
 
     /// Whether the selected step at `position` is the last selected one of its suite in
