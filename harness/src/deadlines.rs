@@ -33,7 +33,9 @@ pub const HOLD_WINDOW: Duration = secs(30);
 pub const FAIL_WINDOW: Duration = secs(15);
 /// `tls-accepts` / `tls-rejects`, including the time SDS needs to deliver a credential.
 pub const TLS: Duration = secs(120);
-/// `mtls` telemetry phases.
+/// `mtls` / `telemetry` phases (12 of the addon's 15 s scrapes). A phase whose
+/// Prometheus reports a slower interval raises it to cover its scrapes
+/// (`telemetry::phase::SCRAPES_PER_PHASE`).
 pub const TELEMETRY: Duration = secs(180);
 /// `proxy-config`: until the caller's Envoy has the expected clusters.
 pub const PROXY_CONFIG: Duration = secs(120);
@@ -54,6 +56,17 @@ pub const ISTIOCTL: Duration = secs(600);
 pub const KIND_CREATE: Duration = secs(600);
 /// Quick tool invocations (`kind get clusters`, `istioctl version`).
 pub const TOOL_QUICK: Duration = secs(60);
+/// `kind delete cluster` (at the end of a run, after a failed setup, on interrupt).
+pub const KIND_DELETE: Duration = secs(180);
+/// `kind export logs` for the diagnostics bundle.
+pub const KIND_EXPORT_LOGS: Duration = secs(120);
+/// Pulling one image onto the kind node (`crictl pull`, beside the install).
+pub const IMAGE_PULL: Duration = secs(300);
+/// How long a kind may stay unknown to the API server (a CRD being established)
+/// before an apply gives up on it.
+pub const KIND_DISCOVERY: Duration = secs(60);
+/// `proxy-log`: until the expected line shows in the proxy's log.
+pub const PROXY_LOG: Duration = secs(60);
 /// The diagnostics bundle of a failed step.
 pub const DIAGNOSTICS: Duration = secs(90);
 /// One request to the API server during preflight.
@@ -61,3 +74,9 @@ pub const PREFLIGHT_REQUEST: Duration = secs(6);
 /// One HTTP exchange with a pod through a port-forward (Envoy admin, istiod's debug
 /// endpoints), and istiod's whole account of a proxy (several such exchanges).
 pub const POD_HTTP: Duration = secs(20);
+
+/// How long a rollout's pod may stay unschedulable before the wait gives up on it.
+/// Briefly unschedulable is normal: the kind node not ready yet, or a terminating pod
+/// still holding the CPU or memory the new one needs; much longer means the node lacks
+/// them, and waiting out `ROLLOUT` would only hide the scheduler's reason.
+pub const UNSCHEDULABLE_GRACE: Duration = secs(20);

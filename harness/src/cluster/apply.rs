@@ -2,6 +2,7 @@
 //! server-side applied under one field manager with `force`; `ensure` creates only what
 //! is missing; deletes wait until the objects are gone.
 
+use crate::deadlines;
 use crate::wait::{self, Check, WaitError};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
@@ -12,12 +13,6 @@ use std::time::Duration;
 
 /// The field manager of every server-side apply the harness makes.
 pub const FIELD_MANAGER: &str = "istio-mtls-harness";
-
-/// How long a kind may stay unknown to the API server (a CRD being established).
-pub const DISCOVERY_DEADLINE: Duration = Duration::from_secs(60);
-
-/// How often polls look again. Waits are bounded by their own deadlines.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Parses the documents of a rendered manifest; empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
@@ -78,7 +73,7 @@ impl Applier {
         }
     }
 
-    /// Resolves the object's kind, waiting up to [`DISCOVERY_DEADLINE`] for a kind the
+    /// Resolves the object's kind, waiting up to [`deadlines::KIND_DISCOVERY`] for a kind the
     /// server does not serve yet (its CRD is still being established) when asked to.
     async fn api_for(
         &mut self,
@@ -99,11 +94,11 @@ impl Applier {
         if !self.resolved.contains_key(&gvk) {
             let client = &self.client;
             let deadline = if wait_for_kind {
-                DISCOVERY_DEADLINE
+                deadlines::KIND_DISCOVERY
             } else {
                 Duration::ZERO
             };
-            let found = wait::until(deadline, POLL_INTERVAL, || async {
+            let found = wait::until(deadline, deadlines::POLL, || async {
                 match discovery::pinned_kind(client, &gvk).await {
                     Ok(found) => Check::Ready(found),
                     Err(e) if is_not_served(&e) => Check::NotYet(e.to_string()),
@@ -198,7 +193,7 @@ impl Applier {
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
             Err(e) => return Err(format!("cannot delete {}: {e}", describe(obj))),
         }
-        let gone = wait::until(deadline, POLL_INTERVAL, || async {
+        let gone = wait::until(deadline, deadlines::POLL, || async {
             match api.get_opt(&name).await {
                 Ok(None) => Check::Ready(()),
                 Ok(Some(_)) => Check::NotYet("still there".into()),

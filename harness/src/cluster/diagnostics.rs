@@ -18,7 +18,6 @@ use kube::discovery::ApiResource;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub const DEADLINE: Duration = Duration::from_secs(90);
 const LOG_LINES: i64 = 500;
 
 /// The Istio kinds whose objects the bundle keeps.
@@ -268,7 +267,15 @@ pub async fn collect(
     dir: &Path,
     kind: Option<(PathBuf, String)>,
 ) -> Result<(), String> {
-    collect_within(client, config, suite, dir, kind, DEADLINE).await
+    collect_within(
+        client,
+        config,
+        suite,
+        dir,
+        kind,
+        crate::deadlines::DIAGNOSTICS,
+    )
+    .await
 }
 
 pub async fn collect_within(

@@ -1,9 +1,10 @@
 //! kind: create, reuse, export the kubeconfig of, and delete a cluster by name.
 
 use super::process::run;
-use crate::deadlines::{KIND_CREATE as CREATE_DEADLINE, TOOL_QUICK as QUICK};
+use crate::deadlines::{
+    IMAGE_PULL, KIND_CREATE as CREATE_DEADLINE, KIND_DELETE, KIND_EXPORT_LOGS, TOOL_QUICK as QUICK,
+};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// A kind cluster this run created (and so deletes, unless `--keep-cluster`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub fn prepull_args(name: &str, image: &str) -> Vec<String> {
 pub async fn prepull(name: &str, image: &str) -> Result<(), String> {
     let args = prepull_args(name, image);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    run(Path::new("docker"), &args, Duration::from_secs(300))
+    run(Path::new("docker"), &args, IMAGE_PULL)
         .await
         .map(|_| ())
 }
@@ -88,13 +89,9 @@ pub async fn export_kubeconfig(kind: &Path, name: &str, path: &Path) -> Result<(
 }
 
 pub async fn delete(kind: &Path, name: &str) -> Result<(), String> {
-    run(
-        kind,
-        &["delete", "cluster", "--name", name],
-        Duration::from_secs(180),
-    )
-    .await
-    .map(|_| ())
+    run(kind, &["delete", "cluster", "--name", name], KIND_DELETE)
+        .await
+        .map(|_| ())
 }
 
 /// `kind export logs` into `dir` (for the diagnostics bundle).
@@ -103,7 +100,7 @@ pub async fn export_logs(kind: &Path, name: &str, dir: &Path) -> Result<(), Stri
     run(
         kind,
         &["export", "logs", &dir, "--name", name],
-        Duration::from_secs(120),
+        KIND_EXPORT_LOGS,
     )
     .await
     .map(|_| ())

@@ -27,7 +27,7 @@ fn requests() -> u32 {
     10
 }
 fn log_deadline() -> HumanDuration {
-    HumanDuration(Duration::from_secs(60))
+    HumanDuration(crate::deadlines::PROXY_LOG)
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,14 +56,16 @@ fn delete_kind_cluster(owned: &OwnedCluster) -> Result<(), String> {
             Ok(Some(status)) => {
                 return Err(format!("`{}` exited with {status}", owned.delete_command()));
             }
-            Ok(None) if started.elapsed() < Duration::from_secs(180) => {
+            // Polling the child (std has no wait with a timeout), bounded by the deadline.
+            Ok(None) if started.elapsed() < crate::deadlines::KIND_DELETE => {
                 std::thread::sleep(Duration::from_millis(100));
             }
             Ok(None) => {
                 let _ = child.kill();
                 return Err(format!(
-                    "`{}` did not finish within 180 s",
-                    owned.delete_command()
+                    "`{}` did not finish within {} s",
+                    owned.delete_command(),
+                    crate::deadlines::KIND_DELETE.as_secs()
                 ));
             }
             Err(e) => return Err(format!("`{}`: {e}", owned.delete_command())),
