@@ -237,6 +237,100 @@ fn dry_run_shows_the_exercise_app_as_upstream_ships_it() {
         namespace.contains("istio-injection: enabled"),
         "{namespace}"
     );
+
+    // Object by object, so a fact cannot be borrowed from a neighbour in the same file:
+    // every Deployment (name, version, mode, env, annotation, image) and every Service
+    // (port, selector) as upstream's deploy/mtls/ has them.
+    let documents: Vec<serde_json::Value> = ["sentences", "age", "name"]
+        .iter()
+        .flat_map(|f| {
+            serde_saphyr::from_multiple::<serde_json::Value>(&read(&format!(
+                "01-apply-shared-{f}.yaml"
+            )))
+            .unwrap()
+        })
+        .filter(|d| !d.is_null())
+        .collect();
+    let of_kind = |kind: &str| -> Vec<&serde_json::Value> {
+        documents.iter().filter(|d| d["kind"] == kind).collect()
+    };
+    let image = digest.trim_start_matches("image: ");
+    let deployments = of_kind("Deployment");
+    let expected = [
+        ("sentences", "sentences", "sentence", None),
+        ("age", "sentences-age", "age", None),
+        ("name", "sentences-name", "name", Some("v1")),
+        ("name-v2", "sentences-name", "name", Some("v2")),
+    ];
+    assert_eq!(deployments.len(), expected.len());
+    for (name, app, mode, version) in expected {
+        let d = deployments
+            .iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Deployment {name}"));
+        let template = &d["spec"]["template"];
+        let labels = &template["metadata"]["labels"];
+        assert_eq!(labels["app"], app, "{name}");
+        assert_eq!(labels["mode"], mode, "{name}");
+        assert_eq!(labels["app.kubernetes.io/part-of"], "sentences", "{name}");
+        if let Some(version) = version {
+            assert_eq!(labels["version"], version, "{name}");
+        }
+        assert_eq!(
+            d["spec"]["selector"]["matchLabels"]["app"], app,
+            "{name}: the selector picks the template's pods"
+        );
+        let annotations = &template["metadata"]["annotations"];
+        assert_eq!(annotations["sidecar.istio.io/inject"], "false", "{name}");
+        assert_eq!(annotations["dummy"], "123", "{name}");
+        let container = &template["spec"]["containers"][0];
+        assert_eq!(container["image"], image, "{name}");
+        let env = container["env"].as_array().unwrap();
+        let var = |n: &str| env.iter().find(|e| e["name"] == n).map(|e| &e["value"]);
+        assert_eq!(
+            var("SENTENCE_MODE"),
+            Some(&serde_json::json!(mode)),
+            "{name}"
+        );
+        assert_eq!(
+            var("SENTENCE_NAMES").is_some(),
+            name == "name-v2",
+            "{name}: only v2 names the musketeers"
+        );
+    }
+    let services = of_kind("Service");
+    assert_eq!(services.len(), 3);
+    for (name, app) in [
+        ("sentences", "sentences"),
+        ("age", "sentences-age"),
+        ("name", "sentences-name"),
+    ] {
+        let svc = services
+            .iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no Service {name}"));
+        let port = &svc["spec"]["ports"][0];
+        assert_eq!(
+            (
+                &port["name"],
+                &port["port"],
+                &port["targetPort"],
+                &port["appProtocol"]
+            ),
+            (
+                &serde_json::json!("api"),
+                &serde_json::json!(5000),
+                &serde_json::json!(5000),
+                &serde_json::json!("http")
+            ),
+            "{name}"
+        );
+        assert_eq!(svc["spec"]["selector"]["app"], app, "{name}");
+        assert!(
+            svc["spec"]["selector"].get("version").is_none(),
+            "{name}: the Service selects every version"
+        );
+    }
 }
 
 #[test]
