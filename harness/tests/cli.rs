@@ -336,6 +336,14 @@ fn dry_run_shows_the_exercise_app_as_upstream_ships_it() {
 #[test]
 fn a_run_without_docker_exits_3_within_seconds_and_leaves_a_junit_naming_the_cause() {
     let dir = tempfile::tempdir().unwrap();
+    // What a previous run left in the same folder: none of it may read as this run's.
+    let stale = dir
+        .path()
+        .join("diagnostics/mesh-03-strict-partial-injection");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("pods.yaml"), "kind: PodList\n").unwrap();
+    std::fs::write(dir.path().join("junit.xml"), "<testsuites/>").unwrap();
+    std::fs::write(dir.path().join("summary.md"), "all passed").unwrap();
     let started = Instant::now();
     let out = harness(&["--reports-dir", dir.path().to_str().unwrap()]);
     assert!(
@@ -363,6 +371,11 @@ fn a_run_without_docker_exits_3_within_seconds_and_leaves_a_junit_naming_the_cau
         matches!(&case.status, quick_junit::TestCaseStatus::NonSuccess { message, .. }
         if message.as_ref().unwrap().as_str().contains("no Docker engine"))
     );
+    assert!(
+        !dir.path().join("diagnostics").exists(),
+        "the previous run's diagnostics are gone"
+    );
+    assert!(!summary.contains("all passed"), "{summary}");
 }
 
 #[test]
