@@ -188,12 +188,15 @@ pub fn run(cli: Cli) -> u8 {
     let shared = Shared::default();
     runner::lock(&shared.properties).istio_requested = config.istio_requested.clone();
     watch_for_interrupt(&runtime, &shared, &config);
-    let world: Box<dyn World> = Box::new(ClusterWorld::new(
-        config.clone(),
-        runtime.handle().clone(),
-        progress.clone(),
-        &shared,
-    ));
+    let world: Box<dyn World> = Box::new(
+        ClusterWorld::new(
+            config.clone(),
+            runtime.handle().clone(),
+            progress.clone(),
+            &shared,
+        )
+        .clearing_leftovers_of(catalog.suites.clone()),
+    );
     run_with_world(&cli.libtest(), schedule, world, &shared, &progress, &config)
 }
 

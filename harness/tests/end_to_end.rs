@@ -323,6 +323,10 @@ fn main() {
     ]);
     trials.extend([
         with_prometheus(
+            "a_kept_ingress_runs_gateway_is_removed_before_a_mesh_only_run",
+            leftovers_of_an_unselected_suite,
+        ),
+        with_prometheus(
             "another_copy_of_the_app_behind_the_same_host_is_refused_at_setup",
             another_copy_of_the_app,
         ),
@@ -1179,6 +1183,50 @@ fn every_gateway_replica_is_probed(prometheus: &Path) {
 /// here `exercise`) and left its VirtualService for `sentences.example.com` on the same
 /// gateway: the harness's requests could be answered by that copy, and O1/O2 would pass
 /// without reaching the app the harness deployed. Setup refuses the cluster, naming it.
+/// A kept `ingress` run leaves its MUTUAL Gateway and TLS secret in the gateway's
+/// namespace (outside the app namespace, which a fresh start deletes whole). A later
+/// `--suite mesh` run starts where the exercise starts: they are removed first, though
+/// that run selects no ingress step.
+fn leftovers_of_an_unselected_suite(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let gateway = || {
+            stand_in.cluster.get(
+                "networking.istio.io",
+                "Gateway",
+                Some("istio-system"),
+                "sentences",
+            )
+        };
+        let secret = || {
+            stand_in
+                .cluster
+                .get("", "Secret", Some("istio-system"), "sentences-tls-secret")
+        };
+        let (code, _, stderr, _r) = run_harness(
+            &stand_in,
+            &["ingress::02", "--suites-dir", &suites_dir, "--keep"],
+        )
+        .await;
+        assert_eq!(code, 0, "{stderr}");
+        assert!(gateway().is_some() && secret().is_some(), "kept by --keep");
+        let (code, report, stderr, _r) = run_harness(
+            &stand_in,
+            &["--suite", "mesh", "mesh::01", "--suites-dir", &suites_dir],
+        )
+        .await;
+        assert_eq!(code, 0, "{:#?}\n{stderr}", results_of(&report));
+        assert!(
+            stderr.contains("removed Gateway istio-system/sentences left by an earlier run"),
+            "{stderr}"
+        );
+        assert!(gateway().is_none() && secret().is_none());
+    });
+}
+
 fn another_copy_of_the_app(prometheus: &Path) {
     common::block_on(async {
         let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;

@@ -37,6 +37,10 @@ pub struct ClusterWorld {
     live: Option<Live>,
     variables: Variables,
     pki: Option<Pki>,
+    /// Suites beyond the selected ones whose objects an earlier `--keep` run may have
+    /// left outside the app namespace (a kept `ingress` run's MUTUAL Gateway before a
+    /// `--suite mesh` run): removed at the fresh start too.
+    leftovers_of: Vec<Arc<Suite>>,
 }
 
 /// `kind delete cluster`, bounded, without an async runtime (it also runs from the
@@ -93,6 +97,7 @@ impl ClusterWorld {
             live: None,
             variables,
             pki: None,
+            leftovers_of: Vec::new(),
         }
     }
 
@@ -107,6 +112,13 @@ impl ClusterWorld {
         let mut world = ClusterWorld::new(config, runtime, progress, &Shared::default());
         world.live = Some(live);
         world
+    }
+
+    /// Also clears, at the fresh start, what `suites` (every suite the harness knows)
+    /// may have left from an earlier run, not only the selected suites' objects.
+    pub fn clearing_leftovers_of(mut self, suites: Vec<Arc<Suite>>) -> Self {
+        self.leftovers_of = suites;
+        self
     }
 
     /// Records a kind cluster this run created: deleted at the end (or on interrupt)
@@ -154,10 +166,16 @@ impl World for ClusterWorld {
             &created,
             &self.timeline,
         ))?;
+        let mut everything: Vec<Arc<Suite>> = suites.to_vec();
+        for suite in &self.leftovers_of {
+            if !everything.iter().any(|s| s.name == suite.name) {
+                everything.push(Arc::clone(suite));
+            }
+        }
         self.runtime.block_on(self.timeline.time(
             "start from the exercise's state",
             None,
-            fresh::fresh_start(&mut live, &self.config, suites, &self.progress),
+            fresh::fresh_start(&mut live, &self.config, &everything, &self.progress),
         ))?;
         self.live = Some(live);
         Ok(())
