@@ -8,14 +8,19 @@
 //! several Deployments (`name` selects v1 and v2): endpoints of the other Deployments
 //! are never stale.
 //!
-//! Just over 400 lines: the predicates, their evidence texts and their tests belong
-//! together; split, the evidence would drift from what is checked.
+//! A pod of this Deployment that cannot come up ends the wait at once: an image that
+//! cannot be pulled, a crash loop, or no node to run on for longer than
+//! [`deadlines::UNSCHEDULABLE_GRACE`].
+//!
+//! Some 850 lines, half of them tests: the predicates, their evidence texts and their
+//! tests belong together; split, the evidence would drift from what is checked.
 
 use crate::deadlines;
 use crate::wait::{self, Check};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
@@ -114,6 +119,48 @@ pub fn stuck_pod(pods: &[&Pod]) -> Option<String> {
                     container.name, container.image, container.restart_count
                 ));
             }
+        }
+    }
+    None
+}
+
+/// A pod the scheduler has found no node for (condition `PodScheduled` False, reason
+/// `Unschedulable`) for longer than `grace` before `now`, named with the scheduler's
+/// message. Briefly unschedulable is normal (see [`deadlines::UNSCHEDULABLE_GRACE`]);
+/// without a `lastTransitionTime` the duration is unknown and the pod is not named.
+/// Terminating pods are skipped: they will not be scheduled, and they leave.
+pub fn unschedulable_pod(pods: &[&Pod], now: Timestamp, grace: Duration) -> Option<String> {
+    for pod in pods {
+        if pod.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let conditions = pod
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten();
+        for condition in conditions {
+            if condition.type_ != "PodScheduled"
+                || condition.status != "False"
+                || condition.reason.as_deref() != Some("Unschedulable")
+            {
+                continue;
+            }
+            let Some(since) = condition.last_transition_time.as_ref() else {
+                continue;
+            };
+            // A transition "after" now (clock skew) counts as just now.
+            let held = Duration::try_from(now.duration_since(since.0)).unwrap_or(Duration::ZERO);
+            if held <= grace {
+                continue;
+            }
+            let pod_name = pod.metadata.name.as_deref().unwrap_or("?");
+            let message = condition.message.as_deref().unwrap_or("no message");
+            return Some(format!(
+                "pod {pod_name} cannot be scheduled: unschedulable for {} s ({message}); free CPU or memory on the kind node (e.g. delete workloads left from earlier runs) or lower the workload's resource requests",
+                held.as_secs()
+            ));
         }
     }
     None
@@ -222,11 +269,12 @@ pub fn stale_endpoints(observed: &Observed, hash: &str) -> Vec<String> {
     let mut stale = Vec::new();
     for slice in &observed.slices {
         for endpoint in &slice.endpoints {
+            // The API: "A nil value should be interpreted as 'true'".
             let ready = endpoint
                 .conditions
                 .as_ref()
                 .and_then(|c| c.ready)
-                .unwrap_or(false);
+                .unwrap_or(true);
             let Some(target) = endpoint.target_ref.as_ref() else {
                 continue;
             };
@@ -264,11 +312,15 @@ pub fn stale_endpoints(observed: &Observed, hash: &str) -> Vec<String> {
     stale
 }
 
-/// One look at the rollout.
-pub fn check(observed: &Observed, started: Instant) -> Check<Rollout> {
+/// One look at the rollout; `now` is the wall clock, to which the pods' condition
+/// times are compared.
+pub fn check(observed: &Observed, started: Instant, now: Timestamp) -> Check<Rollout> {
     let own_pods = observed.own_pods();
     if let Some(stuck) = stuck_pod(&own_pods) {
         return Check::Abort(stuck);
+    }
+    if let Some(unschedulable) = unschedulable_pod(&own_pods, now, deadlines::UNSCHEDULABLE_GRACE) {
+        return Check::Abort(unschedulable);
     }
     match rollout_state(&observed.deployment) {
         RolloutState::Progressing(why) => Check::NotYet(why),
@@ -382,7 +434,8 @@ pub async fn observe(
 }
 
 /// Waits until the Deployment's rollout is done (see the module comment). A pod that
-/// cannot come up (image pull, crash loop) ends the wait at once.
+/// cannot come up (image pull, crash loop, no node beyond the grace) ends the wait at
+/// once.
 pub async fn wait(
     client: &Client,
     namespace: &str,
@@ -392,7 +445,9 @@ pub async fn wait(
     let started = Instant::now();
     wait::until(deadline, deadlines::POLL, || async {
         match observe(client, namespace, name).await {
-            Ok(observed) => check(&observed, started),
+            // Condition times are the cluster's clock: kind's runs on this machine, and
+            // a few seconds of skew elsewhere matter little against the grace.
+            Ok(observed) => check(&observed, started, Timestamp::now()),
             Err(e) if e.permanent => Check::Abort(e.message),
             Err(e) => Check::NotYet(e.message),
         }
@@ -405,4 +460,399 @@ pub async fn wait(
             deadline.as_secs()
         ),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+    use k8s_openapi::api::core::v1::{ObjectReference, PodCondition, PodStatus};
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+    use k8s_openapi::jiff::SignedDuration;
+
+    const INSUFFICIENT_CPU: &str = "0/1 nodes are available: 1 Insufficient cpu.";
+
+    fn owner(kind: &str, name: &str) -> Option<Vec<OwnerReference>> {
+        Some(vec![OwnerReference {
+            kind: kind.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            ..Default::default()
+        }])
+    }
+
+    fn hash_label(hash: &str) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([(
+            TEMPLATE_HASH.to_string(),
+            hash.to_string(),
+        )]))
+    }
+
+    fn revision(revision: &str) -> Option<BTreeMap<String, String>> {
+        Some(BTreeMap::from([(
+            REVISION_ANNOTATION.to_string(),
+            revision.to_string(),
+        )]))
+    }
+
+    /// Deployment `name` at revision 2 with one replica: rolled out by its own status
+    /// when `done`, else with an old replica still there.
+    fn deployment(name: &str, done: bool) -> Deployment {
+        let (updated, available, total) = if done { (1, 1, 1) } else { (1, 1, 2) };
+        Deployment {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                generation: Some(3),
+                annotations: revision("2"),
+                ..Default::default()
+            },
+            spec: Some(DeploymentSpec {
+                replicas: Some(1),
+                ..Default::default()
+            }),
+            status: Some(DeploymentStatus {
+                observed_generation: Some(3),
+                updated_replicas: Some(updated),
+                available_replicas: Some(available),
+                replicas: Some(total),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// ReplicaSet `<deployment>-<hash>` of `deployment`.
+    fn replica_set(deployment: &str, hash: &str, rev: &str) -> ReplicaSet {
+        ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(format!("{deployment}-{hash}")),
+                labels: hash_label(hash),
+                annotations: revision(rev),
+                owner_references: owner("Deployment", deployment),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Pod `<deployment>-<hash>-<suffix>` of ReplicaSet `<deployment>-<hash>`.
+    fn pod(deployment: &str, hash: &str, suffix: &str) -> Pod {
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(format!("{deployment}-{hash}-{suffix}")),
+                labels: hash_label(hash),
+                owner_references: owner("ReplicaSet", &format!("{deployment}-{hash}")),
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn terminating(mut pod: Pod) -> Pod {
+        pod.metadata.deletion_timestamp = Some(Time(at(0)));
+        pod
+    }
+
+    fn with_condition(mut pod: Pod, condition: PodCondition) -> Pod {
+        pod.status
+            .get_or_insert_with(PodStatus::default)
+            .conditions
+            .get_or_insert_with(Vec::new)
+            .push(condition);
+        pod
+    }
+
+    /// What the scheduler writes on a pod it found no node for.
+    fn unschedulable(pod: Pod, since: Option<Timestamp>) -> Pod {
+        with_condition(
+            pod,
+            PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("Unschedulable".into()),
+                message: Some(INSUFFICIENT_CPU.into()),
+                last_transition_time: since.map(Time),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn scheduled(pod: Pod) -> Pod {
+        with_condition(
+            pod,
+            PodCondition {
+                type_: "PodScheduled".into(),
+                status: "True".into(),
+                last_transition_time: Some(Time(at(0))),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// An endpoint at `ip` whose targetRef is pod `pod`.
+    fn endpoint(pod: &str, ip: &str, ready: Option<bool>) -> Endpoint {
+        Endpoint {
+            addresses: vec![ip.into()],
+            conditions: Some(EndpointConditions {
+                ready,
+                ..Default::default()
+            }),
+            target_ref: Some(ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(pod.into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn slice(endpoints: Vec<Endpoint>) -> EndpointSlice {
+        EndpointSlice {
+            address_type: "IPv4".into(),
+            endpoints,
+            ..Default::default()
+        }
+    }
+
+    /// Deployment `age` at revision 2 (ReplicaSet `age-new`), its older ReplicaSet
+    /// `age-old`, and the serving pod `age-new-a`.
+    fn age(done: bool) -> Observed {
+        Observed {
+            deployment: deployment("age", done),
+            replica_sets: vec![
+                replica_set("age", "new", "2"),
+                replica_set("age", "old", "1"),
+            ],
+            pods: vec![pod("age", "new", "a")],
+            slices: vec![],
+        }
+    }
+
+    fn at(second: i64) -> Timestamp {
+        Timestamp::from_second(1_780_000_000 + second).unwrap()
+    }
+
+    fn after_grace(since: Timestamp, extra: SignedDuration) -> Timestamp {
+        since + SignedDuration::try_from(deadlines::UNSCHEDULABLE_GRACE).unwrap() + extra
+    }
+
+    #[test]
+    fn a_ready_endpoint_of_a_terminating_pod_of_this_deployment_is_stale() {
+        let mut observed = age(true);
+        observed.pods.push(terminating(pod("age", "new", "b")));
+        observed.slices = vec![slice(vec![
+            endpoint("age-new-a", "10.0.0.1", Some(true)),
+            endpoint("age-new-b", "10.0.0.2", Some(true)),
+        ])];
+        assert_eq!(
+            stale_endpoints(&observed, "new"),
+            ["age-new-b (10.0.0.2)"],
+            "the terminating pod, not the serving one"
+        );
+    }
+
+    #[test]
+    fn a_ready_endpoint_of_a_pod_of_an_older_replica_set_is_stale() {
+        let mut observed = age(true);
+        observed.pods.push(pod("age", "old", "c"));
+        observed.slices = vec![slice(vec![
+            endpoint("age-new-a", "10.0.0.1", Some(true)),
+            endpoint("age-old-c", "10.0.0.3", Some(true)),
+        ])];
+        assert_eq!(stale_endpoints(&observed, "new"), ["age-old-c (10.0.0.3)"]);
+    }
+
+    #[test]
+    fn an_endpoint_of_a_gone_pod_named_after_an_old_replica_set_is_stale() {
+        let observed = Observed {
+            slices: vec![slice(vec![
+                endpoint("age-old-q2", "10.0.0.4", Some(true)),
+                // Gone, of the current ReplicaSet: nothing old about it.
+                endpoint("age-new-q3", "10.0.0.5", Some(true)),
+                // Starts with `age-old` but not `age-old-`: not of that ReplicaSet.
+                endpoint("age-oldest-q4", "10.0.0.6", Some(true)),
+            ])],
+            ..age(true)
+        };
+        assert_eq!(stale_endpoints(&observed, "new"), ["age-old-q2 (10.0.0.4)"]);
+    }
+
+    /// Service `name` selects Deployment `name` (v1) and `name-v2`: whatever pods,
+    /// ReplicaSets and hashes `name-v2` has, its endpoints are not `name`'s to wait for,
+    /// even though its names start with `name-`.
+    #[test]
+    fn endpoints_of_another_deployment_behind_the_same_service_are_never_stale() {
+        let observed = Observed {
+            deployment: deployment("name", true),
+            replica_sets: vec![
+                replica_set("name", "5d8f", "2"),
+                replica_set("name", "3e4f", "1"),
+                replica_set("name-v2", "7c9b", "2"),
+                replica_set("name-v2", "1a2b", "1"),
+            ],
+            pods: vec![
+                pod("name", "5d8f", "a"),
+                pod("name-v2", "7c9b", "a"),
+                terminating(pod("name-v2", "7c9b", "b")),
+            ],
+            slices: vec![slice(vec![
+                endpoint("name-5d8f-a", "10.0.1.1", Some(true)),
+                endpoint("name-v2-7c9b-a", "10.0.1.2", Some(true)),
+                endpoint("name-v2-7c9b-b", "10.0.1.3", Some(true)),
+                // Gone, of name-v2's old ReplicaSet.
+                endpoint("name-v2-1a2b-q", "10.0.1.4", Some(true)),
+            ])],
+        };
+        assert_eq!(stale_endpoints(&observed, "5d8f"), Vec::<String>::new());
+        // The same endpoints, seen from name-v2 at its current revision, are name-v2's
+        // own stale ones: the test above is not vacuous.
+        let from_v2 = Observed {
+            deployment: deployment("name-v2", true),
+            ..observed
+        };
+        assert_eq!(
+            stale_endpoints(&from_v2, "7c9b"),
+            ["name-v2-7c9b-b (10.0.1.3)", "name-v2-1a2b-q (10.0.1.4)"]
+        );
+    }
+
+    #[test]
+    fn a_not_ready_endpoint_is_not_stale() {
+        let mut observed = age(true);
+        observed.pods.push(terminating(pod("age", "new", "b")));
+        observed.pods.push(pod("age", "old", "c"));
+        let endpoints = |ready| {
+            vec![slice(vec![
+                endpoint("age-new-b", "10.0.0.2", ready),
+                endpoint("age-old-c", "10.0.0.3", ready),
+                endpoint("age-old-q2", "10.0.0.4", ready),
+            ])]
+        };
+        observed.slices = endpoints(Some(false));
+        assert_eq!(stale_endpoints(&observed, "new"), Vec::<String>::new());
+        // Ready, or without a readiness (which the API says means ready), they are.
+        for ready in [Some(true), None] {
+            observed.slices = endpoints(ready);
+            assert_eq!(stale_endpoints(&observed, "new").len(), 3, "{ready:?}");
+        }
+    }
+
+    #[test]
+    fn check_waits_while_a_stale_endpoint_is_ready_and_is_ready_once_it_left() {
+        let mut observed = age(true);
+        observed.pods.push(terminating(pod("age", "new", "b")));
+        observed.pods.push(pod("age", "old", "c"));
+        observed.slices = vec![slice(vec![
+            endpoint("age-new-a", "10.0.0.1", Some(true)),
+            endpoint("age-new-b", "10.0.0.2", Some(false)),
+            endpoint("age-old-c", "10.0.0.3", Some(false)),
+            endpoint("age-old-q2", "10.0.0.4", Some(true)),
+        ])];
+        match check(&observed, Instant::now(), at(0)) {
+            Check::NotYet(why) => assert!(why.contains("age-old-q2 (10.0.0.4)"), "{why}"),
+            Check::Ready(r) => panic!("ready with a stale endpoint: {r:?}"),
+            Check::Abort(why) => panic!("aborted: {why}"),
+        }
+        observed.slices[0].endpoints.pop();
+        match check(&observed, Instant::now(), at(0)) {
+            Check::Ready(rollout) => {
+                assert_eq!(rollout.revision, "2");
+                assert_eq!(rollout.pods, ["age-new-a"], "neither terminating nor old");
+            }
+            Check::NotYet(why) => panic!("not ready once the stale endpoint left: {why}"),
+            Check::Abort(why) => panic!("aborted: {why}"),
+        }
+    }
+
+    #[test]
+    fn a_pod_unschedulable_beyond_the_grace_ends_the_wait_with_the_schedulers_message() {
+        let mut observed = age(false);
+        observed
+            .pods
+            .push(unschedulable(pod("age", "new", "b"), Some(at(0))));
+        let now = after_grace(at(0), SignedDuration::from_secs(1));
+        match check(&observed, Instant::now(), now) {
+            Check::Abort(why) => {
+                assert!(
+                    why.starts_with("pod age-new-b cannot be scheduled"),
+                    "{why}"
+                );
+                assert!(why.contains(INSUFFICIENT_CPU), "{why}");
+                assert!(
+                    why.contains("free CPU or memory on the kind node")
+                        && why.contains("lower the workload's resource requests"),
+                    "{why}"
+                );
+            }
+            Check::NotYet(why) => panic!("still waiting: {why}"),
+            Check::Ready(r) => panic!("ready: {r:?}"),
+        }
+    }
+
+    #[test]
+    fn a_pod_unschedulable_within_the_grace_is_waited_for() {
+        let mut observed = age(false);
+        observed
+            .pods
+            .push(unschedulable(pod("age", "new", "b"), Some(at(0))));
+        for now in [
+            at(0),
+            at(5),
+            after_grace(at(0), SignedDuration::ZERO),
+            // Set by a clock ahead of this one.
+            at(-30),
+        ] {
+            assert!(
+                matches!(check(&observed, Instant::now(), now), Check::NotYet(_)),
+                "at {now}"
+            );
+        }
+    }
+
+    #[test]
+    fn scheduled_pods_and_pods_not_of_this_deployment_are_not_affected() {
+        let now = after_grace(at(0), SignedDuration::from_secs(600));
+        let mut observed = age(false);
+        observed.pods = vec![scheduled(pod("age", "new", "a"))];
+        // Another Deployment's pod, however long unschedulable: not this rollout's.
+        observed
+            .replica_sets
+            .push(replica_set("age-canary", "7f9c", "1"));
+        observed
+            .pods
+            .push(unschedulable(pod("age-canary", "7f9c", "z"), Some(at(0))));
+        // Leaving: it will never be scheduled, and need not be.
+        observed.pods.push(terminating(unschedulable(
+            pod("age", "old", "b"),
+            Some(at(0)),
+        )));
+        // Held back by a scheduling gate on purpose: not the scheduler's verdict.
+        observed.pods.push(with_condition(
+            pod("age", "new", "g"),
+            PodCondition {
+                type_: "PodScheduled".into(),
+                status: "False".into(),
+                reason: Some("SchedulingGated".into()),
+                message: Some("Scheduling is blocked due to non-empty scheduling gates".into()),
+                last_transition_time: Some(Time(at(0))),
+                ..Default::default()
+            },
+        ));
+        // No transition time: how long is unknown.
+        observed
+            .pods
+            .push(unschedulable(pod("age", "new", "c"), None));
+        assert!(matches!(
+            check(&observed, Instant::now(), now),
+            Check::NotYet(_)
+        ));
+        // Such a pod of age's own ends the wait.
+        observed
+            .pods
+            .push(unschedulable(pod("age", "new", "d"), Some(at(0))));
+        match check(&observed, Instant::now(), now) {
+            Check::Abort(why) => assert!(why.contains("pod age-new-d "), "{why}"),
+            _ => panic!("an unschedulable pod of age is not ignored"),
+        }
+    }
 }
