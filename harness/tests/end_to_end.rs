@@ -287,6 +287,10 @@ fn main() {
             "the_canary_sequence_passes_and_the_ingress_suite_rechecks_the_moved_gateway",
             canary_sequence_passes,
         ),
+        with_prometheus(
+            "after_a_canary_the_mesh_suite_passes_again_on_the_new_revision",
+            canary_then_mesh,
+        ),
         upgrade(
             "a_plaintext_edge_between_revisions_fails_canary_mixed_and_skips_what_depends_on_it",
             canary_plaintext_mixed_edge,
@@ -740,6 +744,48 @@ fn canary_sequence_passes(prometheus: &Path) {
         let results = results_of(&report);
         assert_eq!(code, 0, "{results:#?}\n{stderr}");
         assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+    });
+}
+
+/// The mesh suite on both sides of a canary: its second pass starts again from the
+/// exercise's first state (no sidecars) on a cluster whose namespace and workloads the
+/// canary moved between revisions, and every outcome holds again on the new version.
+fn canary_then_mesh(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let (code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "mesh"],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let names: Vec<&str> = results.iter().map(|(n, _)| n.as_str()).collect();
+        // The six mesh steps, the canary's two phases, the six again.
+        assert_eq!(names.len(), 14, "{names:#?}");
+        assert!(
+            names[..6]
+                .iter()
+                .all(|n| n.starts_with(&format!("mesh@{OLD}::")))
+        );
+        assert_eq!(names[6], "upgrade::canary-mixed");
+        assert_eq!(names[7], "upgrade::canary-complete");
+        assert!(
+            names[8..]
+                .iter()
+                .all(|n| n.starts_with(&format!("mesh@{ISTIO}::")))
+        );
+        assert!(results.iter().all(|(_, s)| s == "passed"), "{results:#?}");
+        for name in &names[8..] {
+            assert_eq!(
+                case_property(&report, name, "istio.version").as_deref(),
+                Some(ISTIO),
+                "{name}"
+            );
+        }
     });
 }
 
