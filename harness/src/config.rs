@@ -8,7 +8,7 @@ use crate::cli::{Cli, UpgradeMode};
 use crate::cluster::platform::Platform;
 use crate::exit::HarnessError;
 use crate::suite::template::Variables;
-use crate::version::Minor;
+use crate::version::{IstioVersion, Minor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -179,23 +179,12 @@ pub fn kind_config() -> &'static str {
 }
 
 /// An exact Istio version, `X.Y.Z` (optionally with a pre-release suffix like `-beta.1`).
-pub fn parse_istio_version(text: &str) -> Result<(u32, u32, u32), String> {
-    let core = text.split_once('-').map(|(c, _)| c).unwrap_or(text);
-    let parts: Vec<&str> = core.split('.').collect();
-    let bad = || {
+pub fn parse_istio_version(text: &str) -> Result<IstioVersion, String> {
+    IstioVersion::parse(text).ok_or_else(|| {
         format!(
             "`{text}` is not an exact Istio version: expected X.Y.Z such as 1.31.2 (see clusters/versions.yaml)"
         )
-    };
-    if parts.len() != 3
-        || parts
-            .iter()
-            .any(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit()))
-    {
-        return Err(bad());
-    }
-    let n = |s: &str| s.parse::<u32>().map_err(|_| bad());
-    Ok((n(parts[0])?, n(parts[1])?, n(parts[2])?))
+    })
 }
 
 /// The `istio.requested` property: the version flags as given (`default` without
@@ -268,23 +257,15 @@ impl RunConfig {
             .clone()
             .unwrap_or_else(|| versions.istio.default.clone());
         let target = parse_istio_version(&istio_version).map_err(HarnessError::usage)?;
-        let too_old = |flag: &str, text: &str, v: (u32, u32, u32)| {
-            versions.too_old(
-                flag,
-                text,
-                Minor {
-                    major: v.0,
-                    minor: v.1,
-                },
-            )
-        };
-        if let Some(e) = too_old("--istio-version", &istio_version, target) {
+        // resolve_run checked this already for the command line; a config built
+        // another way (embedding, tests) gets the same refusal.
+        if let Some(e) = versions.too_old("--istio-version", &istio_version, target.minor()) {
             return Err(e);
         }
         if let Some(from) = &cli.upgrade_from {
             let start = parse_istio_version(from)
                 .map_err(|e| HarnessError::usage(format!("--upgrade-from: {e}")))?;
-            if let Some(e) = too_old("--upgrade-from", from, start) {
+            if let Some(e) = versions.too_old("--upgrade-from", from, start.minor()) {
                 return Err(e);
             }
             if start >= target {
@@ -522,7 +503,14 @@ mod tests {
         ] {
             assert!(parse_istio_version(bad).is_err(), "{bad} accepted");
         }
-        assert_eq!(parse_istio_version("1.31.2").unwrap(), (1, 31, 2));
-        assert_eq!(parse_istio_version("1.32.0-beta.1").unwrap(), (1, 32, 0));
+        assert_eq!(parse_istio_version("1.31.2").unwrap().to_string(), "1.31.2");
+        assert_eq!(
+            parse_istio_version("1.32.0-beta.1").unwrap().to_string(),
+            "1.32.0-beta.1"
+        );
+        // Ordered as releases are: a pre-release comes before its release.
+        assert!(
+            parse_istio_version("1.31.0-rc.0").unwrap() < parse_istio_version("1.31.0").unwrap()
+        );
     }
 }
