@@ -374,34 +374,27 @@ pub async fn setup(
             portforward::start(streams, &namespace, &selector, pod_port, Pick::InTurn).await
         }
     };
-    let gateway_http = match config.ingress_address {
-        Some(a) => Target::direct(a),
-        None => {
-            let f = forward_gateway(80).await.map_err(env(Phase::PortForward))?;
-            progress.line(&format!("ingress gateway HTTP: {}", f.description));
-            let target = Target {
-                address: f.local,
-                health: Some(Arc::clone(&f.health)),
-            };
-            forwards.push(f);
-            target
+    // The address given on the command line, else a port-forward to the gateway's pods.
+    let mut reach_gateway = async |given: Option<std::net::SocketAddr>,
+                                   service_port: i32,
+                                   what: &str|
+           -> Result<Target, EnvError> {
+        if let Some(address) = given {
+            return Ok(Target::direct(address));
         }
+        let f = forward_gateway(service_port)
+            .await
+            .map_err(env(Phase::PortForward))?;
+        progress.line(&format!("ingress gateway {what}: {}", f.description));
+        let target = Target {
+            address: f.local,
+            health: Some(Arc::clone(&f.health)),
+        };
+        forwards.push(f);
+        Ok(target)
     };
-    let gateway_tls = match config.ingress_tls_address {
-        Some(a) => Target::direct(a),
-        None => {
-            let f = forward_gateway(443)
-                .await
-                .map_err(env(Phase::PortForward))?;
-            progress.line(&format!("ingress gateway HTTPS: {}", f.description));
-            let target = Target {
-                address: f.local,
-                health: Some(Arc::clone(&f.health)),
-            };
-            forwards.push(f);
-            target
-        }
-    };
+    let gateway_http = reach_gateway(config.ingress_address, 80, "HTTP").await?;
+    let gateway_tls = reach_gateway(config.ingress_tls_address, 443, "HTTPS").await?;
     let prometheus_url = match &config.prometheus_url {
         Some(url) => url.clone(),
         None => {
