@@ -256,6 +256,9 @@ fn the_summary_ends_with_where_the_time_went_and_the_critical_path() {
         phase("download the Istio release", Some("cluster"), 12),
         phase("istioctl install", Some("install"), 40),
         phase("apply the Prometheus addon", Some("install"), 2),
+        phase("istiod, the ingress gateway and Prometheus ready", None, 9),
+        // Recorded when it ended, after a later phase: still one row with its group.
+        phase("pre-pull images onto the node", Some("install"), 45),
     ];
     let md = summary::render(&record);
     let budget = &md[md.find("### Where the time went").expect("a time budget")..];
@@ -274,14 +277,29 @@ fn the_summary_ends_with_where_the_time_went_and_the_critical_path() {
             "✔ create the kind cluster"
         ]
     );
-    assert_eq!(rows[2][2], "✔ istioctl install");
+    assert_eq!(
+        rows[2],
+        [
+            "setup, at the same time: istioctl install 40.0 s ∥ apply the Prometheus addon 2.0 s ∥ pre-pull images onto the node 45.0 s",
+            "45.0 s",
+            "✔ pre-pull images onto the node"
+        ]
+    );
+    assert_eq!(
+        rows[3],
+        [
+            "setup: istiod, the ingress gateway and Prometheus ready",
+            "9.0 s",
+            "✔"
+        ]
+    );
     assert!(
-        rows[3][0].starts_with("mesh::01-no-sidecars (actions "),
+        rows[4][0].starts_with("mesh::01-no-sidecars (actions "),
         "{:?}",
-        rows[3]
+        rows[4]
     );
     let total = rows.last().unwrap();
-    // 1 + 60 + 40 of setup, and four steps of 31.5 s each.
+    // 1 + 60 + 45 + 9 of setup, and four steps of 31.5 s each.
     assert_eq!(total[0], "**critical path**");
-    assert_eq!(total[1], "**227.0 s**");
+    assert_eq!(total[1], "**241.0 s**");
 }

@@ -323,7 +323,13 @@ pub async fn setup(
             .await
             .map(|_| ())
         };
-        let (istiod, gateway, prometheus) = tokio::join!(istiod, gateway, prometheus);
+        let (istiod, gateway, prometheus) = timeline
+            .time(
+                "istiod, the ingress gateway and Prometheus ready",
+                None,
+                async { tokio::join!(istiod, gateway, prometheus) },
+            )
+            .await;
         istiod.map_err(env(Phase::Istio))?;
         gateway.map_err(|e| {
             EnvError::new(Phase::Istio, format!("{e} (is --ingress-namespace right?)"))

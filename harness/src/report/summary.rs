@@ -181,14 +181,21 @@ fn secs(d: std::time::Duration) -> String {
 /// the critical path.
 pub fn time_budget(record: &RunRecord) -> String {
     let mut rows: Vec<(String, std::time::Duration, String)> = Vec::new();
-    let mut phases = record.setup_phases.iter().peekable();
-    while let Some(first) = phases.next() {
-        let mut group = vec![first];
-        if let Some(name) = &first.group {
-            while let Some(next) = phases.next_if(|p| p.group.as_ref() == Some(name)) {
-                group.push(next);
-            }
+    // Phases of one group ran at the same time, whatever order they finished (and were
+    // recorded) in: a background download may end after the next phase began.
+    let mut groups: Vec<Vec<&crate::runner::record::PhaseTime>> = Vec::new();
+    for phase in &record.setup_phases {
+        let same = phase.group.as_ref().and_then(|name| {
+            groups
+                .iter_mut()
+                .find(|g| g.first().and_then(|p| p.group.as_ref()) == Some(name))
+        });
+        match same {
+            Some(group) => group.push(phase),
+            None => groups.push(vec![phase]),
         }
+    }
+    for group in groups {
         let longest = group
             .iter()
             .max_by_key(|p| p.elapsed)
