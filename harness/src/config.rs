@@ -405,6 +405,30 @@ mod tests {
             v.kind.node_image.contains("@sha256:"),
             "the kind node image is pinned by digest"
         );
+        // kindest/node:v1.36.4@sha256:… runs Kubernetes 1.36: at least the minimum.
+        let node_minor = v
+            .kind
+            .node_image
+            .split_once(":v")
+            .and_then(|(_, rest)| {
+                let mut parts = rest.split(['.', '@']);
+                Some((
+                    parts.next()?.parse::<u32>().ok()?,
+                    parts.next()?.parse::<u32>().ok()?,
+                ))
+            })
+            .expect("the node image's tag names its Kubernetes version");
+        let (major, minor) = v
+            .kubernetes
+            .minimum
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)))
+            .expect("kubernetes.minimum is a minor such as 1.33");
+        assert!(
+            node_minor >= (major, minor),
+            "the node image's Kubernetes {node_minor:?} is older than kubernetes.minimum {}",
+            v.kubernetes.minimum
+        );
         assert!(
             v.app
                 .image
