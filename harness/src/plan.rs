@@ -337,10 +337,7 @@ impl Totals {
         self.deadlines += expectation.deadline();
         let least = expectation.least_time(self.scrape);
         self.least += least;
-        if matches!(
-            expectation,
-            crate::suite::Expectation::Mtls(_) | crate::suite::Expectation::Telemetry(_)
-        ) {
+        if expectation.part() == crate::verdict::Part::Telemetry {
             self.telemetry_phases += 1;
         } else {
             self.windows += least;

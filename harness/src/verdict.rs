@@ -112,7 +112,26 @@ pub struct Timing {
     pub telemetry: Duration,
 }
 
+/// The parts of a step's time an expectation can spend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Waiting for the data plane (sidecars, proxy config and versions).
+    Convergence,
+    /// Sending and judging requests.
+    Traffic,
+    /// Waiting for Prometheus scrapes.
+    Telemetry,
+}
+
 impl Timing {
+    pub fn part_mut(&mut self, part: Part) -> &mut Duration {
+        match part {
+            Part::Convergence => &mut self.convergence,
+            Part::Traffic => &mut self.traffic,
+            Part::Telemetry => &mut self.telemetry,
+        }
+    }
+
     pub fn add(&mut self, other: &Timing) {
         self.actions += other.actions;
         self.convergence += other.convergence;

@@ -4,7 +4,8 @@
 //! `judge`, which returns a verdict with its evidence. This enum only delegates.
 //!
 //! Adding an expectation kind: a file here with a struct that has `validate`,
-//! `deadline`, `judge` and `Display`, a variant below, and a line in `each!`.
+//! `deadline`, `part`, `least_time`, `judge` and `Display`, a variant below, and a line
+//! in `each!`.
 
 mod convergence;
 pub mod mtls;
@@ -25,7 +26,7 @@ use crate::pki::Pki;
 use crate::probe::http::HttpProbe;
 use crate::suite::validation::Validation;
 use crate::suite::{Step, Suite, SuiteError};
-use crate::verdict::{Judgement, Timing};
+use crate::verdict::{Judgement, Part};
 use serde::Deserialize;
 use std::fmt;
 use std::time::Duration;
@@ -97,12 +98,13 @@ impl Expectation {
     /// expected: its windows, and for a telemetry phase one scrape before its traffic and
     /// two after (`scrape` is Prometheus's interval). Waits for the cluster come on top.
     pub fn least_time(&self, scrape: Duration) -> Duration {
-        match self {
-            Expectation::Holds(h) => h.window.0,
-            Expectation::Fails(f) => f.window.0,
-            Expectation::Mtls(_) | Expectation::Telemetry(_) => scrape * 3,
-            _ => Duration::ZERO,
-        }
+        each!(self, e => e.least_time(scrape))
+    }
+
+    /// The part of a step's time this expectation spends: waiting for the data plane
+    /// (sidecars, proxy config and versions), sending requests, or waiting for scrapes.
+    pub fn part(&self) -> Part {
+        each!(self, e => e.part())
     }
 
     /// Judges. The time the evidence does not split itself (all of it, for most
@@ -113,25 +115,8 @@ impl Expectation {
         let mut judgement = each!(self, e => e.judge(env).await);
         let timing = &mut judgement.evidence.timing;
         let unaccounted = started.elapsed().saturating_sub(timing.total());
-        *self.part_of(timing) += unaccounted;
+        *timing.part_mut(self.part()) += unaccounted;
         judgement
-    }
-
-    /// The part of a step's time this expectation spends: waiting for the data plane
-    /// (sidecars, proxy config and versions), sending requests, or waiting for scrapes.
-    fn part_of<'t>(&self, timing: &'t mut Timing) -> &'t mut Duration {
-        match self {
-            Expectation::Sidecars(_)
-            | Expectation::ProxyConfig(_)
-            | Expectation::ProxyVersions(_) => &mut timing.convergence,
-            Expectation::Flows(_)
-            | Expectation::Fails(_)
-            | Expectation::Holds(_)
-            | Expectation::TlsAccepts(_)
-            | Expectation::TlsRejects(_)
-            | Expectation::ProxyLog(_) => &mut timing.traffic,
-            Expectation::Mtls(_) | Expectation::Telemetry(_) => &mut timing.telemetry,
-        }
     }
 }
 
@@ -178,7 +163,7 @@ mod display_tests {
         let part = |yaml: &str| {
             let e: Expectation = serde_saphyr::from_str(yaml).unwrap();
             let mut timing = Timing::default();
-            *e.part_of(&mut timing) = Duration::from_secs(1);
+            *timing.part_mut(e.part()) = Duration::from_secs(1);
             timing.describe()
         };
         let convergence = "actions 0.0 s, convergence 1.0 s, traffic 0.0 s, telemetry 0.0 s";

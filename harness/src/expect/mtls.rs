@@ -63,6 +63,16 @@ pub fn look(
 }
 
 impl Mtls {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Telemetry
+    }
+
+    /// The least time it takes in a world already as expected: one scrape before its traffic and two after.
+    pub fn least_time(&self, scrape: Duration) -> Duration {
+        scrape * 3
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,

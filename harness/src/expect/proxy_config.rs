@@ -204,6 +204,17 @@ pub async fn cluster_towards(env: &Env<'_>, to: &str) -> Result<String, String> 
 }
 
 impl ProxyConfig {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Convergence
+    }
+
+    /// The least time it takes in a world already as expected: nothing beyond the
+    /// cluster's own waits.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        Duration::ZERO
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,

@@ -281,6 +281,17 @@ fn with_curl(
 }
 
 impl TlsAccepts {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Traffic
+    }
+
+    /// The least time it takes in a world already as expected: nothing beyond the
+    /// cluster's own waits.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        Duration::ZERO
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,
@@ -315,6 +326,17 @@ impl fmt::Display for TlsAccepts {
 }
 
 impl TlsRejects {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Traffic
+    }
+
+    /// The least time it takes in a world already as expected: nothing beyond the
+    /// cluster's own waits.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        Duration::ZERO
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,

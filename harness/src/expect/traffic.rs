@@ -474,6 +474,17 @@ pub async fn fails<P: Probe>(
 }
 
 impl Flows {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Traffic
+    }
+
+    /// The least time it takes in a world already as expected: nothing beyond the
+    /// cluster's own waits.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        Duration::ZERO
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,
@@ -520,6 +531,16 @@ impl fmt::Display for Flows {
 }
 
 impl Fails {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Traffic
+    }
+
+    /// The least time it takes in a world already as expected: its window.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        self.window.0
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,
@@ -568,6 +589,16 @@ impl fmt::Display for Fails {
 }
 
 impl Holds {
+    /// The part of the step's time it spends (see [`Part`](crate::verdict::Part)).
+    pub fn part(&self) -> crate::verdict::Part {
+        crate::verdict::Part::Traffic
+    }
+
+    /// The least time it takes in a world already as expected: its window.
+    pub fn least_time(&self, _scrape: Duration) -> Duration {
+        self.window.0
+    }
+
     pub fn validate(
         &self,
         ctx: &mut Validation<'_>,
