@@ -228,18 +228,27 @@ pub fn run_with_world(
     };
     runner::lock(&shared.record).setup_phases = shared.timeline.phases();
     if let Err(e) = setup {
-        let mut record = runner::lock(&shared.record);
-        record.properties = world.properties();
-        record.setup_failures.push(SetupFailure {
-            phase: format!("setup::{}", e.phase),
-            message: e.message.clone(),
-        });
-        if let Err(cleanup) = world.finish() {
+        {
+            let mut record = runner::lock(&shared.record);
+            record.properties = world.properties();
             record.setup_failures.push(SetupFailure {
-                phase: format!("setup::{}", cleanup.phase),
-                message: cleanup.message,
+                phase: format!("setup::{}", e.phase),
+                message: e.message.clone(),
             });
         }
+        // Not under the record's lock: an interruption during the cleanup (a kind
+        // delete takes a while) reads the record for its report.
+        let cleanup = world.finish();
+        let record = {
+            let mut record = runner::lock(&shared.record);
+            if let Err(cleanup) = cleanup {
+                record.setup_failures.push(SetupFailure {
+                    phase: format!("setup::{}", cleanup.phase),
+                    message: cleanup.message,
+                });
+            }
+            record.clone()
+        };
         write_report_unless_interrupted(&record, config, shared);
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
@@ -374,15 +383,16 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     };
     runtime.spawn(async move {
         let (signal, code) = signals.wait().await;
+        // First, before anything else can start one: tools still running (a `kind
+        // create cluster`) would outlive the exit and undo the deletion below.
+        crate::cluster::process::stop_running();
         {
             let mut taken = runner::lock(&shared.interrupted_reports);
             *taken = true;
             let record = shared.interrupted_snapshot(signal);
             write_report(&record, &config);
         }
-        // Tools still running (a `kind create cluster`) would outlive the exit and
-        // undo the deletion below.
-        crate::cluster::process::stop_running();
+
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
         let what = match cleanup {
             None => String::new(),

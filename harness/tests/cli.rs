@@ -795,91 +795,156 @@ fn process_runs(pid: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// A machine for kind runs: a Docker engine that answers `/_ping`, and a `kind` of the
+/// pinned version on PATH whose subcommands run the given shell snippets and append
+/// their arguments to `kind.log`.
 #[cfg(target_os = "linux")]
-#[test]
-fn sigterm_while_kind_creates_the_cluster_stops_kind_and_deletes_the_cluster() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let socket = dir.path().join("docker.sock");
-    docker_ping_stand_in(&socket);
-    // A kind of the pinned version whose `create cluster` takes as long as a real one.
-    let bin = dir.path().join("bin");
-    std::fs::create_dir(&bin).unwrap();
-    let log = dir.path().join("kind.log");
-    let create_pid = dir.path().join("create.pid");
-    let kind_version = harness::config::Versions::embedded().kind.version;
-    let script = format!(
-        "#!/bin/sh\ncase \"$1\" in\n  version) echo \"kind {kind_version} go1.25 linux/amd64\" ;;\n  get) ;;\n  create) echo \"$*\" >> {log}; echo $$ > {pid}.tmp; mv {pid}.tmp {pid}; exec sleep 120 ;;\n  delete) echo \"$*\" >> {log} ;;\n  *) exit 1 ;;\nesac\n",
-        log = log.display(),
-        pid = create_pid.display()
-    );
-    std::fs::write(bin.join("kind"), script).unwrap();
-    std::fs::set_permissions(bin.join("kind"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let reports = dir.path().join("reports");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
-            "--reports-dir",
-            reports.to_str().unwrap(),
-            "--istio-version",
-            "1.30.5",
-            "--cluster-name",
-            "sigterm-during-create",
-        ])
-        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin.display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
-        .env("XDG_CACHE_HOME", dir.path().join("cache"))
-        // The release download runs beside the create; it must not reach the network.
-        .env(
-            "HARNESS_ISTIO_DOWNLOAD_URL",
-            "http://127.0.0.1:9/{version}/{file}",
-        )
-        .env_remove("KUBECONFIG")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    while !create_pid.exists() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "kind create was never started"
+struct FakeKind {
+    dir: tempfile::TempDir,
+}
+
+#[cfg(target_os = "linux")]
+impl FakeKind {
+    fn new(get: &str, create: &str, delete: &str) -> FakeKind {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        docker_ping_stand_in(&dir.path().join("docker.sock"));
+        let bin = dir.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let kind_version = harness::config::Versions::embedded().kind.version;
+        let script = format!(
+            "#!/bin/sh\ncd {dir}\ncase \"$1\" in\n  version) echo \"kind {kind_version} go1.25 linux/amd64\" ;;\n  get) {get} ;;\n  create) echo \"$*\" >> kind.log; {create} ;;\n  delete) echo \"$*\" >> kind.log; {delete} ;;\n  *) exit 1 ;;\nesac\n",
+            dir = dir.path().display(),
         );
+        std::fs::write(bin.join("kind"), script).unwrap();
+        std::fs::set_permissions(bin.join("kind"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        FakeKind { dir }
+    }
+
+    fn path(&self, file: &str) -> std::path::PathBuf {
+        self.dir.path().join(file)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.path("kind.log")).unwrap_or_default()
+    }
+
+    /// The harness on this machine, creating cluster `name`.
+    fn run(&self, name: &str) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .args([
+                "--reports-dir",
+                self.path("reports").to_str().unwrap(),
+                "--istio-version",
+                "1.30.5",
+                "--cluster-name",
+                name,
+            ])
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.path("docker.sock").display()),
+            )
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.path("bin").display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("XDG_CACHE_HOME", self.path("cache"))
+            // The release download runs beside the create; it must not reach the network.
+            .env(
+                "HARNESS_ISTIO_DOWNLOAD_URL",
+                "http://127.0.0.1:9/{version}/{file}",
+            )
+            .env_remove("KUBECONFIG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Waits until `file` exists, failing with the harness's stderr if it ended first.
+    fn wait_for(&self, file: &str, harness: &mut std::process::Child) {
+        let started = Instant::now();
+        while !self.path(file).exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{file} never appeared; kind calls: {}",
+                self.log()
+            );
+            if let Some(status) = harness.try_wait().unwrap() {
+                let mut err = String::new();
+                use std::io::Read;
+                harness
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("the harness ended ({status}) before {file} appeared: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The harness's exit code and stderr once it ends, within 30 s (a hang is killed and
+/// fails the test: a deadlock must not stall the test run).
+#[cfg(target_os = "linux")]
+fn wait_bounded(mut child: std::process::Child) -> (Option<i32>, String) {
+    let started = Instant::now();
+    let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("the harness ended ({status}) before creating a cluster: {err}");
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the harness did not end within 30 s of the signal");
         }
         std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    use std::io::Read;
+    if let Some(mut stderr) = child.stderr.take() {
+        let _ = stderr.read_to_string(&mut err);
     }
-    let kind_create = std::fs::read_to_string(&create_pid).unwrap();
-    assert!(process_runs(&kind_create));
+    (status.code(), err)
+}
+
+#[cfg(target_os = "linux")]
+fn sigterm(child: &std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(143));
-    let err = String::from_utf8_lossy(&output.stderr);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_while_kind_creates_the_cluster_stops_kind_and_deletes_the_cluster() {
+    // A `create cluster` that takes as long as a real one.
+    let kind = FakeKind::new(
+        "true",
+        "echo $$ > create.pid.tmp; mv create.pid.tmp create.pid; exec sleep 120",
+        "true",
+    );
+    let mut child = kind.run("sigterm-during-create");
+    kind.wait_for("create.pid", &mut child);
+    let kind_create = std::fs::read_to_string(kind.path("create.pid")).unwrap();
+    assert!(process_runs(&kind_create));
+    sigterm(&child);
+    let (code, err) = wait_bounded(child);
+    assert_eq!(code, Some(143), "{err}");
     assert!(
         err.contains("deleted kind cluster `sigterm-during-create`"),
         "{err}"
     );
     assert!(!err.contains("delete it with"), "{err}");
-    let calls = std::fs::read_to_string(&log).unwrap();
+    let calls = kind.log();
     assert!(
         calls
             .lines()
@@ -892,6 +957,34 @@ fn sigterm_while_kind_creates_the_cluster_stops_kind_and_deletes_the_cluster() {
         assert!(
             Instant::now() < deadline,
             "kind create outlived the harness"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sigterm_while_the_run_deletes_its_cluster_lets_the_delete_finish() {
+    // The cluster is made, its API server cannot be reached (setup fails), and the run's
+    // end deletes it; the signal comes while that `kind delete` is under way.
+    let kubeconfig = "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: https://127.0.0.1:9\ncontexts:\n- name: c\n  context: {cluster: c, user: u}\ncurrent-context: c\nusers:\n- name: u\n  user: {token: t}\n";
+    let kind = FakeKind::new(
+        &format!("printf '%s' '{kubeconfig}'"),
+        "true",
+        "touch delete.started; sleep 2; echo finished >> kind.log",
+    );
+    let mut child = kind.run("sigterm-during-delete");
+    kind.wait_for("delete.started", &mut child);
+    sigterm(&child);
+    let (code, err) = wait_bounded(child);
+    assert_eq!(code, Some(143), "{err}");
+    // Not killed half-way: the delete runs to its end.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !kind.log().lines().any(|l| l == "finished") {
+        assert!(
+            Instant::now() < deadline,
+            "the run's kind delete was stopped half-way: {}\n{err}",
+            kind.log()
         );
         std::thread::sleep(Duration::from_millis(20));
     }

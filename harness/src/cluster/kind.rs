@@ -88,10 +88,16 @@ pub async fn export_kubeconfig(kind: &Path, name: &str, path: &Path) -> Result<(
     crate::report::write_atomically(path, out.as_bytes(), true).map(|_| ())
 }
 
+/// Left to finish when the run is interrupted: a half-done delete leaves the cluster.
 pub async fn delete(kind: &Path, name: &str) -> Result<(), String> {
-    run(kind, &["delete", "cluster", "--name", name], KIND_DELETE)
-        .await
-        .map(|_| ())
+    super::process::run_with(
+        kind,
+        &["delete", "cluster", "--name", name],
+        KIND_DELETE,
+        super::process::OnInterrupt::Finish,
+    )
+    .await
+    .map(|_| ())
 }
 
 /// `kind export logs` into `dir` (for the diagnostics bundle).

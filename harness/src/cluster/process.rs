@@ -8,136 +8,322 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-/// Process-group ids of the tools running now (each tool leads its own group).
-static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-
-fn running() -> std::sync::MutexGuard<'static, Vec<u32>> {
-    RUNNING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// The tools running now, by process-group id (each tool leads its own group), and
+/// whether the run is being interrupted (then nothing new starts).
+pub struct Tools {
+    state: Mutex<State>,
 }
 
-/// Lists a started tool until it is dropped.
-struct Listed(Option<u32>);
+struct State {
+    stopping: bool,
+    groups: Vec<u32>,
+}
 
-impl Listed {
-    fn new(pid: Option<u32>) -> Listed {
-        if let Some(pid) = pid {
-            running().push(pid);
-        }
-        Listed(pid)
+/// The process's tools: what the interrupt handler stops.
+static TOOLS: Tools = Tools::new();
+
+#[cfg(unix)]
+fn kill_group(pid: u32) {
+    if let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        // Already gone is fine: the group was only ever ours.
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
     }
 }
 
-impl Drop for Listed {
+#[cfg(not(unix))]
+fn kill_group(_pid: u32) {}
+
+/// Lists a started tool until it is dropped. Dropped before its tool was reaped (a
+/// deadline passed), it kills the tool's whole group: `kill_on_drop` reaches only the
+/// tool itself, not what it started.
+struct Listed<'a> {
+    tools: &'a Tools,
+    pid: Option<u32>,
+    reaped: bool,
+}
+
+impl Drop for Listed<'_> {
     fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            running().retain(|p| *p != pid);
+        if let Some(pid) = self.pid {
+            if !self.reaped {
+                kill_group(pid);
+            }
+            self.tools.state().groups.retain(|p| *p != pid);
         }
     }
 }
 
-/// Kills every tool this process started that is still running, with the processes
-/// it started itself (kind's `docker` calls): their whole process group. Returns the
-/// group ids signalled.
+/// Whether an interruption stops the tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnInterrupt {
+    /// Killed with its group, and not started once the run is being interrupted.
+    Stop,
+    /// Left to finish (`kind delete cluster`: stopping it half-way would leave the
+    /// cluster behind).
+    Finish,
+}
+
+impl Tools {
+    pub const fn new() -> Tools {
+        Tools {
+            state: Mutex::new(State {
+                stopping: false,
+                groups: Vec::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The process groups listed now.
+    pub fn listed(&self) -> Vec<u32> {
+        self.state().groups.clone()
+    }
+
+    /// From now on no stoppable tool starts, and every one still running is killed
+    /// with the processes it started itself (kind's `docker` calls): its whole process
+    /// group. Returns the group ids signalled.
+    pub fn stop_running(&self) -> Vec<u32> {
+        let groups: Vec<u32> = {
+            let mut state = self.state();
+            state.stopping = true;
+            state.groups.drain(..).collect()
+        };
+        for pid in &groups {
+            kill_group(*pid);
+        }
+        groups
+    }
+
+    pub async fn run_with(
+        &self,
+        program: &Path,
+        args: &[&str],
+        deadline: Duration,
+        on_interrupt: OnInterrupt,
+    ) -> Result<String, String> {
+        let shown = format!("{} {}", program.display(), args.join(" "));
+        let mut command = tokio::process::Command::new(program);
+        command
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        #[cfg(unix)]
+        command.process_group(0);
+        // Started and listed under one lock, so an interruption either sees the tool
+        // or has already forbidden it to start.
+        let (child, mut listed) = {
+            let mut state = self.state();
+            if on_interrupt == OnInterrupt::Stop && state.stopping {
+                return Err(format!(
+                    "`{shown}` not started: the run is being interrupted"
+                ));
+            }
+            let child = command
+                .spawn()
+                .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
+            let pid = child.id().filter(|_| on_interrupt == OnInterrupt::Stop);
+            if let Some(pid) = pid {
+                state.groups.push(pid);
+            }
+            (
+                child,
+                Listed {
+                    tools: self,
+                    pid,
+                    reaped: false,
+                },
+            )
+        };
+        let output = tokio::time::timeout(deadline, child.wait_with_output())
+            .await
+            .map_err(|_| format!("`{shown}` did not finish within {} s", deadline.as_secs()))?;
+        listed.reaped = true;
+        let output = output.map_err(|e| format!("`{shown}` failed: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).to_string())
+        } else {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim();
+            Err(format!("`{shown}` exited with {}: {last}", output.status))
+        }
+    }
+}
+
+impl Default for Tools {
+    fn default() -> Tools {
+        Tools::new()
+    }
+}
+
+/// Stops the process's tools (see [`Tools::stop_running`]); for the interrupt handler.
 pub fn stop_running() -> Vec<u32> {
-    let groups: Vec<u32> = running().drain(..).collect();
-    #[cfg(unix)]
-    for pid in &groups {
-        if let Some(pid) = i32::try_from(*pid)
-            .ok()
-            .and_then(rustix::process::Pid::from_raw)
-        {
-            // Already gone is fine: the group was only ever ours.
-            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
-        }
-    }
-    groups
+    TOOLS.stop_running()
 }
 
+/// Runs a tool that an interruption stops.
 pub async fn run(program: &Path, args: &[&str], deadline: Duration) -> Result<String, String> {
-    let shown = format!("{} {}", program.display(), args.join(" "));
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    #[cfg(unix)]
-    command.process_group(0);
-    let child = command
-        .spawn()
-        .map_err(|e| format!("cannot start `{shown}`: {e}"))?;
-    let _listed = Listed::new(child.id());
-    let output = tokio::time::timeout(deadline, child.wait_with_output())
+    TOOLS
+        .run_with(program, args, deadline, OnInterrupt::Stop)
         .await
-        .map_err(|_| format!("`{shown}` did not finish within {} s", deadline.as_secs()))?
-        .map_err(|e| format!("`{shown}` failed: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).to_string())
-    } else {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        Err(format!("`{shown}` exited with {}: {last}", output.status))
-    }
+}
+
+/// Runs a tool with the given behaviour on interruption.
+pub async fn run_with(
+    program: &Path,
+    args: &[&str],
+    deadline: Duration,
+    on_interrupt: OnInterrupt,
+) -> Result<String, String> {
+    TOOLS.run_with(program, args, deadline, on_interrupt).await
 }
 
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::time::Instant;
 
-    #[tokio::test]
-    async fn a_running_tool_and_what_it_started_are_stopped_and_then_unlisted() {
-        let dir = tempfile::tempdir().unwrap();
-        let grandchild = dir.path().join("grandchild.pid");
-        // The tool starts a child of its own (as kind starts docker) and waits.
-        let script = format!("sleep 30 & echo $! > {}; wait", grandchild.display());
-        let tool = tokio::spawn(async move {
-            run(Path::new("sh"), &["-c", &script], Duration::from_secs(60)).await
-        });
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !grandchild.exists() || running().is_empty() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the tool never started"
-            );
+    /// Whether a process runs (a zombie waiting to be reaped does not).
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(") ")?.1.chars().next()?;
+                Some(!matches!(state, 'Z' | 'X'))
+            })
+            .unwrap_or(false)
+    }
+
+    async fn until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A tool that starts a child of its own (as kind starts docker) and waits for it.
+    fn tool_with_a_child(pid_file: &Path) -> String {
+        format!("sleep 30 & echo $! > {}; wait", pid_file.display())
+    }
+
+    #[tokio::test]
+    async fn a_running_tool_and_what_it_started_are_stopped_and_nothing_starts_after() {
+        let tools = Arc::new(Tools::new());
+        let dir = tempfile::tempdir().unwrap();
+        let grandchild = dir.path().join("grandchild.pid");
+        let script = tool_with_a_child(&grandchild);
+        let running = Arc::clone(&tools);
+        let tool = tokio::spawn(async move {
+            running
+                .run_with(
+                    Path::new("sh"),
+                    &["-c", &script],
+                    Duration::from_secs(60),
+                    OnInterrupt::Stop,
+                )
+                .await
+        });
+        until("the tool never started", || {
+            grandchild.exists() && !tools.listed().is_empty()
+        })
+        .await;
         let pid = std::fs::read_to_string(&grandchild).unwrap();
-        let stopped = stop_running();
-        assert!(!stopped.is_empty());
+        assert!(!tools.stop_running().is_empty());
         let result = tokio::time::timeout(Duration::from_secs(10), tool)
             .await
             .expect("a stopped tool ends its run")
             .unwrap();
         assert!(result.unwrap_err().contains("exited with"));
-        assert!(running().is_empty());
-        // The tool's own child went with its group: gone, or a zombie until reaped.
-        let alive = || {
-            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                .ok()
-                .and_then(|stat| {
-                    let state = stat.rsplit_once(") ")?.1.chars().next()?;
-                    Some(!matches!(state, 'Z' | 'X'))
-                })
-                .unwrap_or(false)
-        };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while alive() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the grandchild survived"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(tools.listed().is_empty());
+        until("the tool's own child survived", || !alive(&pid)).await;
+
+        // Once stopping, a stoppable tool is not started; one that must finish is.
+        let refused = tools
+            .run_with(
+                Path::new("true"),
+                &[],
+                Duration::from_secs(10),
+                OnInterrupt::Stop,
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            refused.contains("not started: the run is being interrupted"),
+            "{refused}"
+        );
+        tools
+            .run_with(
+                Path::new("true"),
+                &[],
+                Duration::from_secs(10),
+                OnInterrupt::Finish,
+            )
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_tool_past_its_deadline_is_killed_with_what_it_started() {
+        let tools = Tools::new();
+        let dir = tempfile::tempdir().unwrap();
+        let grandchild = dir.path().join("grandchild.pid");
+        let script = tool_with_a_child(&grandchild);
+        let err = tools
+            .run_with(
+                Path::new("sh"),
+                &["-c", &script],
+                Duration::from_millis(500),
+                OnInterrupt::Stop,
+            )
+            .await
+            .unwrap_err();
+        assert!(err.contains("did not finish within"), "{err}");
+        assert!(tools.listed().is_empty());
+        let pid = std::fs::read_to_string(&grandchild).unwrap();
+        until("the tool's own child outlived its deadline", || {
+            !alive(&pid)
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_tool_that_must_finish_is_never_listed() {
+        let tools = Arc::new(Tools::new());
+        let dir = tempfile::tempdir().unwrap();
+        let started = dir.path().join("started");
+        let script = format!("touch {}; sleep 0.5", started.display());
+        let running = Arc::clone(&tools);
+        let tool = tokio::spawn(async move {
+            running
+                .run_with(
+                    Path::new("sh"),
+                    &["-c", &script],
+                    Duration::from_secs(10),
+                    OnInterrupt::Finish,
+                )
+                .await
+        });
+        until("the tool never started", || started.exists()).await;
+        assert!(tools.stop_running().is_empty());
+        tool.await.unwrap().expect("left to finish");
     }
 }

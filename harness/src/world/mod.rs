@@ -123,8 +123,11 @@ impl ClusterWorld {
 
     /// Records a kind cluster this run created: deleted at the end (or on interrupt)
     /// unless `--keep-cluster`.
+    /// On interrupt the cluster is deleted if the run still owns it; the run's own end
+    /// lets go of it only once its delete has finished, so there is never a moment in
+    /// which neither deletes it.
     fn register(
-        owned: &Mutex<Option<OwnedCluster>>,
+        owned: &Arc<Mutex<Option<OwnedCluster>>>,
         cleanup: &Mutex<Option<InterruptCleanup>>,
         keep: bool,
         cluster: OwnedCluster,
@@ -132,8 +135,14 @@ impl ClusterWorld {
         let undo: Option<Box<dyn FnOnce() -> Result<(), String> + Send>> = if keep {
             None
         } else {
-            let c = cluster.clone();
-            Some(Box::new(move || delete_kind_cluster(&c)))
+            let owned = Arc::clone(owned);
+            Some(Box::new(move || {
+                let cluster = lock(&owned).clone();
+                match cluster {
+                    Some(cluster) => delete_kind_cluster(&cluster),
+                    None => Ok(()),
+                }
+            }))
         };
         *lock(cleanup) = Some(InterruptCleanup {
             what: format!("kind cluster `{}`", cluster.name),
@@ -340,10 +349,11 @@ impl World for ClusterWorld {
             drop(live);
         }
         // A cluster this run created, also when setup failed after creating it.
-        let owned = lock(&self.owned).take();
+        let owned = lock(&self.owned).clone();
         if let Some(owned) = owned {
-            *lock(&self.interrupt_cleanup) = None;
             if self.config.keep_cluster {
+                *lock(&self.interrupt_cleanup) = None;
+                *lock(&self.owned) = None;
                 self.progress.line(&format!(
                     "kept kind cluster `{}` (--keep-cluster); kubeconfig: {}; delete it with `{}`",
                     owned.name,
@@ -354,11 +364,17 @@ impl World for ClusterWorld {
                 let _wait = self
                     .progress
                     .wait(&format!("deleting kind cluster `{}`", owned.name));
-                if let Err(e) = self
+                match self
                     .runtime
                     .block_on(kind::delete(&owned.kind, &owned.name))
                 {
-                    first_error.get_or_insert(EnvError::new(Phase::Cleanup, e));
+                    Ok(()) => {
+                        *lock(&self.interrupt_cleanup) = None;
+                        *lock(&self.owned) = None;
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(EnvError::new(Phase::Cleanup, e));
+                    }
                 }
             }
         }
