@@ -331,6 +331,10 @@ fn main() {
             leftovers_of_an_unselected_suite,
         ),
         with_prometheus(
+            "a_hand_made_gateway_of_the_same_name_is_refused_never_deleted",
+            hand_made_gateway,
+        ),
+        with_prometheus(
             "another_copy_of_the_app_behind_the_same_host_is_refused_at_setup",
             another_copy_of_the_app,
         ),
@@ -1269,7 +1273,58 @@ fn leftovers_of_an_unselected_suite(prometheus: &Path) {
             stderr.contains("removed Gateway istio-system/sentences left by an earlier run"),
             "{stderr}"
         );
+        // The kept app namespace too (the rerun waits until it is gone, then recreates it).
+        assert!(
+            stderr.contains("removed namespace sentences left by an earlier run"),
+            "{stderr}"
+        );
         assert!(gateway().is_none() && secret().is_none());
+    });
+}
+
+/// The exercise done by hand leaves its own MUTUAL Gateway `istio-system/sentences`
+/// (same name as the harness's). It is the user's: a run refuses to start beside it
+/// and does not delete it, even for a suite that never applies a gateway.
+fn hand_made_gateway(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        stand_in
+            .cluster
+            .apply(serde_json::json!({
+                "apiVersion": "networking.istio.io/v1", "kind": "Gateway",
+                "metadata": {"name": "sentences", "namespace": "istio-system"},
+                "spec": {"selector": {"istio": "ingressgateway"}, "servers": [{"port":
+                    {"number": 443, "name": "https", "protocol": "HTTPS"}, "hosts": ["*"],
+                    "tls": {"mode": "MUTUAL", "credentialName": "by-hand"}}]}
+            }))
+            .expect("gateway");
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _r) = run_harness(
+            &stand_in,
+            &["--suite", "mesh", "mesh::01", "--suites-dir", &suites_dir],
+        )
+        .await;
+        let results = results_of(&report);
+        assert_eq!(code, 3, "{results:#?}\n{stderr}");
+        assert!(
+            results.iter().any(|(n, s)| n == "setup::istio"
+                && s.contains("Gateway istio-system/sentences exists and was not made by the harness (managed by testkit)")),
+            "{results:#?}"
+        );
+        assert!(
+            stand_in
+                .cluster
+                .get(
+                    "networking.istio.io",
+                    "Gateway",
+                    Some("istio-system"),
+                    "sentences"
+                )
+                .is_some(),
+            "the user's gateway is left alone"
+        );
     });
 }
 

@@ -176,6 +176,28 @@ impl Applier {
         }
     }
 
+    /// The field managers of the object as it exists (`metadata.managedFields`), or
+    /// `None` when there is no such object (or the cluster does not serve its kind).
+    pub async fn managers(&mut self, obj: &DynamicObject) -> Result<Option<Vec<String>>, String> {
+        let (api, name) = match self.api_for(obj, false).await {
+            Ok(found) => found,
+            Err(ApplyError::NotServed(_)) => return Ok(None),
+            Err(e) => return Err(e.to_string()),
+        };
+        let existing = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("cannot read {}: {e}", describe(obj)))?;
+        Ok(existing.map(|o| {
+            o.metadata
+                .managed_fields
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|m| m.manager)
+                .collect()
+        }))
+    }
+
     /// Deletes the object and waits until it is gone; returns whether it existed.
     pub async fn delete_and_wait(
         &mut self,

@@ -7,7 +7,7 @@
 //! immediate rerun works.
 
 use crate::cluster::Live;
-use crate::cluster::apply::{describe, parse_documents};
+use crate::cluster::apply::{FIELD_MANAGER, describe, parse_documents};
 use crate::config::HOST;
 use crate::config::RunConfig;
 use crate::deadlines;
@@ -230,6 +230,32 @@ pub async fn fresh_start(
                     .is_some_and(|ns| ns != app);
                 if !elsewhere {
                     continue;
+                }
+                // Only what the harness made: an object of the same name that someone
+                // else made (the exercise done by hand) is theirs, and this run refuses
+                // to start beside it rather than delete it.
+                match live
+                    .applier
+                    .managers(obj)
+                    .await
+                    .map_err(|e| EnvError::new(Phase::Cleanup, e))?
+                {
+                    None => continue,
+                    Some(managers) if !managers.iter().any(|m| m == FIELD_MANAGER) => {
+                        return Err(EnvError::new(
+                            Phase::Istio,
+                            format!(
+                                "{} exists and was not made by the harness (managed by {}): the exercise done by hand? Delete it, or run with another --ingress-namespace",
+                                describe(obj),
+                                if managers.is_empty() {
+                                    "no field manager".to_string()
+                                } else {
+                                    managers.join(", ")
+                                }
+                            ),
+                        ));
+                    }
+                    Some(_) => {}
                 }
                 let existed = live
                     .applier

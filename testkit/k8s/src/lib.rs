@@ -19,8 +19,9 @@
 //! - no watches (`watch=true` is 405) and no `limit`/`continue` paging (all items come
 //!   back); `dryRun` is refused with 400 rather than silently persisted;
 //! - no authentication or authorization (use [`FakeCluster::fault`] for 401/403);
-//! - `managedFields` are not kept; apply conflicts are detected between apply managers
-//!   only (not against fields set by plain updates);
+//! - `managedFields` list the server-side apply managers only (manager and operation,
+//!   no field sets); apply conflicts are detected between apply managers only (not
+//!   against fields set by plain updates);
 //! - DaemonSets and StatefulSets are stored but have no controller; ReplicaSets do not
 //!   adopt orphan pods; one node (`kind-control-plane`), everything schedules on it;
 //! - pod logs are `fake log of <pod>/<container>` plus [`FakeCluster::append_pod_log`]

@@ -590,6 +590,9 @@ fn collection(shared: &Arc<Shared>, req: &Req, t: &Target) -> ApiResult<Response
             let obj = req.object()?;
             check_body_identity(info, &t.version, t.namespace.as_deref(), &obj)?;
             let created = shared.create(info, t.namespace.as_deref().unwrap_or_default(), obj)?;
+            if let Some(manager) = req.query.get("fieldManager").filter(|m| !m.is_empty()) {
+                shared.lock().record_updater(meta::uid(&created), manager);
+            }
             Ok(json_response(201, &as_version(created, info, &t.version)))
         }
         Method::DELETE => {

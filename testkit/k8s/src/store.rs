@@ -408,18 +408,19 @@ impl Store {
             } else {
                 m.remove("namespace");
             }
+            // Who manages the object is the server's record, not the writer's.
             for k in [
                 "uid",
                 "creationTimestamp",
                 "deletionTimestamp",
                 "deletionGracePeriodSeconds",
+                "managedFields",
             ] {
                 match old["metadata"].get(k) {
                     Some(v) => m.insert(k.into(), v.clone()),
                     None => m.remove(k),
                 };
             }
-            m.remove("managedFields");
         }
         if mode != Write::Status {
             let origin = if mode == Write::Main {
@@ -689,9 +690,56 @@ impl Store {
         self.applied.get(&(uid.to_string(), manager.to_string()))
     }
 
+    /// Records what `manager` applied, and lists the object's apply managers in its
+    /// `metadata.managedFields` (manager and operation only; no field sets).
     pub fn set_applied(&mut self, uid: &str, manager: &str, config: Value) {
         self.applied
             .insert((uid.to_string(), manager.to_string()), config);
+        let mut managers: Vec<&String> = self
+            .applied
+            .keys()
+            .filter(|(u, _)| u == uid)
+            .map(|(_, m)| m)
+            .collect();
+        managers.sort();
+        let Some(obj) = self.objects.values_mut().find(|o| meta::uid(o) == uid) else {
+            return;
+        };
+        let mut entries: Vec<Value> = obj["metadata"]["managedFields"]
+            .as_array()
+            .map(|e| {
+                e.iter()
+                    .filter(|e| e["operation"] != "Apply")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        entries.extend(
+            managers
+                .into_iter()
+                .map(|m| json!({"manager": m, "operation": "Apply", "fieldsType": "FieldsV1"})),
+        );
+        meta::metadata_mut(obj).insert("managedFields".into(), json!(entries));
+    }
+
+    /// Lists `manager` in the object's `metadata.managedFields` as an updater (a create
+    /// or update with `fieldManager`), as a real API server does.
+    pub fn record_updater(&mut self, uid: &str, manager: &str) {
+        let Some(obj) = self.objects.values_mut().find(|o| meta::uid(o) == uid) else {
+            return;
+        };
+        let mut entries: Vec<Value> = obj["metadata"]["managedFields"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !entries
+            .iter()
+            .any(|e| e["manager"] == manager && e["operation"] == "Update")
+        {
+            entries
+                .push(json!({"manager": manager, "operation": "Update", "fieldsType": "FieldsV1"}));
+        }
+        meta::metadata_mut(obj).insert("managedFields".into(), json!(entries));
     }
 
     /// The other apply managers of an object and what they applied last.
