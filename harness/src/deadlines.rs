@@ -76,7 +76,9 @@ pub const PREFLIGHT_REQUEST: Duration = secs(6);
 pub const POD_HTTP: Duration = secs(20);
 
 /// How long a rollout's pod may stay unschedulable before the wait gives up on it.
-/// Briefly unschedulable is normal: the kind node not ready yet, or a terminating pod
-/// still holding the CPU or memory the new one needs; much longer means the node lacks
-/// them, and waiting out `ROLLOUT` would only hide the scheduler's reason.
-pub const UNSCHEDULABLE_GRACE: Duration = secs(20);
+/// Briefly unschedulable is normal: the kind node not ready yet, or terminating pods
+/// (of this rollout, which the wait sees, or of others rolled at the same time, which it
+/// does not) still holding the CPU or memory the new one needs, for up to their
+/// termination grace (30 s by default). Much longer means the node lacks them, and
+/// waiting out `ROLLOUT` would only hide the scheduler's reason.
+pub const UNSCHEDULABLE_GRACE: Duration = secs(60);

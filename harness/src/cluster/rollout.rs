@@ -128,8 +128,17 @@ pub fn stuck_pod(pods: &[&Pod]) -> Option<String> {
 /// `Unschedulable`) for longer than `grace` before `now`, named with the scheduler's
 /// message. Briefly unschedulable is normal (see [`deadlines::UNSCHEDULABLE_GRACE`]);
 /// without a `lastTransitionTime` the duration is unknown and the pod is not named.
-/// Terminating pods are skipped: they will not be scheduled, and they leave.
+/// Terminating pods are skipped: they will not be scheduled, and they leave. While a
+/// terminating pod of the Deployment still holds a node (a rolling update's old pod,
+/// up to its termination grace), nothing is named: its leaving may make the room.
 pub fn unschedulable_pod(pods: &[&Pod], now: Timestamp, grace: Duration) -> Option<String> {
+    let room_being_freed = pods.iter().any(|p| {
+        p.metadata.deletion_timestamp.is_some()
+            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+    });
+    if room_being_freed {
+        return None;
+    }
     for pod in pods {
         if pod.metadata.deletion_timestamp.is_some() {
             continue;
@@ -807,6 +816,28 @@ mod tests {
                 "at {now}"
             );
         }
+    }
+
+    #[test]
+    fn no_pod_is_named_while_an_old_pod_of_the_deployment_still_holds_a_node() {
+        let now = after_grace(at(0), SignedDuration::from_secs(600));
+        let mut observed = age(false);
+        let mut old = terminating(scheduled(pod("age", "old", "b")));
+        old.spec = Some(k8s_openapi::api::core::v1::PodSpec {
+            node_name: Some("kind-control-plane".into()),
+            ..Default::default()
+        });
+        observed.pods = vec![old, unschedulable(pod("age", "new", "d"), Some(at(0)))];
+        assert!(matches!(
+            check(&observed, Instant::now(), now),
+            Check::NotYet(_)
+        ));
+        // Once it has left the node, the pending pod is named.
+        observed.pods.remove(0);
+        assert!(matches!(
+            check(&observed, Instant::now(), now),
+            Check::Abort(_)
+        ));
     }
 
     #[test]
