@@ -171,6 +171,17 @@ pub async fn run(
         deadline,
         || send(probe, requests),
         |deltas, traffic| {
+            let unplaceable = deltas.unplaceable();
+            if !unplaceable.is_empty() {
+                let labels: Vec<String> = unplaceable
+                    .iter()
+                    .map(|(label, n)| format!("{n} without `{label}`"))
+                    .collect();
+                return Look::Error(Evidence::new(format!(
+                    "istio_requests_total series lack labels Istio's standard metrics carry ({}): whose requests they are cannot be told, so a sidecar could report unseen; check Telemetry resources that remove tags",
+                    labels.join(", ")
+                )));
+            }
             let (scoped, left_out) = deltas.within(&scope);
             let mut judged = look(&scoped, traffic, &groups);
             if !left_out.is_empty() {

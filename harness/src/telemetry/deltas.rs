@@ -146,6 +146,29 @@ impl Deltas {
         (scoped, left_out)
     }
 
+    /// Requests the phase added to series that lack a label the oracle reads to place
+    /// them (who reported, between which workloads of which namespaces), by label.
+    /// Istio's standard metrics always carry these; without them a request cannot be
+    /// told to be this run's or not, so the phase cannot be judged.
+    pub fn unplaceable(&self) -> BTreeMap<&'static str, f64> {
+        const PLACING: [&str; 5] = [
+            "reporter",
+            "source_workload",
+            "source_workload_namespace",
+            "destination_workload",
+            "destination_workload_namespace",
+        ];
+        let mut missing: BTreeMap<&'static str, f64> = BTreeMap::new();
+        for (labels, delta) in &self.increases {
+            for name in PLACING {
+                if !labels.contains_key(name) {
+                    *missing.entry(name).or_default() += delta;
+                }
+            }
+        }
+        missing
+    }
+
     /// The edge `from → to` as `reporter` saw it in the phase.
     pub fn edge(&self, reporter: Reporter, from: &str, to: &str) -> EdgeDelta {
         let mut edge = EdgeDelta::default();
@@ -391,6 +414,48 @@ mod tests {
                 Some("200")
             ),
             20.0
+        );
+    }
+
+    #[test]
+    fn requests_in_series_without_placing_labels_are_named() {
+        let mut bare = placed(
+            series("destination", "unknown", "age", "none", "200"),
+            "unknown",
+            "sentences",
+        );
+        bare.remove("reporter");
+        bare.remove("destination_workload_namespace");
+        let full = placed(
+            series("destination", "unknown", "name", "none", "200"),
+            "unknown",
+            "sentences",
+        );
+        let after = Snapshot {
+            at: 1.0,
+            series: [(bare, 5.0), (full, 7.0)].into(),
+        };
+        let d = Deltas::between(&Snapshot::default(), &after);
+        assert_eq!(
+            d.unplaceable(),
+            [("destination_workload_namespace", 5.0), ("reporter", 5.0)].into()
+        );
+        let complete = Snapshot {
+            at: 1.0,
+            series: [(
+                placed(
+                    series("destination", "unknown", "name", "none", "200"),
+                    "unknown",
+                    "sentences",
+                ),
+                7.0,
+            )]
+            .into(),
+        };
+        assert!(
+            Deltas::between(&Snapshot::default(), &complete)
+                .unplaceable()
+                .is_empty()
         );
     }
 
