@@ -80,16 +80,27 @@ pub async fn istio(
     version: &str,
     cache: &Path,
 ) -> Result<IstioRelease, String> {
-    let dir = cache.join(format!("istio-{version}"));
     let url = versions.istio_archive_url(version)?;
-    let archive = cache.join(crate::config::file_name(&url));
-    if let Err(e) = fetch_verified(&http_client()?, &url, &format!("{url}.sha256"), &archive).await
-    {
+    let source = ReleaseSource::from_env(&versions.istio.releases_url);
+    istio_from(versions, version, cache, &url, &source).await
+}
+
+/// [`istio`] with the archive's URL and the release list given (the environment
+/// chooses them for a run).
+pub async fn istio_from(
+    versions: &Versions,
+    version: &str,
+    cache: &Path,
+    url: &str,
+    releases: &ReleaseSource,
+) -> Result<IstioRelease, String> {
+    let dir = cache.join(format!("istio-{version}"));
+    let archive = cache.join(crate::config::file_name(url));
+    if let Err(e) = fetch_verified(&http_client()?, url, &format!("{url}.sha256"), &archive).await {
         if !e.not_found {
             return Err(e.message);
         }
-        let source = ReleaseSource::from_env(&versions.istio.releases_url);
-        return Err(missing_release(&source, versions, version, &e.message).await);
+        return Err(missing_release(releases, versions, version, &e.message).await);
     }
     let prometheus_addon = dir.join("samples/addons/prometheus.yaml");
     let bundled = dir.join("bin/istioctl");
@@ -133,6 +144,11 @@ pub async fn missing_release(
     let (major, minor) = versions.minimum_istio();
     match releases::fetch(source, Minor { major, minor }).await {
         Ok(list) => match crate::resolve::resolve(&request, version, &list.releases) {
+            // A cached list may predate the release: say so rather than deny it.
+            Err(never_released) if list.from_cache.is_some() => format!(
+                "{not_found}; by the cached release list, {never_released} ({})",
+                list.from_cache.as_deref().unwrap_or_default()
+            ),
             Err(never_released) => format!(
                 "{never_released} ({not_found}); pass a released version, or the minor alone for its newest patch"
             ),
