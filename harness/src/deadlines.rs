@@ -37,6 +37,9 @@ pub const TLS: Duration = secs(120);
 /// Prometheus reports a slower interval raises it to cover its scrapes
 /// (`telemetry::phase::SCRAPES_PER_PHASE`).
 pub const TELEMETRY: Duration = secs(180);
+/// The most a slow scrape interval may raise a telemetry phase's deadline to: beyond
+/// it (an interval over 100 s) the phase gives up with what it saw, saying why.
+pub const TELEMETRY_MAX: Duration = secs(600);
 /// `proxy-config`: until the caller's Envoy has the expected clusters.
 pub const PROXY_CONFIG: Duration = secs(120);
 

@@ -54,9 +54,14 @@ pub async fn scrape_interval(prometheus: &Prometheus) -> Result<Duration, String
 pub const SCRAPES_PER_PHASE: u32 = 6;
 
 /// The phase's deadline: `deadline`, or [`SCRAPES_PER_PHASE`] scrape intervals when
-/// that is longer (a shorter deadline could only end before the scrapes it needs).
+/// that is longer (a shorter deadline could only end before the scrapes it needs), but
+/// never past [`deadlines::TELEMETRY_MAX`](crate::deadlines::TELEMETRY_MAX).
 pub fn phase_deadline(deadline: Duration, interval: Duration) -> Duration {
-    deadline.max(interval.saturating_mul(SCRAPES_PER_PHASE))
+    deadline.max(
+        interval
+            .saturating_mul(SCRAPES_PER_PHASE)
+            .min(crate::deadlines::TELEMETRY_MAX),
+    )
 }
 
 /// The scrape interval a phase paces itself by, and what the evidence says about it.
@@ -96,9 +101,18 @@ impl Pace {
             return (deadline, None);
         }
         let raised = phase_deadline(deadline, self.interval);
+        let wanted = self.interval.saturating_mul(SCRAPES_PER_PHASE);
         let note = (raised > deadline).then(|| {
+            let capped = if wanted > raised {
+                format!(
+                    "; {SCRAPES_PER_PHASE} scrape intervals would be {}: capped",
+                    addon::prometheus_duration(wanted)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "deadline raised from {} to {} ({SCRAPES_PER_PHASE} scrape intervals)",
+                "deadline raised from {} to {} ({SCRAPES_PER_PHASE} scrape intervals{capped})",
                 addon::prometheus_duration(deadline),
                 addon::prometheus_duration(raised)
             )
@@ -242,6 +256,18 @@ mod tests {
         assert_eq!(
             phase_deadline(Duration::from_secs(20), Duration::from_secs(5)),
             Duration::from_secs(30)
+        );
+        // Every five minutes: capped, and the evidence says so.
+        assert_eq!(
+            phase_deadline(TELEMETRY, Duration::from_secs(300)),
+            crate::deadlines::TELEMETRY_MAX
+        );
+        let (deadline, note) = Pace::from_read(Ok(Duration::from_secs(300))).deadline(TELEMETRY);
+        assert_eq!(deadline, crate::deadlines::TELEMETRY_MAX);
+        let note = note.unwrap();
+        assert!(
+            note.contains("would be 30m0s: capped") || note.contains(": capped"),
+            "{note}"
         );
     }
 
