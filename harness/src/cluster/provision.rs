@@ -239,7 +239,7 @@ pub async fn setup(
             }
             timeline.record(
                 "pre-pull images onto the node",
-                Some("install"),
+                Some(crate::runner::record::BACKGROUND),
                 started.elapsed(),
             );
         })

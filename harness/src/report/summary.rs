@@ -181,10 +181,19 @@ fn secs(d: std::time::Duration) -> String {
 /// the critical path.
 pub fn time_budget(record: &RunRecord) -> String {
     let mut rows: Vec<(String, std::time::Duration, String)> = Vec::new();
+    // Background phases: shown, not on the critical path (nothing waited for them).
+    let mut aside: Vec<(String, std::time::Duration)> = Vec::new();
     // Phases of one group ran at the same time, whatever order they finished (and were
     // recorded) in: a background download may end after the next phase began.
     let mut groups: Vec<Vec<&crate::runner::record::PhaseTime>> = Vec::new();
     for phase in &record.setup_phases {
+        if phase.group.as_deref() == Some(crate::runner::record::BACKGROUND) {
+            aside.push((
+                format!("setup, in the background: {}", phase.name),
+                phase.elapsed,
+            ));
+            continue;
+        }
         let same = phase.group.as_ref().and_then(|name| {
             groups
                 .iter_mut()
@@ -230,7 +239,7 @@ pub fn time_budget(record: &RunRecord) -> String {
             ));
         }
     }
-    if rows.is_empty() {
+    if rows.is_empty() && aside.is_empty() {
         return String::new();
     }
     let total: std::time::Duration = rows.iter().map(|(_, d, _)| *d).sum();
@@ -238,6 +247,14 @@ pub fn time_budget(record: &RunRecord) -> String {
         String::from("### Where the time went\n\n| part | time | critical path |\n|---|---|---|\n");
     for (part, time, critical) in &rows {
         let _ = writeln!(out, "| {} | {} | {} |", cell(part), secs(*time), critical);
+    }
+    for (part, time) in &aside {
+        let _ = writeln!(
+            out,
+            "| {} | {} | no (nothing waits for it) |",
+            cell(part),
+            secs(*time)
+        );
     }
     let _ = writeln!(out, "| **critical path** | **{}** | |\n", secs(total));
     out

@@ -140,6 +140,10 @@ pub struct RunRecord {
     pub setup_phases: Vec<PhaseTime>,
 }
 
+/// The group of setup phases nothing waits for (the image pre-pull): shown in the time
+/// budget, never on its critical path.
+pub const BACKGROUND: &str = "background";
+
 /// One phase of setup and how long it took. Phases with the same `group` ran at the
 /// same time; the longest of a group is on the critical path.
 #[derive(Clone, Debug, PartialEq)]
