@@ -197,7 +197,22 @@ pub fn run(cli: Cli) -> u8 {
         )
         .clearing_leftovers_of(catalog.suites.clone()),
     );
-    run_with_world(&cli.libtest(), schedule, world, &shared, &progress, &config)
+    let code = run_with_world(&cli.libtest(), schedule, world, &shared, &progress, &config);
+    let signalled = *runner::lock(&shared.signal);
+    match signalled {
+        // The handler is still cleaning up (a kind delete) and ends the process itself.
+        Some(signal_code) => {
+            let until = std::time::Instant::now()
+                + crate::deadlines::KIND_DELETE
+                + std::time::Duration::from_secs(30);
+            // Parking may wake early; the bound is what counts.
+            while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+                std::thread::park_timeout(left);
+            }
+            signal_code
+        }
+        None => code,
+    }
 }
 
 /// Setup, the trials, and the report; separate from [`run`] so tests can drive it
@@ -383,6 +398,7 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
     };
     runtime.spawn(async move {
         let (signal, code) = signals.wait().await;
+        *runner::lock(&shared.signal) = Some(code);
         // First, before anything else can start one: tools still running (a `kind
         // create cluster`) would outlive the exit and undo the deletion below.
         crate::cluster::process::stop_running();
@@ -402,7 +418,11 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
                 hint,
             }) => {
                 eprintln!("interrupted: deleting {what}");
-                match undo() {
+                // It may wait for the run's own delete to finish: off the async workers.
+                let undone = tokio::task::spawn_blocking(undo)
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the deletion failed: {e}")));
+                match undone {
                     Ok(()) => format!("; deleted {what}"),
                     Err(e) => format!("; could not delete {what} ({e}): delete it with `{hint}`"),
                 }

@@ -945,11 +945,13 @@ fn sigterm_while_kind_creates_the_cluster_stops_kind_and_deletes_the_cluster() {
     );
     assert!(!err.contains("delete it with"), "{err}");
     let calls = kind.log();
-    assert!(
+    assert_eq!(
         calls
             .lines()
-            .any(|l| l == "delete cluster --name sigterm-during-create"),
-        "the cluster being created is deleted: {calls}"
+            .filter(|l| *l == "delete cluster --name sigterm-during-create")
+            .count(),
+        1,
+        "the cluster being created is deleted, once (two kind deletes at once fail): {calls}"
     );
     // The create itself was stopped, so it cannot finish a cluster after the delete.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -978,16 +980,26 @@ fn sigterm_while_the_run_deletes_its_cluster_lets_the_delete_finish() {
     sigterm(&child);
     let (code, err) = wait_bounded(child);
     assert_eq!(code, Some(143), "{err}");
-    // Not killed half-way: the delete runs to its end.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !kind.log().lines().any(|l| l == "finished") {
-        assert!(
-            Instant::now() < deadline,
-            "the run's kind delete was stopped half-way: {}\n{err}",
-            kind.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Not killed half-way: the delete ran to its end before the harness exited, and the
+    // interruption waited for it instead of starting a second one.
+    let calls = kind.log();
+    assert_eq!(
+        calls.lines().filter(|l| *l == "finished").count(),
+        1,
+        "the run's kind delete was stopped half-way: {calls}\n{err}"
+    );
+    assert_eq!(
+        calls
+            .lines()
+            .filter(|l| l.starts_with("delete cluster"))
+            .count(),
+        1,
+        "one kind delete, not two at once: {calls}"
+    );
+    assert!(
+        err.contains("deleted kind cluster `sigterm-during-delete`"),
+        "{err}"
+    );
 }
 
 const CANARY: [&str; 6] = [

@@ -52,6 +52,9 @@ pub struct Shared {
     /// Held while the reports are written; true once an interruption wrote them, so the
     /// run's own ending never writes over the interrupted report.
     pub interrupted_reports: Arc<Mutex<bool>>,
+    /// The exit code of a signal being handled: its handler cleans up and ends the
+    /// process, and the run's own ending must not end it first with another code.
+    pub signal: Arc<Mutex<Option<u8>>>,
 }
 
 impl Default for Shared {
@@ -63,6 +66,7 @@ impl Default for Shared {
             interrupt_cleanup: Arc::new(Mutex::new(None)),
             timeline: record::Timeline::default(),
             interrupted_reports: Arc::new(Mutex::new(false)),
+            signal: Arc::new(Mutex::new(None)),
         }
     }
 }

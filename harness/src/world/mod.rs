@@ -33,6 +33,9 @@ pub struct ClusterWorld {
     interrupt_cleanup: Arc<Mutex<Option<InterruptCleanup>>>,
     /// The kind cluster this run created, from the moment it exists.
     owned: Arc<Mutex<Option<OwnedCluster>>>,
+    /// Held by whoever deletes that cluster (the run's end, or the interrupt handler):
+    /// one `kind delete` at a time, and the other then finds nothing left to delete.
+    deleting: Arc<Mutex<()>>,
     timeline: crate::runner::record::Timeline,
     live: Option<Live>,
     variables: Variables,
@@ -93,6 +96,7 @@ impl ClusterWorld {
             properties: Arc::clone(&shared.properties),
             interrupt_cleanup: Arc::clone(&shared.interrupt_cleanup),
             owned: Arc::new(Mutex::new(None)),
+            deleting: Arc::new(Mutex::new(())),
             timeline: shared.timeline.clone(),
             live: None,
             variables,
@@ -123,23 +127,33 @@ impl ClusterWorld {
 
     /// Records a kind cluster this run created: deleted at the end (or on interrupt)
     /// unless `--keep-cluster`.
-    /// On interrupt the cluster is deleted if the run still owns it; the run's own end
-    /// lets go of it only once its delete has finished, so there is never a moment in
-    /// which neither deletes it.
+    /// On interrupt the cluster is deleted if the run still owns it. The run's own end
+    /// lets go of it only once its delete has finished, and the two never delete at
+    /// once (kind's delete takes a lock of its own and fails beside another): the
+    /// handler waits for a delete under way, then finds nothing left or deletes.
     fn register(
         owned: &Arc<Mutex<Option<OwnedCluster>>>,
+        deleting: &Arc<Mutex<()>>,
         cleanup: &Mutex<Option<InterruptCleanup>>,
         keep: bool,
         cluster: OwnedCluster,
     ) {
+        // Owned first: a signal right after the cleanup is registered must find it.
+        *lock(owned) = Some(cluster.clone());
         let undo: Option<Box<dyn FnOnce() -> Result<(), String> + Send>> = if keep {
             None
         } else {
             let owned = Arc::clone(owned);
+            let deleting = Arc::clone(deleting);
             Some(Box::new(move || {
+                let _one_at_a_time = lock(&deleting);
                 let cluster = lock(&owned).clone();
                 match cluster {
-                    Some(cluster) => delete_kind_cluster(&cluster),
+                    Some(cluster) => {
+                        delete_kind_cluster(&cluster)?;
+                        *lock(&owned) = None;
+                        Ok(())
+                    }
                     None => Ok(()),
                 }
             }))
@@ -149,7 +163,6 @@ impl ClusterWorld {
             undo,
             hint: cluster.delete_command(),
         });
-        *lock(owned) = Some(cluster);
     }
 
     fn live(&mut self) -> Result<&mut Live, EnvError> {
@@ -167,7 +180,9 @@ impl World for ClusterWorld {
         let owned = Arc::clone(&self.owned);
         let cleanup = Arc::clone(&self.interrupt_cleanup);
         let keep = self.config.keep_cluster;
-        let created = move |cluster: OwnedCluster| Self::register(&owned, &cleanup, keep, cluster);
+        let deleting = Arc::clone(&self.deleting);
+        let created =
+            move |cluster: OwnedCluster| Self::register(&owned, &deleting, &cleanup, keep, cluster);
         let mut live = self.runtime.block_on(provision::setup(
             &self.config,
             &self.progress,
@@ -361,18 +376,22 @@ impl World for ClusterWorld {
                     owned.delete_command()
                 ));
             } else {
+                let deleting = Arc::clone(&self.deleting);
+                let _one_at_a_time = lock(&deleting);
+                // An interruption may have deleted it meanwhile.
+                let still_owned = lock(&self.owned).is_some();
                 let _wait = self
                     .progress
                     .wait(&format!("deleting kind cluster `{}`", owned.name));
-                match self
-                    .runtime
-                    .block_on(kind::delete(&owned.kind, &owned.name))
-                {
-                    Ok(()) => {
+                match still_owned.then(|| {
+                    self.runtime
+                        .block_on(kind::delete(&owned.kind, &owned.name))
+                }) {
+                    None | Some(Ok(())) => {
                         *lock(&self.interrupt_cleanup) = None;
                         *lock(&self.owned) = None;
                     }
-                    Err(e) => {
+                    Some(Err(e)) => {
                         first_error.get_or_insert(EnvError::new(Phase::Cleanup, e));
                     }
                 }
