@@ -139,6 +139,39 @@ fn groups(env: &Env<'_>, edges: &[(String, String)]) -> Vec<Group> {
     out
 }
 
+/// Judges the phase's deltas within this run's `scope` with `look`: an ERROR when some
+/// requests cannot be placed (series that lack the labels placing them), and the
+/// requests left out of scope named in the evidence.
+pub fn in_scope(deltas: &Deltas, scope: &Scope, look: impl FnOnce(&Deltas) -> Look) -> Look {
+    let unplaceable = deltas.unplaceable(scope);
+    if !unplaceable.is_empty() {
+        let labels: Vec<String> = unplaceable
+            .iter()
+            .map(|(label, n)| format!("{n} without `{label}`"))
+            .collect();
+        return Look::Error(Evidence::new(format!(
+            "istio_requests_total series lack labels Istio's standard metrics carry ({}): whose requests they are cannot be told, so a sidecar could report unseen; check Telemetry resources that remove tags",
+            labels.join(", ")
+        )));
+    }
+    let (scoped, left_out) = deltas.within(scope);
+    let mut judged = look(&scoped);
+    if !left_out.is_empty() {
+        let others: Vec<String> = left_out
+            .iter()
+            .map(|(namespace, n)| format!("{namespace} {n}"))
+            .collect();
+        judged.evidence_mut().details.push(format!(
+            "not counted (callee outside {}, or caller outside {} and {}): requests by the callee's namespace: {}",
+            scope.app_namespace,
+            scope.app_namespace,
+            scope.gateway_namespace,
+            others.join(", ")
+        ));
+    }
+    judged
+}
+
 /// What a telemetry phase runs with.
 struct Tools {
     prometheus: Prometheus,
@@ -170,35 +203,7 @@ pub async fn run(
         &tools.targets,
         deadline,
         || send(probe, requests),
-        |deltas, traffic| {
-            let unplaceable = deltas.unplaceable();
-            if !unplaceable.is_empty() {
-                let labels: Vec<String> = unplaceable
-                    .iter()
-                    .map(|(label, n)| format!("{n} without `{label}`"))
-                    .collect();
-                return Look::Error(Evidence::new(format!(
-                    "istio_requests_total series lack labels Istio's standard metrics carry ({}): whose requests they are cannot be told, so a sidecar could report unseen; check Telemetry resources that remove tags",
-                    labels.join(", ")
-                )));
-            }
-            let (scoped, left_out) = deltas.within(&scope);
-            let mut judged = look(&scoped, traffic, &groups);
-            if !left_out.is_empty() {
-                let others: Vec<String> = left_out
-                    .iter()
-                    .map(|(namespace, n)| format!("{namespace} {n}"))
-                    .collect();
-                judged.evidence_mut().details.push(format!(
-                    "not counted (callee outside {}, or caller outside {} and {}): requests by the callee's namespace: {}",
-                    scope.app_namespace,
-                    scope.app_namespace,
-                    scope.gateway_namespace,
-                    others.join(", ")
-                ));
-            }
-            judged
-        },
+        |deltas, traffic| in_scope(deltas, &scope, |scoped| look(scoped, traffic, &groups)),
     )
     .await
 }
@@ -256,5 +261,83 @@ impl Standing {
         let mut evidence = Evidence::new(summary).with_details(self.details);
         evidence.edges = self.rows;
         look(evidence)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::deltas::Snapshot;
+    use crate::telemetry::prometheus::Labels;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn scope() -> Scope {
+        Scope {
+            app_namespace: "sentences".into(),
+            gateway_namespace: "istio-system".into(),
+        }
+    }
+
+    fn deltas(series: Vec<(Labels, f64)>) -> Deltas {
+        let after = Snapshot {
+            at: 1.0,
+            series: series.into_iter().collect(),
+        };
+        Deltas::between(&Snapshot::default(), &after)
+    }
+
+    const AGE_FROM_UNKNOWN: [(&str, &str); 5] = [
+        ("reporter", "destination"),
+        ("source_workload", "unknown"),
+        ("source_workload_namespace", "unknown"),
+        ("destination_workload", "age"),
+        ("destination_workload_namespace", "sentences"),
+    ];
+
+    #[test]
+    fn requests_that_cannot_be_placed_make_the_phase_an_error_unjudged() {
+        // age's sidecar reported, but its series lost `reporter`: it could be the very
+        // report an `unreported: [age]` must not see.
+        let mut bare = labels(&AGE_FROM_UNKNOWN);
+        bare.remove("reporter");
+        let mut judged = false;
+        let look = in_scope(&deltas(vec![(bare, 20.0)]), &scope(), |_| {
+            judged = true;
+            Look::Holds(Evidence::new("holds".to_string()))
+        });
+        assert!(!judged, "no verdict on deltas that cannot be placed");
+        match look {
+            Look::Error(e) => assert!(e.summary.contains("20 without `reporter`"), "{}", e.summary),
+            _ => panic!("not an error"),
+        }
+    }
+
+    #[test]
+    fn placed_requests_are_judged_in_scope_and_the_rest_named() {
+        let mut elsewhere = labels(&AGE_FROM_UNKNOWN);
+        elsewhere.insert("destination_workload_namespace".into(), "shop".into());
+        elsewhere.remove("source_workload");
+        let look = in_scope(
+            &deltas(vec![(labels(&AGE_FROM_UNKNOWN), 20.0), (elsewhere, 3.0)]),
+            &scope(),
+            |scoped| {
+                assert_eq!(scoped.reported_by_destination("age"), 20.0);
+                Look::Holds(Evidence::new("holds".to_string()))
+            },
+        );
+        match look {
+            Look::Holds(e) => assert!(
+                e.details.iter().any(|d| d.contains("shop 3")),
+                "{:?}",
+                e.details
+            ),
+            _ => panic!("not judged"),
+        }
     }
 }

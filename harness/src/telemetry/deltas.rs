@@ -62,6 +62,21 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether a series is certainly not this run's: a namespace label it does carry
+    /// places it elsewhere (whatever labels it lacks).
+    fn excludes(&self, labels: &Labels) -> bool {
+        let elsewhere = |name: &str, allowed: &[&str]| {
+            labels
+                .get(name)
+                .is_some_and(|v| !allowed.contains(&v.as_str()))
+        };
+        elsewhere("destination_workload_namespace", &[&self.app_namespace])
+            || elsewhere(
+                "source_workload_namespace",
+                &[&self.app_namespace, &self.gateway_namespace, "unknown"],
+            )
+    }
+
     fn holds(&self, labels: &Labels) -> bool {
         let source = label(labels, "source_workload_namespace");
         label(labels, "destination_workload_namespace") == self.app_namespace
@@ -147,10 +162,12 @@ impl Deltas {
     }
 
     /// Requests the phase added to series that lack a label the oracle reads to place
-    /// them (who reported, between which workloads of which namespaces), by label.
-    /// Istio's standard metrics always carry these; without them a request cannot be
-    /// told to be this run's or not, so the phase cannot be judged.
-    pub fn unplaceable(&self) -> BTreeMap<&'static str, f64> {
+    /// them (who reported, between which workloads of which namespaces), by label,
+    /// unless a label they do carry puts them outside `scope` (another namespace's
+    /// workloads may drop tags: not this run's business). Istio's standard metrics
+    /// always carry these; without them a request cannot be told to be this run's or
+    /// not, so the phase cannot be judged.
+    pub fn unplaceable(&self, scope: &Scope) -> BTreeMap<&'static str, f64> {
         const PLACING: [&str; 5] = [
             "reporter",
             "source_workload",
@@ -160,6 +177,9 @@ impl Deltas {
         ];
         let mut missing: BTreeMap<&'static str, f64> = BTreeMap::new();
         for (labels, delta) in &self.increases {
+            if scope.excludes(labels) {
+                continue;
+            }
             for name in PLACING {
                 if !labels.contains_key(name) {
                     *missing.entry(name).or_default() += delta;
@@ -436,9 +456,31 @@ mod tests {
             series: [(bare, 5.0), (full, 7.0)].into(),
         };
         let d = Deltas::between(&Snapshot::default(), &after);
+        let scope = Scope {
+            app_namespace: "sentences".into(),
+            gateway_namespace: "istio-system".into(),
+        };
         assert_eq!(
-            d.unplaceable(),
+            d.unplaceable(&scope),
             [("destination_workload_namespace", 5.0), ("reporter", 5.0)].into()
+        );
+        // Another namespace's workloads without some tags: placed elsewhere by what
+        // they carry, so not this run's and not an error.
+        let mut elsewhere = placed(
+            series("destination", "unknown", "web", "none", "200"),
+            "unknown",
+            "shop",
+        );
+        elsewhere.remove("reporter");
+        elsewhere.remove("source_workload");
+        let after = Snapshot {
+            at: 1.0,
+            series: [(elsewhere, 9.0)].into(),
+        };
+        assert!(
+            Deltas::between(&Snapshot::default(), &after)
+                .unplaceable(&scope)
+                .is_empty()
         );
         let complete = Snapshot {
             at: 1.0,
@@ -454,7 +496,7 @@ mod tests {
         };
         assert!(
             Deltas::between(&Snapshot::default(), &complete)
-                .unplaceable()
+                .unplaceable(&scope)
                 .is_empty()
         );
     }
