@@ -269,7 +269,17 @@ pub fn run_with_world(
         return exit::ENVIRONMENT;
     }
     let conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
-    let record = runner::lock(&shared.record).clone();
+    let record = {
+        let mut record = runner::lock(&shared.record);
+        // Background phases (the image pre-pull) may have ended after setup's snapshot.
+        for phase in shared.timeline.phases() {
+            let background = phase.group.as_deref() == Some(runner::record::BACKGROUND);
+            if background && !record.setup_phases.iter().any(|p| p.name == phase.name) {
+                record.setup_phases.push(phase);
+            }
+        }
+        record.clone()
+    };
     let written = write_report_unless_interrupted(&record, config, shared);
     for failure in &record.setup_failures {
         eprintln!("error: {}: {}", failure.phase, failure.message);

@@ -121,6 +121,35 @@ impl Pace {
     }
 }
 
+/// A look as a verdict, or `Err` when the phase must look again (not yet, and time
+/// left). At the deadline "not yet" is a failure, unless the deadline was cut short by
+/// the cap for a slow scrape interval (`capped`): then it is the harness's limit, an
+/// ERROR.
+fn settle(
+    look: Look,
+    at_deadline: bool,
+    capped: Option<Duration>,
+) -> Result<(Verdict, Evidence), ()> {
+    match look {
+        Look::Holds(e) => Ok((Verdict::Passed, e)),
+        Look::Final(e) => Ok((Verdict::Failed, e)),
+        Look::Error(e) => Ok((Verdict::Errored, e)),
+        Look::NotYet(mut e) if at_deadline => match capped {
+            Some(interval) => {
+                e.summary = format!(
+                    "{}; the phase ran out of scrapes at its {} cap (Prometheus scrapes every {}): not a verdict",
+                    e.summary,
+                    addon::prometheus_duration(crate::deadlines::TELEMETRY_MAX),
+                    addon::prometheus_duration(interval)
+                );
+                Ok((Verdict::Errored, e))
+            }
+            None => Ok((Verdict::Failed, e)),
+        },
+        Look::NotYet(_) => Err(()),
+    }
+}
+
 pub async fn run<F, Fut, J>(
     prometheus: &Prometheus,
     targets: &Targets,
@@ -137,6 +166,9 @@ where
     let error = |message: String| Judgement::errored(message, started.elapsed());
     let scrapes = Pace::from_read(scrape_interval(prometheus).await);
     let (deadline, raised) = scrapes.deadline(deadline);
+    // Cut short by the cap, not by the world: running out of time then is the harness's
+    // limit, an ERROR, never a verdict on Istio.
+    let capped = scrapes.read_back && scrapes.interval.saturating_mul(SCRAPES_PER_PHASE) > deadline;
     let interval_note = match raised {
         Some(raised) => format!("{}; {raised}", scrapes.note),
         None => scrapes.note,
@@ -191,22 +223,20 @@ where
         let deltas = Deltas::between(&before, &after);
         let look = judge(&deltas, &traffic);
         let at_deadline = started.elapsed() >= deadline;
-        let (verdict, mut evidence) = match look {
-            Look::Holds(e) => (Verdict::Passed, e),
-            Look::Final(e) => (Verdict::Failed, e),
-            Look::Error(e) => (Verdict::Errored, e),
-            Look::NotYet(e) if at_deadline => (Verdict::Failed, e),
-            Look::NotYet(_) => {
-                // When the deadline passes here, the next look reports the verdict.
-                if let Ok(t) = targets
-                    .scraped_after(prometheus, last_scrape, left(), pace)
-                    .await
-                {
-                    last_scrape = t;
+        let (verdict, mut evidence) =
+            match settle(look, at_deadline, capped.then_some(scrapes.interval)) {
+                Ok(settled) => settled,
+                Err(()) => {
+                    // When the deadline passes here, the next look reports the verdict.
+                    if let Ok(t) = targets
+                        .scraped_after(prometheus, last_scrape, left(), pace)
+                        .await
+                    {
+                        last_scrape = t;
+                    }
+                    continue;
                 }
-                continue;
-            }
-        };
+            };
         let mut details = vec![
             format!("Prometheus: {}; {interval_note}", prometheus.base()),
             targets_note,
@@ -234,6 +264,23 @@ where
 mod tests {
     use super::*;
     use crate::deadlines::TELEMETRY;
+
+    #[test]
+    fn not_yet_at_a_capped_deadline_is_an_error_not_a_failure() {
+        let not_yet = || Look::NotYet(Evidence::new("short of 20 requests".to_string()));
+        assert!(settle(not_yet(), false, None).is_err(), "looks again");
+        let (verdict, _) = settle(not_yet(), true, None).unwrap();
+        assert_eq!(verdict, Verdict::Failed);
+        let (verdict, evidence) = settle(not_yet(), true, Some(Duration::from_secs(300))).unwrap();
+        assert_eq!(verdict, Verdict::Errored);
+        assert!(
+            evidence
+                .summary
+                .contains("at its 600s cap (Prometheus scrapes every 300s)"),
+            "{}",
+            evidence.summary
+        );
+    }
 
     #[test]
     fn the_deadline_covers_the_phases_scrapes_at_any_interval() {
