@@ -131,12 +131,16 @@ pub fn stuck_pod(pods: &[&Pod]) -> Option<String> {
 /// Terminating pods are skipped: they will not be scheduled, and they leave. While a
 /// terminating pod of the Deployment still holds a node (a rolling update's old pod,
 /// up to its termination grace), nothing is named: its leaving may make the room.
-pub fn unschedulable_pod(pods: &[&Pod], now: Timestamp, grace: Duration) -> Option<String> {
-    let room_being_freed = pods.iter().any(|p| {
-        p.metadata.deletion_timestamp.is_some()
-            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
-    });
-    if room_being_freed {
+///
+/// `freed_at` is when the wait last saw such an old pod: the grace counts from then
+/// too, since the scheduler retries only once the room is free.
+pub fn unschedulable_pod(
+    pods: &[&Pod],
+    now: Timestamp,
+    grace: Duration,
+    freed_at: Option<Timestamp>,
+) -> Option<String> {
+    if room_being_freed(pods) {
         return None;
     }
     for pod in pods {
@@ -159,8 +163,9 @@ pub fn unschedulable_pod(pods: &[&Pod], now: Timestamp, grace: Duration) -> Opti
             let Some(since) = condition.last_transition_time.as_ref() else {
                 continue;
             };
+            let since = freed_at.map_or(since.0, |freed| freed.max(since.0));
             // A transition "after" now (clock skew) counts as just now.
-            let held = Duration::try_from(now.duration_since(since.0)).unwrap_or(Duration::ZERO);
+            let held = Duration::try_from(now.duration_since(since)).unwrap_or(Duration::ZERO);
             if held <= grace {
                 continue;
             }
@@ -173,6 +178,14 @@ pub fn unschedulable_pod(pods: &[&Pod], now: Timestamp, grace: Duration) -> Opti
         }
     }
     None
+}
+
+/// Whether a terminating pod among `pods` still holds a node (its leaving makes room).
+pub fn room_being_freed(pods: &[&Pod]) -> bool {
+    pods.iter().any(|p| {
+        p.metadata.deletion_timestamp.is_some()
+            && p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+    })
 }
 
 fn labels_match(selector: &BTreeMap<String, String>, labels: &BTreeMap<String, String>) -> bool {
@@ -323,12 +336,19 @@ pub fn stale_endpoints(observed: &Observed, hash: &str) -> Vec<String> {
 
 /// One look at the rollout; `now` is the wall clock, to which the pods' condition
 /// times are compared.
-pub fn check(observed: &Observed, started: Instant, now: Timestamp) -> Check<Rollout> {
+pub fn check(
+    observed: &Observed,
+    started: Instant,
+    now: Timestamp,
+    freed_at: Option<Timestamp>,
+) -> Check<Rollout> {
     let own_pods = observed.own_pods();
     if let Some(stuck) = stuck_pod(&own_pods) {
         return Check::Abort(stuck);
     }
-    if let Some(unschedulable) = unschedulable_pod(&own_pods, now, deadlines::UNSCHEDULABLE_GRACE) {
+    if let Some(unschedulable) =
+        unschedulable_pod(&own_pods, now, deadlines::UNSCHEDULABLE_GRACE, freed_at)
+    {
         return Check::Abort(unschedulable);
     }
     match rollout_state(&observed.deployment) {
@@ -452,11 +472,20 @@ pub async fn wait(
     deadline: Duration,
 ) -> Result<Rollout, String> {
     let started = Instant::now();
+    // When this wait last saw an old pod of the rollout holding a node.
+    let freed_at: std::sync::Mutex<Option<Timestamp>> = std::sync::Mutex::new(None);
     wait::until(deadline, deadlines::POLL, || async {
         match observe(client, namespace, name).await {
             // Condition times are the cluster's clock: kind's runs on this machine, and
             // a few seconds of skew elsewhere matter little against the grace.
-            Ok(observed) => check(&observed, started, Timestamp::now()),
+            Ok(observed) => {
+                let now = Timestamp::now();
+                if room_being_freed(&observed.own_pods()) {
+                    *freed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
+                }
+                let freed = *freed_at.lock().unwrap_or_else(|p| p.into_inner());
+                check(&observed, started, now, freed)
+            }
             Err(e) if e.permanent => Check::Abort(e.message),
             Err(e) => Check::NotYet(e.message),
         }
@@ -757,13 +786,13 @@ mod tests {
             endpoint("age-old-c", "10.0.0.3", Some(false)),
             endpoint("age-old-q2", "10.0.0.4", Some(true)),
         ])];
-        match check(&observed, Instant::now(), at(0)) {
+        match check(&observed, Instant::now(), at(0), None) {
             Check::NotYet(why) => assert!(why.contains("age-old-q2 (10.0.0.4)"), "{why}"),
             Check::Ready(r) => panic!("ready with a stale endpoint: {r:?}"),
             Check::Abort(why) => panic!("aborted: {why}"),
         }
         observed.slices[0].endpoints.pop();
-        match check(&observed, Instant::now(), at(0)) {
+        match check(&observed, Instant::now(), at(0), None) {
             Check::Ready(rollout) => {
                 assert_eq!(rollout.revision, "2");
                 assert_eq!(rollout.pods, ["age-new-a"], "neither terminating nor old");
@@ -780,7 +809,7 @@ mod tests {
             .pods
             .push(unschedulable(pod("age", "new", "b"), Some(at(0))));
         let now = after_grace(at(0), SignedDuration::from_secs(1));
-        match check(&observed, Instant::now(), now) {
+        match check(&observed, Instant::now(), now, None) {
             Check::Abort(why) => {
                 assert!(
                     why.starts_with("pod age-new-b cannot be scheduled"),
@@ -812,7 +841,10 @@ mod tests {
             at(-30),
         ] {
             assert!(
-                matches!(check(&observed, Instant::now(), now), Check::NotYet(_)),
+                matches!(
+                    check(&observed, Instant::now(), now, None),
+                    Check::NotYet(_)
+                ),
                 "at {now}"
             );
         }
@@ -829,13 +861,24 @@ mod tests {
         });
         observed.pods = vec![old, unschedulable(pod("age", "new", "d"), Some(at(0)))];
         assert!(matches!(
-            check(&observed, Instant::now(), now),
+            check(&observed, Instant::now(), now, None),
             Check::NotYet(_)
         ));
-        // Once it has left the node, the pending pod is named.
+        // Once it has left the node, the pending pod is named, but only a grace after the
+        // wait last saw the old pod there: the scheduler retries once the room is free.
         observed.pods.remove(0);
+        let just_freed = now - SignedDuration::from_secs(5);
         assert!(matches!(
-            check(&observed, Instant::now(), now),
+            check(&observed, Instant::now(), now, Some(just_freed)),
+            Check::NotYet(_)
+        ));
+        let freed_long_ago = now - SignedDuration::from_secs(300);
+        assert!(matches!(
+            check(&observed, Instant::now(), now, Some(freed_long_ago)),
+            Check::Abort(_)
+        ));
+        assert!(matches!(
+            check(&observed, Instant::now(), now, None),
             Check::Abort(_)
         ));
     }
@@ -874,14 +917,14 @@ mod tests {
             .pods
             .push(unschedulable(pod("age", "new", "c"), None));
         assert!(matches!(
-            check(&observed, Instant::now(), now),
+            check(&observed, Instant::now(), now, None),
             Check::NotYet(_)
         ));
         // Such a pod of age's own ends the wait.
         observed
             .pods
             .push(unschedulable(pod("age", "new", "d"), Some(at(0))));
-        match check(&observed, Instant::now(), now) {
+        match check(&observed, Instant::now(), now, None) {
             Check::Abort(why) => assert!(why.contains("pod age-new-d "), "{why}"),
             _ => panic!("an unschedulable pod of age is not ignored"),
         }
