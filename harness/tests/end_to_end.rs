@@ -335,6 +335,10 @@ fn main() {
             hand_made_gateway,
         ),
         with_prometheus(
+            "an_app_namespace_someone_else_made_is_refused_never_deleted",
+            hand_made_namespace,
+        ),
+        with_prometheus(
             "another_copy_of_the_app_behind_the_same_host_is_refused_at_setup",
             another_copy_of_the_app,
         ),
@@ -1325,6 +1329,36 @@ fn hand_made_gateway(prometheus: &Path) {
                 .is_some(),
             "the user's gateway is left alone"
         );
+    });
+}
+
+/// A namespace `sentences` made by someone else (the exercise done by hand there): the
+/// fresh start would delete it with everything in it. Refused, named, left alone.
+fn hand_made_namespace(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        stand_in
+            .cluster
+            .apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": "sentences"}}))
+            .expect("namespace");
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _r) =
+            run_harness(&stand_in, &["mesh::01", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 3, "{results:#?}\n{stderr}");
+        assert!(
+            results.iter().any(|(n, s)| n == "setup::istio"
+                && s.contains("namespace sentences exists and was not made by the harness (managed by testkit)")),
+            "{results:#?}"
+        );
+        let namespace = stand_in
+            .cluster
+            .get("", "Namespace", None, "sentences")
+            .expect("the user's namespace is left alone");
+        assert!(namespace.pointer("/metadata/deletionTimestamp").is_none());
     });
 }
 

@@ -194,6 +194,45 @@ async fn foreign_ingresses(live: &Live, config: &RunConfig) -> Result<Vec<String
         .collect())
 }
 
+/// The app namespace is deleted at the start only when the harness made it (its field
+/// manager is in the namespace's `managedFields`): one someone else made may hold their
+/// work (the exercise done by hand in `sentences`), and is refused, never deleted.
+async fn refuse_foreign_namespace(live: &Live, name: &str) -> Result<(), EnvError> {
+    let api: Api<Namespace> = Api::all(live.client.clone());
+    let existing = api
+        .get_opt(name)
+        .await
+        .map_err(|e| EnvError::new(Phase::Cleanup, format!("cannot read namespace {name}: {e}")))?;
+    let Some(existing) = existing else {
+        return Ok(());
+    };
+    // Already going: whoever deleted it, it will not hold anyone's work for long.
+    if existing.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let managers: Vec<String> = existing
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|m| m.manager)
+        .collect();
+    if managers.iter().any(|m| m == FIELD_MANAGER) {
+        return Ok(());
+    }
+    Err(EnvError::new(
+        Phase::Istio,
+        format!(
+            "namespace {name} exists and was not made by the harness (managed by {}): it may hold someone's work; pass another --app-namespace, or delete it",
+            if managers.is_empty() {
+                "no field manager".to_string()
+            } else {
+                managers.join(", ")
+            }
+        ),
+    ))
+}
+
 /// Removes what earlier runs left; returns what it did, for the report.
 pub async fn fresh_start(
     live: &mut Live,
@@ -203,6 +242,7 @@ pub async fn fresh_start(
 ) -> Result<Vec<String>, EnvError> {
     let mut log = Vec::new();
     let app = &config.app_namespace;
+    refuse_foreign_namespace(live, app).await?;
     if remove_namespace(live, app, deadlines::NAMESPACE_GONE, progress)
         .await
         .map_err(|e| EnvError::new(Phase::Cleanup, e))?
