@@ -88,7 +88,8 @@ pub struct Cli {
     #[arg(long = "suite", value_name = "NAME", help_heading = "Selection")]
     pub suites: Vec<String>,
 
-    /// List the steps a run would take, in order, and exit.
+    /// List the trials a run would judge, in order, and exit (what runs only as their
+    /// setup goes to standard error).
     #[arg(long, help_heading = "Selection")]
     pub list: bool,
 
