@@ -234,7 +234,8 @@ fn dry_run_shows_the_exercise_app_as_upstream_ships_it() {
     }
     let namespace = read("01-apply-shared-namespace.yaml");
     assert!(
-        namespace.contains("istio-injection: enabled"),
+        namespace.contains("istio-injection: enabled")
+            && namespace.contains("app.kubernetes.io/managed-by: istio-mtls-harness"),
         "{namespace}"
     );
 

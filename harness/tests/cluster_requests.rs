@@ -205,6 +205,14 @@ async fn injection_removes_the_pod_template_annotation_with_a_merge_patch() {
         "/apis/apps/v1/namespaces/sentences/deployments/age"
     );
     assert_eq!(log[0].content_type, "application/merge-patch+json");
+    // Under the harness's field manager, so what it changes stays recorded as its own.
+    assert!(
+        log[0]
+            .uri
+            .contains(&format!("fieldManager={FIELD_MANAGER}")),
+        "{}",
+        log[0].uri
+    );
     // The exercise's way: the annotation `sidecar.istio.io/inject: 'false'` removed
     // (`grep -v inject`), and a label of the same name (which would win) too.
     assert_eq!(

@@ -14,6 +14,15 @@ use std::time::Duration;
 /// The field manager of every server-side apply the harness makes.
 pub const FIELD_MANAGER: &str = "istio-mtls-harness";
 
+/// Parameters of the harness's plain patches: under its field manager too, so what it
+/// changes stays recorded as its own.
+pub fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..PatchParams::default()
+    }
+}
+
 /// Parses the documents of a rendered manifest; empty documents are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<DynamicObject>, String> {
     let values: Vec<serde_json::Value> = serde_saphyr::from_multiple(text)

@@ -386,6 +386,20 @@ pub fn check(
     }
 }
 
+/// One poll of the wait: remembers when an old pod of the rollout was last seen
+/// holding a node (`freed_at`), then [`check`]s with it.
+pub fn look(
+    observed: &Observed,
+    started: Instant,
+    now: Timestamp,
+    freed_at: &mut Option<Timestamp>,
+) -> Check<Rollout> {
+    if room_being_freed(&observed.own_pods()) {
+        *freed_at = Some(now);
+    }
+    check(observed, started, now, *freed_at)
+}
+
 /// Why the state could not be read; a missing Deployment will not appear by waiting.
 #[derive(Debug, Clone)]
 pub struct ObserveError {
@@ -479,12 +493,8 @@ pub async fn wait(
             // Condition times are the cluster's clock: kind's runs on this machine, and
             // a few seconds of skew elsewhere matter little against the grace.
             Ok(observed) => {
-                let now = Timestamp::now();
-                if room_being_freed(&observed.own_pods()) {
-                    *freed_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(now);
-                }
-                let freed = *freed_at.lock().unwrap_or_else(|p| p.into_inner());
-                check(&observed, started, now, freed)
+                let mut freed = freed_at.lock().unwrap_or_else(|p| p.into_inner());
+                look(&observed, started, Timestamp::now(), &mut freed)
             }
             Err(e) if e.permanent => Check::Abort(e.message),
             Err(e) => Check::NotYet(e.message),
@@ -864,9 +874,21 @@ mod tests {
             check(&observed, Instant::now(), now, None),
             Check::NotYet(_)
         ));
-        // Once it has left the node, the pending pod is named, but only a grace after the
-        // wait last saw the old pod there: the scheduler retries once the room is free.
+        // The wait remembers seeing it there...
+        let mut freed_at = None;
+        let seen_at = now - SignedDuration::from_secs(5);
+        assert!(matches!(
+            look(&observed, Instant::now(), seen_at, &mut freed_at),
+            Check::NotYet(_)
+        ));
+        assert_eq!(freed_at, Some(seen_at));
+        // ...so once it has left the node, the pending pod is named only a grace after
+        // that: the scheduler retries once the room is free.
         observed.pods.remove(0);
+        assert!(matches!(
+            look(&observed, Instant::now(), now, &mut freed_at),
+            Check::NotYet(_)
+        ));
         let just_freed = now - SignedDuration::from_secs(5);
         assert!(matches!(
             check(&observed, Instant::now(), now, Some(just_freed)),

@@ -7,7 +7,7 @@
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams, Patch};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -202,7 +202,7 @@ pub async fn set_injection(
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
     api.patch(
         deployment,
-        &PatchParams::default(),
+        &super::apply::patch_params(),
         &Patch::Merge(injection_patch(inject)),
     )
     .await
@@ -278,10 +278,14 @@ pub async fn restart(
     let patch = serde_json::json!({
         "spec": { "template": { "metadata": { "annotations": { "kubectl.kubernetes.io/restartedAt": stamp } } } }
     });
-    api.patch(deployment, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| format!("cannot restart deployment {namespace}/{deployment}: {e}"))
+    api.patch(
+        deployment,
+        &super::apply::patch_params(),
+        &Patch::Merge(patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|e| format!("cannot restart deployment {namespace}/{deployment}: {e}"))
 }
 
 /// The names of the deployments in a namespace.

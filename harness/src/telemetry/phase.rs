@@ -165,10 +165,14 @@ where
     let started = Instant::now();
     let error = |message: String| Judgement::errored(message, started.elapsed());
     let scrapes = Pace::from_read(scrape_interval(prometheus).await);
-    let (deadline, raised) = scrapes.deadline(deadline);
-    // Cut short by the cap, not by the world: running out of time then is the harness's
-    // limit, an ERROR, never a verdict on Istio.
-    let capped = scrapes.read_back && scrapes.interval.saturating_mul(SCRAPES_PER_PHASE) > deadline;
+    let asked = deadline;
+    let (deadline, raised) = scrapes.deadline(asked);
+    // Raised for the scrapes but cut short by the cap, not by the world: running out of
+    // time then is the harness's limit, an ERROR, never a verdict on Istio. (A suite's
+    // own longer deadline is never raised, so never "capped".)
+    let capped = scrapes.read_back
+        && deadline > asked
+        && scrapes.interval.saturating_mul(SCRAPES_PER_PHASE) > deadline;
     let interval_note = match raised {
         Some(raised) => format!("{}; {raised}", scrapes.note),
         None => scrapes.note,

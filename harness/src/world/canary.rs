@@ -70,7 +70,7 @@ use crate::runner::world::{EnvError, Phase};
 use crate::wait::{self, Check};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch};
 
 /// The label that selects the default revision for a whole namespace.
 const INJECTION_LABEL: &str = "istio-injection";
@@ -211,7 +211,11 @@ async fn label_namespace(
 ) -> Result<(), EnvError> {
     let patch = serde_json::json!({"metadata": {"labels": {INJECTION_LABEL: value}}});
     Api::<Namespace>::all(live.client.clone())
-        .patch(namespace, &PatchParams::default(), &Patch::Merge(patch))
+        .patch(
+            namespace,
+            &crate::cluster::apply::patch_params(),
+            &Patch::Merge(patch),
+        )
         .await
         .map_err(|e| {
             EnvError::new(
@@ -324,7 +328,7 @@ pub async fn carry_out(
                 let revision = revision_of(config, *side);
                 api.patch(
                     workload,
-                    &PatchParams::default(),
+                    &crate::cluster::apply::patch_params(),
                     &Patch::Merge(label_patch(&revision, &stamp)),
                 )
                 .await
