@@ -14,6 +14,32 @@ use std::time::Duration;
 /// The field manager of every server-side apply the harness makes.
 pub const FIELD_MANAGER: &str = "istio-mtls-harness";
 
+/// Who made an object that exists, as its `managedFields` tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Maker {
+    /// The harness's field manager is among its managers.
+    Harness,
+    /// Someone else: their managers (`a, b`), or `no field manager`.
+    Others(String),
+}
+
+/// Who made the object with this metadata.
+pub fn maker_of(meta: &kube::api::ObjectMeta) -> Maker {
+    let managers: Vec<&str> = meta
+        .managed_fields
+        .iter()
+        .flatten()
+        .filter_map(|m| m.manager.as_deref())
+        .collect();
+    if managers.contains(&FIELD_MANAGER) {
+        Maker::Harness
+    } else if managers.is_empty() {
+        Maker::Others("no field manager".into())
+    } else {
+        Maker::Others(managers.join(", "))
+    }
+}
+
 /// Parameters of the harness's plain patches: under its field manager too, so what it
 /// changes stays recorded as its own.
 pub fn patch_params() -> PatchParams {
@@ -185,9 +211,9 @@ impl Applier {
         }
     }
 
-    /// The field managers of the object as it exists (`metadata.managedFields`), or
-    /// `None` when there is no such object (or the cluster does not serve its kind).
-    pub async fn managers(&mut self, obj: &DynamicObject) -> Result<Option<Vec<String>>, String> {
+    /// Who made the object as it exists ([`maker_of`]), or `None` when there is no
+    /// such object (or the cluster does not serve its kind).
+    pub async fn maker(&mut self, obj: &DynamicObject) -> Result<Option<Maker>, String> {
         let (api, name) = match self.api_for(obj, false).await {
             Ok(found) => found,
             Err(ApplyError::NotServed(_)) => return Ok(None),
@@ -197,14 +223,7 @@ impl Applier {
             .get_opt(&name)
             .await
             .map_err(|e| format!("cannot read {}: {e}", describe(obj)))?;
-        Ok(existing.map(|o| {
-            o.metadata
-                .managed_fields
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|m| m.manager)
-                .collect()
-        }))
+        Ok(existing.map(|o| maker_of(&o.metadata)))
     }
 
     /// Deletes the object and waits until it is gone; returns whether it existed.
@@ -259,6 +278,35 @@ fn is_not_served(e: &kube::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_maker_is_the_harness_only_when_its_field_manager_is_listed() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+        let meta = |managers: &[&str]| kube::api::ObjectMeta {
+            managed_fields: Some(
+                managers
+                    .iter()
+                    .map(|m| ManagedFieldsEntry {
+                        manager: Some(m.to_string()),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        };
+        assert_eq!(
+            maker_of(&meta(&["kubectl-label", FIELD_MANAGER])),
+            Maker::Harness
+        );
+        assert_eq!(
+            maker_of(&meta(&["kubectl-client-side-apply", "kubectl-label"])),
+            Maker::Others("kubectl-client-side-apply, kubectl-label".into())
+        );
+        assert_eq!(
+            maker_of(&kube::api::ObjectMeta::default()),
+            Maker::Others("no field manager".into())
+        );
+    }
 
     #[test]
     fn multi_document_manifests_parse_into_objects() {

@@ -7,7 +7,7 @@
 //! immediate rerun works.
 
 use crate::cluster::Live;
-use crate::cluster::apply::{FIELD_MANAGER, describe, parse_documents};
+use crate::cluster::apply::{Maker, describe, maker_of, parse_documents};
 use crate::config::HOST;
 use crate::config::RunConfig;
 use crate::deadlines;
@@ -210,27 +210,15 @@ async fn refuse_foreign_namespace(live: &Live, name: &str) -> Result<(), EnvErro
     if existing.metadata.deletion_timestamp.is_some() {
         return Ok(());
     }
-    let managers: Vec<String> = existing
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|m| m.manager)
-        .collect();
-    if managers.iter().any(|m| m == FIELD_MANAGER) {
-        return Ok(());
+    match maker_of(&existing.metadata) {
+        Maker::Harness => Ok(()),
+        Maker::Others(by) => Err(EnvError::new(
+            Phase::Istio,
+            format!(
+                "namespace {name} exists and was not made by the harness (managed by {by}): it may hold someone's work; pass another --app-namespace, or delete it"
+            ),
+        )),
     }
-    Err(EnvError::new(
-        Phase::Istio,
-        format!(
-            "namespace {name} exists and was not made by the harness (managed by {}): it may hold someone's work; pass another --app-namespace, or delete it",
-            if managers.is_empty() {
-                "no field manager".to_string()
-            } else {
-                managers.join(", ")
-            }
-        ),
-    ))
 }
 
 /// Removes what earlier runs left; returns what it did, for the report.
@@ -276,26 +264,21 @@ pub async fn fresh_start(
                 // to start beside it rather than delete it.
                 match live
                     .applier
-                    .managers(obj)
+                    .maker(obj)
                     .await
                     .map_err(|e| EnvError::new(Phase::Cleanup, e))?
                 {
                     None => continue,
-                    Some(managers) if !managers.iter().any(|m| m == FIELD_MANAGER) => {
+                    Some(Maker::Others(by)) => {
                         return Err(EnvError::new(
                             Phase::Istio,
                             format!(
-                                "{} exists and was not made by the harness (managed by {}): the exercise done by hand? Delete it, or run with another --ingress-namespace",
-                                describe(obj),
-                                if managers.is_empty() {
-                                    "no field manager".to_string()
-                                } else {
-                                    managers.join(", ")
-                                }
+                                "{} exists and was not made by the harness (managed by {by}): the exercise done by hand? Delete it, or run with another --ingress-namespace",
+                                describe(obj)
                             ),
                         ));
                     }
-                    Some(_) => {}
+                    Some(Maker::Harness) => {}
                 }
                 let existed = live
                     .applier
