@@ -94,31 +94,53 @@ impl Pace {
         }
     }
 
-    /// The phase's deadline and a note for the evidence when it was raised: only an
-    /// interval read back raises it (an assumed one says nothing about the scrapes).
-    pub fn deadline(&self, deadline: Duration) -> (Duration, Option<String>) {
+    /// The phase's deadline for the one `asked`: only an interval read back raises it
+    /// (an assumed one says nothing about the scrapes).
+    pub fn deadline(&self, asked: Duration) -> PhaseDeadline {
+        let kept = PhaseDeadline {
+            deadline: asked,
+            note: None,
+            capped: false,
+        };
         if !self.read_back {
-            return (deadline, None);
+            return kept;
         }
-        let raised = phase_deadline(deadline, self.interval);
+        let raised = phase_deadline(asked, self.interval);
+        if raised <= asked {
+            return kept;
+        }
         let wanted = self.interval.saturating_mul(SCRAPES_PER_PHASE);
-        let note = (raised > deadline).then(|| {
-            let capped = if wanted > raised {
-                format!(
-                    "; {SCRAPES_PER_PHASE} scrape intervals would be {}: capped",
-                    addon::prometheus_duration(wanted)
-                )
-            } else {
-                String::new()
-            };
+        let capped = wanted > raised;
+        let cap_note = if capped {
             format!(
-                "deadline raised from {} to {} ({SCRAPES_PER_PHASE} scrape intervals{capped})",
-                addon::prometheus_duration(deadline),
-                addon::prometheus_duration(raised)
+                "; {SCRAPES_PER_PHASE} scrape intervals would be {}: capped",
+                addon::prometheus_duration(wanted)
             )
-        });
-        (raised, note)
+        } else {
+            String::new()
+        };
+        PhaseDeadline {
+            deadline: raised,
+            note: Some(format!(
+                "deadline raised from {} to {} ({SCRAPES_PER_PHASE} scrape intervals{cap_note})",
+                addon::prometheus_duration(asked),
+                addon::prometheus_duration(raised)
+            )),
+            capped,
+        }
     }
+}
+
+/// A telemetry phase's deadline once the scrape interval had its say.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PhaseDeadline {
+    pub deadline: Duration,
+    /// For the evidence, when the deadline was raised.
+    pub note: Option<String>,
+    /// Raised for the scrapes but cut short by the cap: running out of time is then
+    /// the harness's limit, an ERROR, never a verdict on Istio. (A suite's own longer
+    /// deadline is never raised, so never capped.)
+    pub capped: bool,
 }
 
 /// A look as a verdict, or `Err` when the phase must look again (not yet, and time
@@ -165,14 +187,11 @@ where
     let started = Instant::now();
     let error = |message: String| Judgement::errored(message, started.elapsed());
     let scrapes = Pace::from_read(scrape_interval(prometheus).await);
-    let asked = deadline;
-    let (deadline, raised) = scrapes.deadline(asked);
-    // Raised for the scrapes but cut short by the cap, not by the world: running out of
-    // time then is the harness's limit, an ERROR, never a verdict on Istio. (A suite's
-    // own longer deadline is never raised, so never "capped".)
-    let capped = scrapes.read_back
-        && deadline > asked
-        && scrapes.interval.saturating_mul(SCRAPES_PER_PHASE) > deadline;
+    let PhaseDeadline {
+        deadline,
+        note: raised,
+        capped,
+    } = scrapes.deadline(deadline);
     let interval_note = match raised {
         Some(raised) => format!("{}; {raised}", scrapes.note),
         None => scrapes.note,
@@ -313,12 +332,26 @@ mod tests {
             phase_deadline(TELEMETRY, Duration::from_secs(300)),
             crate::deadlines::TELEMETRY_MAX
         );
-        let (deadline, note) = Pace::from_read(Ok(Duration::from_secs(300))).deadline(TELEMETRY);
-        assert_eq!(deadline, crate::deadlines::TELEMETRY_MAX);
-        let note = note.unwrap();
-        assert!(
-            note.contains("would be 30m0s: capped") || note.contains(": capped"),
-            "{note}"
+        assert_eq!(
+            Pace::from_read(Ok(Duration::from_secs(300))).deadline(TELEMETRY),
+            PhaseDeadline {
+                deadline: crate::deadlines::TELEMETRY_MAX,
+                note: Some(
+                    "deadline raised from 180s to 600s (6 scrape intervals; 6 scrape intervals would be 1800s: capped)"
+                        .into()
+                ),
+                capped: true,
+            }
+        );
+        // A suite's own deadline past the cap is its author's: not raised, not capped.
+        let own = Duration::from_secs(900);
+        assert_eq!(
+            Pace::from_read(Ok(Duration::from_secs(300))).deadline(own),
+            PhaseDeadline {
+                deadline: own,
+                note: None,
+                capped: false,
+            }
         );
     }
 
@@ -327,15 +360,18 @@ mod tests {
         let pace = Pace::from_read(Ok(Duration::from_secs(60)));
         assert!(pace.read_back);
         assert_eq!(pace.note, "scrape interval 60s (read back from Prometheus)");
-        let (deadline, note) = pace.deadline(TELEMETRY);
-        assert_eq!(deadline, Duration::from_secs(360));
         assert_eq!(
-            note.as_deref(),
-            Some("deadline raised from 180s to 360s (6 scrape intervals)")
+            pace.deadline(TELEMETRY),
+            PhaseDeadline {
+                deadline: Duration::from_secs(360),
+                note: Some("deadline raised from 180s to 360s (6 scrape intervals)".into()),
+                capped: false,
+            }
         );
         let quick = Pace::from_read(Ok(Duration::from_secs(5)));
         assert_eq!(quick.note, "scrape interval 5s (read back from Prometheus)");
-        assert_eq!(quick.deadline(TELEMETRY), (TELEMETRY, None));
+        assert_eq!(quick.deadline(TELEMETRY).deadline, TELEMETRY);
+        assert_eq!(quick.deadline(TELEMETRY).note, None);
     }
 
     #[test]
@@ -349,7 +385,11 @@ mod tests {
         );
         assert_eq!(
             pace.deadline(Duration::from_secs(2)),
-            (Duration::from_secs(2), None)
+            PhaseDeadline {
+                deadline: Duration::from_secs(2),
+                note: None,
+                capped: false,
+            }
         );
     }
 }
