@@ -1,5 +1,10 @@
 //! The binary as a user runs it: exit codes, --list, --dry-run, a run without Docker.
 
+#[cfg(target_os = "linux")]
+#[path = "common/processes.rs"]
+mod processes;
+#[cfg(target_os = "linux")]
+use processes::process_runs;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -782,18 +787,6 @@ fn docker_ping_stand_in(socket: &std::path::Path) {
             let _ = stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nOK");
         }
     });
-}
-
-/// Whether a process runs (a zombie waiting to be reaped does not).
-#[cfg(target_os = "linux")]
-fn process_runs(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-        .ok()
-        .and_then(|stat| {
-            let state = stat.rsplit_once(") ")?.1.chars().next()?;
-            Some(!matches!(state, 'Z' | 'X'))
-        })
-        .unwrap_or(false)
 }
 
 /// A machine for kind runs: a Docker engine that answers `/_ping`, and a `kind` of the
