@@ -536,52 +536,52 @@ fn list_validates_like_a_run_and_prints_the_real_trial_names() {
     assert_eq!(listed[10], "upgrade::1.30.5-to-1.31.2: test");
     assert_eq!(listed[11], "mesh@1.31.2::01-no-sidecars: test");
     assert!(!listed.iter().any(|l| l.contains("<target>")));
+    // `--list` of an upgrade run with a filter: (stdout lines, stderr lines).
+    let list_upgrade = |filter: &str| {
+        let out = harness(&[
+            "--list",
+            "--upgrade-from",
+            "1.30.5",
+            "--istio-version",
+            "1.31.2",
+            filter,
+        ]);
+        let lines = |bytes: &[u8]| {
+            String::from_utf8_lossy(bytes)
+                .lines()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        (lines(&out.stdout), lines(&out.stderr))
+    };
     // A filter without the pass label selects the step in both passes (and the upgrade
     // runs between them as its setup).
-    let out = harness(&[
-        "--list",
-        "--upgrade-from",
-        "1.30.5",
-        "--istio-version",
-        "1.31.2",
-        "mesh::01",
-    ]);
+    let (listed, setup) = list_upgrade("mesh::01");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
+        listed,
         [
             "mesh@1.30.5::01-no-sidecars: test",
             "mesh@1.31.2::01-no-sidecars: test"
         ]
     );
     assert_eq!(
-        stderr(&out).lines().collect::<Vec<_>>(),
+        setup,
         [
             "setup only: upgrade::1.30.5-to-1.31.2 (the upgrade is carried out before the trials after it)"
         ]
     );
     // A later step: the earlier steps of each pass are carried out as its setup, shown
     // on standard error so the list stays what libtest tools parse.
-    let out = harness(&[
-        "--list",
-        "--upgrade-from",
-        "1.30.5",
-        "--istio-version",
-        "1.31.2",
-        "mesh::03",
-    ]);
+    let (listed, setup) = list_upgrade("mesh::03");
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .collect::<Vec<_>>(),
+        listed,
         [
             "mesh@1.30.5::03-strict-partial-injection: test",
             "mesh@1.31.2::03-strict-partial-injection: test"
         ]
     );
     assert_eq!(
-        stderr(&out).lines().collect::<Vec<_>>(),
+        setup,
         [
             "setup only: mesh@1.30.5::01-no-sidecars (its actions run, it is not judged)",
             "setup only: mesh@1.30.5::02-strict-without-sidecars (its actions run, it is not judged)",

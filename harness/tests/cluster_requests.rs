@@ -401,17 +401,21 @@ fn clients(client: kube::Client) -> connect::Clients {
     }
 }
 
-fn kubeconfig_for(server: &str) -> String {
+/// Context `c` (user `u`, a token) for `server`; `trust` is the cluster's line that says
+/// how its certificate is checked.
+fn kubeconfig_with(server: &str, trust: &str) -> String {
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    insecure-skip-tls-verify: true\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    {trust}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
     )
+}
+
+fn kubeconfig_for(server: &str) -> String {
+    kubeconfig_with(server, "insecure-skip-tls-verify: true")
 }
 
 #[tokio::test]
 async fn a_kubeconfig_pointing_at_a_closed_port_fails_fast() {
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = common::closed_port();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, kubeconfig_for(&format!("https://127.0.0.1:{port}"))).unwrap();
@@ -437,9 +441,7 @@ async fn a_kubeconfig_pointing_at_a_closed_port_fails_fast() {
 fn kubeconfig_trusting(server: &str, ca_pem: &str) -> String {
     use base64::Engine;
     let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\ncontexts:\n- name: c\n  context:\n    cluster: c\n    user: u\ncurrent-context: c\nusers:\n- name: u\n  user:\n    token: t\n"
-    )
+    kubeconfig_with(server, &format!("certificate-authority-data: {ca}"))
 }
 
 #[tokio::test]

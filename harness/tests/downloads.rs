@@ -246,9 +246,7 @@ async fn a_release_archive_that_is_not_there_is_explained_from_the_release_list(
         "{why}"
     );
     // No list to ask (and no cached copy): the 404 stands, and the doubt is said.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = common::closed_port();
     let empty_cache = tempfile::tempdir().unwrap();
     let why = missing_release(
         &ReleaseSource {

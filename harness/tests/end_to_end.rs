@@ -526,11 +526,7 @@ fn second_pass_step_alone_with_old_sidecars(prometheus: &Path) {
             !tags.is_empty() && tags.iter().all(|(_, t)| t == OLD),
             "the wrong world is in effect: every sidecar on {OLD}: {tags:?}"
         );
-        let status = results
-            .iter()
-            .find(|(n, _)| *n == step)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("{step} missing: {results:#?}\n{stderr}"));
+        let status = status_of(&results, &step, &stderr);
         assert!(
             status.starts_with("ERROR")
                 && status.contains(&format!(
@@ -818,11 +814,7 @@ fn canary_served_by_the_old_istiod(prometheus: &Path) {
         for (name, status) in &results {
             eprintln!("  {name}: {status}");
         }
-        let mixed = results
-            .iter()
-            .find(|(n, _)| n == "upgrade::canary-mixed")
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("no canary-mixed: {results:#?}\n{stderr}"));
+        let mixed = status_of(&results, "upgrade::canary-mixed", &stderr);
         eprintln!("{}", system_out(&report, "upgrade::canary-mixed"));
         assert!(
             mixed.starts_with("FAILED")
@@ -855,13 +847,7 @@ fn canary_plaintext_mixed_edge(prometheus: &Path) {
         for (name, status) in &results {
             eprintln!("  {name}: {status}");
         }
-        let status = |name: &str| {
-            results
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, s)| s.clone())
-                .unwrap_or_else(|| panic!("{name} missing: {results:#?}"))
-        };
+        let status = |name: &str| status_of(&results, name, "");
         let mixed = status("upgrade::canary-mixed");
         assert!(
             mixed.starts_with("FAILED")
@@ -1087,6 +1073,16 @@ async fn run_harness_with(
         .unwrap_or_else(|e| panic!("no junit.xml ({e}); stderr:\n{stderr}"));
     let report = Report::deserialize_from_str(&xml).unwrap();
     (out.status.code().unwrap_or(-1), report, stderr, reports)
+}
+
+/// The status of trial `name` in `results`; a missing trial fails the test, showing
+/// every result and `context` (the harness's stderr, where there is one).
+fn status_of(results: &[(String, String)], name: &str, context: &str) -> String {
+    results
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("{name} missing: {results:#?}\n{context}"))
 }
 
 fn results_of(report: &Report) -> Vec<(String, String)> {
@@ -1479,11 +1475,7 @@ fn upgrade_without_app_sidecars(prometheus: &Path) {
             "proxies in namespace sentences after the run: {:?}",
             proxy_tags(&stand_in, "sentences")
         );
-        let status = results
-            .iter()
-            .find(|(n, _)| *n == trial)
-            .map(|(_, s)| s.clone())
-            .unwrap_or_else(|| panic!("{trial} missing: {results:#?}\n{stderr}"));
+        let status = status_of(&results, &trial, &stderr);
         assert!(
             status.starts_with("ERROR") && status.contains("have no ready sidecar"),
             "{status}\n{stderr}"

@@ -453,7 +453,7 @@ mod tests {
         );
         let after = Snapshot {
             at: 1.0,
-            series: [(bare, 5.0), (full, 7.0)].into(),
+            series: [(bare, 5.0), (full.clone(), 7.0)].into(),
         };
         let d = Deltas::between(&Snapshot::default(), &after);
         let scope = Scope {
@@ -484,15 +484,7 @@ mod tests {
         );
         let complete = Snapshot {
             at: 1.0,
-            series: [(
-                placed(
-                    series("destination", "unknown", "name", "none", "200"),
-                    "unknown",
-                    "sentences",
-                ),
-                7.0,
-            )]
-            .into(),
+            series: [(full, 7.0)].into(),
         };
         assert!(
             Deltas::between(&Snapshot::default(), &complete)

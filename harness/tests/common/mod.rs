@@ -126,6 +126,12 @@ where
     }
 }
 
+/// A loopback port nothing listens on (bound, then released).
+pub fn closed_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port()
+}
+
 /// Whether tests that need an absent binary must fail instead of skipping (CI sets it).
 pub fn require_all() -> bool {
     std::env::var_os("HARNESS_REQUIRE_ALL_TESTS").is_some()
