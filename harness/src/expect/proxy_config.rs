@@ -84,8 +84,17 @@ pub async fn config_dump(env: &Env<'_>, workload: &str) -> Result<serde_json::Va
 pub async fn mtls_towards(env: &Env<'_>, from: &str, to: &str) -> Result<bool, String> {
     let dump = config_dump(env, from).await?;
     let name = cluster_towards(env, to).await?;
-    let cluster = proxy_config::find_cluster(&dump, &name)
-        .ok_or_else(|| format!("{from}'s proxy has no cluster {name}"))?;
+    let cluster = match proxy_config::find_cluster(&dump, &name) {
+        proxy_config::ClusterLookup::Active(c) => c,
+        proxy_config::ClusterLookup::Warming(_) => {
+            return Err(format!(
+                "{from}'s cluster {name} is still warming (its endpoints or secrets have not arrived): it carries no traffic yet"
+            ));
+        }
+        proxy_config::ClusterLookup::Absent => {
+            return Err(format!("{from}'s proxy has no cluster {name}"));
+        }
+    };
     let pods = workloads::pods_of(&env.cluster.client, &env.config.app_namespace, to).await?;
     let ips: Vec<String> = pods
         .iter()
@@ -243,13 +252,15 @@ impl ProxyConfig {
                     c.port,
                     c.subset.as_deref(),
                 );
-                let origination = proxy_config::find_cluster(dump, &name).map(|cluster| {
+                let found = proxy_config::find_cluster(dump, &name);
+                let origination = found.active().map(|cluster| {
                     proxy_config::origination(cluster, &proxy_config::endpoints(dump, &name))
                 });
                 Observed {
                     index,
                     name,
                     origination,
+                    warming: matches!(found, proxy_config::ClusterLookup::Warming(_)),
                 }
             })
             .collect()
@@ -267,6 +278,10 @@ impl ProxyConfig {
                 } else {
                     "plaintext"
                 }
+            ),
+            None if o.warming => format!(
+                "{}: still warming in {}'s config (dynamic_warming_clusters: its endpoints or secrets have not arrived, so it carries no traffic)",
+                o.name, self.client.value
             ),
             None => format!("{}: not in {}'s config yet", o.name, self.client.value),
         }
@@ -296,6 +311,10 @@ impl ProxyConfig {
             )
         })?;
         match (&o.origination, c.subset.as_deref()) {
+            (None, _) if o.warming => Err(format!(
+                "{} is warming: its endpoints or secrets may still arrive",
+                o.name
+            )),
             (None, Some(subset)) if rule.defines(subset) => Ok(format!(
                 "DestinationRule {} defines subset {subset}, yet the synced proxy has no cluster {}",
                 rule.label(),
@@ -468,8 +487,10 @@ struct Observed {
     /// Its place in `clusters`.
     index: usize,
     name: String,
-    /// `None`: the proxy has no such cluster.
+    /// `None`: the proxy has no such cluster in use.
     origination: Option<proxy_config::Origination>,
+    /// The proxy has the cluster only under `dynamic_warming_clusters`.
+    warming: bool,
 }
 
 impl fmt::Display for ProxyConfig {
@@ -523,10 +544,10 @@ mod tests {
             json!({"endpoint": {"address": {"socket_address": {"address": ip}}}, "metadata": {"filter_metadata": fm}})
         };
         json!({"configs": [
-            {"dynamic_active_clusters": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": [
                 {"cluster": {"name": "outbound|5000|name-v1|name.sentences.svc.cluster.local", "transport_socket_matches": auto}},
                 {"cluster": {"name": "outbound|5000||age.sentences.svc.cluster.local", "transport_socket_matches": auto}}]},
-            {"dynamic_endpoint_configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump", "dynamic_endpoint_configs": [
                 {"endpoint_config": {"cluster_name": "outbound|5000|name-v1|name.sentences.svc.cluster.local",
                                      "endpoints": [{"lb_endpoints": [lb("10.0.0.8", true)]}]}},
                 {"endpoint_config": {"cluster_name": "outbound|5000||age.sentences.svc.cluster.local",

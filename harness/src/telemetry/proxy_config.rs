@@ -119,31 +119,135 @@ pub fn origination(cluster: &Value, endpoints: &[Endpoint]) -> Origination {
     Origination::Plaintext
 }
 
-/// Finds the object named `name` anywhere in a config dump.
-pub fn find_cluster<'a>(dump: &'a Value, name: &str) -> Option<&'a Value> {
-    find(dump, &|o| {
-        o.get("name").and_then(Value::as_str) == Some(name)
-    })
+const CLUSTERS_DUMP: &str = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump";
+const DYNAMIC_CLUSTER: &str =
+    "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster";
+const STATIC_CLUSTER: &str = "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.StaticCluster";
+const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
+const ENDPOINTS_DUMP: &str = "type.googleapis.com/envoy.admin.v3.EndpointsConfigDump";
+const LOAD_ASSIGNMENT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
+
+/// Where a cluster stands in a proxy's config dump.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ClusterLookup<'a> {
+    /// Active (`static_clusters`, `dynamic_active_clusters`): the proxy uses it.
+    Active(&'a Value),
+    /// Only under `dynamic_warming_clusters`: the proxy has it but does not use it yet
+    /// (its endpoints or secrets have not arrived).
+    Warming(&'a Value),
+    Absent,
 }
 
-fn find<'a>(value: &'a Value, wanted: &dyn Fn(&Value) -> bool) -> Option<&'a Value> {
-    match value {
-        Value::Object(map) => {
-            if wanted(value) {
-                return Some(value);
-            }
-            map.values().find_map(|v| find(v, wanted))
+impl<'a> ClusterLookup<'a> {
+    pub fn active(self) -> Option<&'a Value> {
+        match self {
+            ClusterLookup::Active(c) => Some(c),
+            _ => None,
         }
-        Value::Array(items) => items.iter().find_map(|v| find(v, wanted)),
-        _ => None,
     }
 }
 
-/// The endpoints EDS delivered for the cluster `name` (empty when the dump has none).
+fn type_of(item: &Value) -> &str {
+    item.get("@type").and_then(Value::as_str).unwrap_or("")
+}
+
+/// The top-level items of a dump: `configs` of `/config_dump`, or the dump itself when
+/// it is one item.
+fn items(dump: &Value) -> Vec<&Value> {
+    match dump.get("configs").and_then(Value::as_array) {
+        Some(configs) => configs.iter().collect(),
+        None => vec![dump],
+    }
+}
+
+/// The `cluster` of each entry of a ClustersConfigDump list.
+fn listed_clusters<'a>(section: Option<&'a Value>) -> impl Iterator<Item = &'a Value> {
+    section
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.get("cluster"))
+}
+
+fn named(cluster: &Value, name: &str) -> bool {
+    cluster.get("name").and_then(Value::as_str) == Some(name)
+}
+
+/// The cluster `name` as the dump holds it, read only where Envoy's admin API puts
+/// clusters: the ClustersConfigDump (`static_clusters`, `dynamic_active_clusters`,
+/// `dynamic_warming_clusters`), or items of `?resource=` dumps whose `@type` is a
+/// cluster. A route's `weighted_clusters` entry or a listener's stat prefix that
+/// carries the same name is never taken for it.
+pub fn find_cluster<'a>(dump: &'a Value, name: &str) -> ClusterLookup<'a> {
+    let mut warming = None;
+    for item in items(dump) {
+        match type_of(item) {
+            CLUSTERS_DUMP => {
+                let active = listed_clusters(field(item, "static_clusters", "staticClusters"))
+                    .chain(listed_clusters(field(
+                        item,
+                        "dynamic_active_clusters",
+                        "dynamicActiveClusters",
+                    )))
+                    .find(|c| named(c, name));
+                if let Some(c) = active {
+                    return ClusterLookup::Active(c);
+                }
+                warming = warming.or_else(|| {
+                    listed_clusters(field(
+                        item,
+                        "dynamic_warming_clusters",
+                        "dynamicWarmingClusters",
+                    ))
+                    .find(|c| named(c, name))
+                });
+            }
+            DYNAMIC_CLUSTER | STATIC_CLUSTER => {
+                if let Some(c) = item.get("cluster").filter(|c| named(c, name)) {
+                    return ClusterLookup::Active(c);
+                }
+            }
+            CLUSTER if named(item, name) => return ClusterLookup::Active(item),
+            _ => {}
+        }
+    }
+    warming.map_or(ClusterLookup::Absent, ClusterLookup::Warming)
+}
+
+/// Every ClusterLoadAssignment of the dump: the `endpoint_config` of EndpointsConfigDump
+/// entries (static and dynamic), or `?resource=` items that are assignments.
+fn load_assignments(dump: &Value) -> Vec<&Value> {
+    let mut out = Vec::new();
+    for item in items(dump) {
+        match type_of(item) {
+            ENDPOINTS_DUMP => {
+                for section in [
+                    field(item, "static_endpoint_configs", "staticEndpointConfigs"),
+                    field(item, "dynamic_endpoint_configs", "dynamicEndpointConfigs"),
+                ] {
+                    out.extend(
+                        section
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                            .filter_map(|e| field(e, "endpoint_config", "endpointConfig")),
+                    );
+                }
+            }
+            LOAD_ASSIGNMENT => out.push(item),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The endpoints EDS delivered for the cluster `name` (empty when the dump has none),
+/// read only from the dump's endpoint section.
 pub fn endpoints(dump: &Value, name: &str) -> Vec<Endpoint> {
-    let Some(assignment) = find(dump, &|o| {
-        field(o, "cluster_name", "clusterName").and_then(Value::as_str) == Some(name)
-    }) else {
+    let Some(assignment) = load_assignments(dump)
+        .into_iter()
+        .find(|a| field(a, "cluster_name", "clusterName").and_then(Value::as_str) == Some(name))
+    else {
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -216,7 +320,10 @@ mod tests {
         let d = dump(true);
         let find = |subset: Option<&str>, service: &str| {
             let name = cluster_name(service, "sentences", 5000, subset);
-            origination(find_cluster(&d, &name).unwrap(), &endpoints(&d, &name))
+            origination(
+                find_cluster(&d, &name).active().unwrap(),
+                &endpoints(&d, &name),
+            )
         };
         assert_eq!(find(Some("name-v1"), "name"), Origination::Plaintext);
         assert_eq!(find(Some("name-v2"), "name"), Origination::Tls);
@@ -228,8 +335,9 @@ mod tests {
             }
         );
         assert_eq!(find(None, "age").mtls(), Some(true));
-        assert!(
-            find_cluster(&d, "outbound|5000|name-v3|name.sentences.svc.cluster.local").is_none()
+        assert_eq!(
+            find_cluster(&d, "outbound|5000|name-v3|name.sentences.svc.cluster.local"),
+            ClusterLookup::Absent
         );
     }
 
@@ -239,7 +347,10 @@ mod tests {
         // sidecar gets plaintext.
         let d = dump(false);
         let name = cluster_name("age", "sentences", 5000, None);
-        let o = origination(find_cluster(&d, &name).unwrap(), &endpoints(&d, &name));
+        let o = origination(
+            find_cluster(&d, &name).active().unwrap(),
+            &endpoints(&d, &name),
+        );
         assert_eq!(
             o,
             Origination::Auto {
@@ -276,5 +387,76 @@ mod tests {
     fn istioctl_camel_case_is_read_too() {
         let c = json!({"name": "x", "transportSocket": {"name": "envoy.transport_sockets.tls"}});
         assert_eq!(origination(&c, &[]), Origination::Tls);
+    }
+
+    /// A dump whose route sends half the traffic to a subset cluster that does not
+    /// exist: the route entry carries the cluster's name, and nothing else.
+    fn dump_with_route_to_missing(subset: &str) -> Value {
+        let missing = cluster_name("name", "sentences", 5000, Some(subset));
+        json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", "dynamic_route_configs": [
+                {"route_config": {"@type": "type.googleapis.com/envoy.config.route.v3.RouteConfiguration", "name": "5000",
+                  "virtual_hosts": [{"name": "name.sentences.svc.cluster.local:5000", "domains": ["name"],
+                    "routes": [{"match": {"prefix": "/"}, "route": {"weighted_clusters": {"clusters": [
+                        {"name": missing, "weight": 50},
+                        {"name": "outbound|5000|name-v2|name.sentences.svc.cluster.local", "weight": 50}]}}}]}]}}]},
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_active_clusters": [
+                {"cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                  "name": "outbound|5000|name-v2|name.sentences.svc.cluster.local", "type": "EDS",
+                  "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {}}}}]}
+        ]})
+    }
+
+    #[test]
+    fn a_route_entry_naming_a_missing_cluster_is_not_read_as_a_plaintext_cluster() {
+        // Before: any object named like the cluster matched, so the route's
+        // `weighted_clusters` entry (no transport socket) read as a plaintext cluster and
+        // `{subset: name-v1, mtls: false}` passed with the cluster missing.
+        let d = dump_with_route_to_missing("name-v1");
+        let v1 = cluster_name("name", "sentences", 5000, Some("name-v1"));
+        assert_eq!(find_cluster(&d, &v1), ClusterLookup::Absent);
+        let v2 = cluster_name("name", "sentences", 5000, Some("name-v2"));
+        let found = find_cluster(&d, &v2).active().expect("the real v2 cluster");
+        assert_eq!(origination(found, &endpoints(&d, &v2)), Origination::Tls);
+    }
+
+    #[test]
+    fn a_missing_mtls_subset_is_absent_not_plaintext() {
+        // Before: with name-v2 missing, the route entry was found and the failure said
+        // "plaintext" instead of "not in the config".
+        let d = dump_with_route_to_missing("name-v2");
+        let mut d2 = d.clone();
+        d2["configs"][1]["dynamic_active_clusters"] = json!([]);
+        let v2 = cluster_name("name", "sentences", 5000, Some("name-v2"));
+        assert_eq!(find_cluster(&d2, &v2), ClusterLookup::Absent);
+    }
+
+    #[test]
+    fn a_warming_cluster_is_not_live() {
+        let name = cluster_name("age", "sentences", 5000, None);
+        let d = json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump", "dynamic_warming_clusters": [
+                {"version_info": "2026-12-07T11:00:00Z/3", "cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
+                  "name": name, "type": "EDS", "transport_socket": {"name": "envoy.transport_sockets.tls"}}}]}
+        ]});
+        assert!(matches!(find_cluster(&d, &name), ClusterLookup::Warming(_)));
+        assert_eq!(find_cluster(&d, &name).active(), None);
+    }
+
+    #[test]
+    fn resource_filtered_dumps_are_read_by_their_type() {
+        let name = cluster_name("age", "sentences", 5000, None);
+        let d = json!({"configs": [
+            {"@type": "type.googleapis.com/envoy.admin.v3.ClustersConfigDump.DynamicCluster", "version_info": "1",
+             "cluster": {"@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster", "name": name}},
+            {"@type": "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment", "cluster_name": name,
+             "endpoints": [{"lb_endpoints": [lb("10.244.0.9", true)]}]}
+        ]});
+        assert!(find_cluster(&d, &name).active().is_some());
+        assert_eq!(endpoints(&d, &name).len(), 1);
+        // An endpoint-shaped object outside the endpoint section is not EDS.
+        let stray = json!({"configs": [{"@type": "type.googleapis.com/envoy.admin.v3.ListenersConfigDump",
+            "x": {"cluster_name": name, "endpoints": [{"lb_endpoints": [lb("10.244.0.9", true)]}]}}]});
+        assert!(endpoints(&stray, &name).is_empty());
     }
 }

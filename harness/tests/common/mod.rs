@@ -193,6 +193,42 @@ pub fn trial_needing_each(
     })
 }
 
+/// The folder of real upstream output (`../shared/fixtures/upstream` beside the
+/// checkout; a clone alone does not have it).
+pub fn upstream_fixtures() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/upstream")
+}
+
+/// A test of a parser against one file of real upstream output: ignored with the reason
+/// when the file is not there (failed under HARNESS_REQUIRE_ALL_TESTS, as in CI, where
+/// `../shared` is beside the checkout).
+pub fn trial_on_fixture(
+    test_name: &'static str,
+    file: &'static str,
+    test: impl FnOnce(serde_json::Value) + Send + 'static,
+) -> libtest_mimic::Trial {
+    libtest_mimic::Trial::ignorable_test(test_name, move || {
+        let path = upstream_fixtures().join(file);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                let why = format!(
+                    "the upstream fixture {} cannot be read ({e}); it lives in ../shared beside the checkout",
+                    path.display()
+                );
+                if require_all() {
+                    return Err(format!("{why} and HARNESS_REQUIRE_ALL_TESTS is set").into());
+                }
+                return Ok(libtest_mimic::Completion::ignored_with(why));
+            }
+        };
+        let value = serde_json::from_str(&text)
+            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        test(value);
+        Ok(libtest_mimic::Completion::Completed)
+    })
+}
+
 /// A plain test in a `harness = false` test binary.
 pub fn trial(
     test_name: &'static str,
