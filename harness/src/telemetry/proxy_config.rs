@@ -161,7 +161,7 @@ fn items(dump: &Value) -> Vec<&Value> {
 }
 
 /// The `cluster` of each entry of a ClustersConfigDump list.
-fn listed_clusters<'a>(section: Option<&'a Value>) -> impl Iterator<Item = &'a Value> {
+fn listed_clusters(section: Option<&Value>) -> impl Iterator<Item = &Value> {
     section
         .and_then(Value::as_array)
         .into_iter()
