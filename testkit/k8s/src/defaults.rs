@@ -9,19 +9,30 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 
 /// Addresses handed out by the fake: pod IPs, cluster IPs and node ports.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Allocators {
+    /// The first two octets of every pod IP (`10.244`, kind's pod CIDR, by default).
+    pod_prefix: String,
     pod_ips: u32,
     cluster_ips: u32,
     node_ports: u16,
 }
 
 impl Allocators {
-    /// 10.244.0.2, 10.244.0.3, … (kind's pod CIDR), each once.
+    pub fn new(pod_prefix: &str) -> Allocators {
+        Allocators {
+            pod_prefix: pod_prefix.to_string(),
+            pod_ips: 0,
+            cluster_ips: 0,
+            node_ports: 0,
+        }
+    }
+
+    /// `<prefix>.0.2`, `<prefix>.0.3`, … each once.
     pub fn pod_ip(&mut self) -> String {
         let n = self.pod_ips;
         self.pod_ips += 1;
-        format!("10.244.{}.{}", n / 253, n % 253 + 2)
+        format!("{}.{}.{}", self.pod_prefix, n / 253, n % 253 + 2)
     }
 
     /// 10.96.0.20, … (kind's service CIDR), skipping addresses in use.
@@ -667,7 +678,7 @@ mod tests {
             None,
             Origin::Api,
             &HashSet::new(),
-            &mut Allocators::default(),
+            &mut Allocators::new("10.244"),
         );
         assert_eq!(causes.len(), 1, "{causes:?}");
         assert_eq!(causes[0].0, "spec.template.metadata.labels");

@@ -80,6 +80,9 @@ pub struct Options {
     /// false they are served only once CRDs for them are stored (and established),
     /// like a real cluster before `istioctl install`.
     pub istio_kinds_preinstalled: bool,
+    /// The first two octets of pod IPs: `10.244` (kind's pod CIDR) by default; a
+    /// `127.x` prefix gives every pod a loopback address processes can bind.
+    pub pod_ip_prefix: String,
 }
 
 impl Default for Options {
@@ -93,6 +96,7 @@ impl Default for Options {
             controller_tick: Duration::from_millis(10),
             progress_deadline_unit: Duration::from_secs(1),
             istio_kinds_preinstalled: true,
+            pod_ip_prefix: "10.244".into(),
         }
     }
 }
@@ -103,6 +107,11 @@ impl Default for Options {
 /// pod has `metadata.generateName` but no name and no uid yet; `metadata.namespace` is
 /// set. Defaulting has already run.
 pub type PodAdmission = Arc<dyn Fn(&mut Value, &Value) + Send + Sync>;
+
+/// The kubelet's readiness probe of one running container: `(pod, container name)` →
+/// `Some(ready)`, or `None` to keep the fake's own timing. Called on every kubelet pass
+/// with the store locked: it must answer from its own state and never call the cluster.
+pub type ReadinessProbe = Arc<dyn Fn(&Value, &str) -> Option<bool> + Send + Sync>;
 
 /// Where a port-forward to (pod, pod port) lands.
 pub type PortForwardHook = Arc<dyn Fn(&Value, u16) -> Upstream + Send + Sync>;
@@ -377,6 +386,11 @@ impl FakeCluster {
 
     pub fn set_port_forward(&self, hook: PortForwardHook) {
         self.shared.set_port_forward(hook);
+    }
+
+    /// Running containers are ready only when `probe` says so (where it answers).
+    pub fn set_readiness_probe(&self, probe: ReadinessProbe) {
+        self.shared.lock().readiness = Some(probe);
     }
 
     /// How containers whose image contains `image_substring` behave, for pods created

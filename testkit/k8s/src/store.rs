@@ -87,6 +87,8 @@ pub struct Store {
     /// Extra log text per (namespace, pod, container).
     pub logs: HashMap<(String, String, String), String>,
     pub alloc: Allocators,
+    /// The kubelet's readiness probe of running containers, when a test set one.
+    pub readiness: Option<crate::ReadinessProbe>,
     pub options: Options,
 }
 
@@ -102,7 +104,8 @@ impl Store {
             pods: HashMap::new(),
             images: Vec::new(),
             logs: HashMap::new(),
-            alloc: Allocators::default(),
+            alloc: Allocators::new(&options.pod_ip_prefix),
+            readiness: None,
             options,
         };
         let ns = store.kind("", "Namespace");

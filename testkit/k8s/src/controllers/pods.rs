@@ -101,6 +101,7 @@ struct Ctx<'a> {
     pod: &'a Value,
     sim: &'a PodSim,
     options: &'a Options,
+    probe: Option<&'a crate::ReadinessProbe>,
     now: Instant,
     begin: Instant,
     stopped_at: Option<Instant>,
@@ -279,7 +280,8 @@ fn run_container(c: &Value, role: Role, ctx: &Ctx, events: &mut Vec<Ev>) -> Run 
                     done: true,
                 };
             }
-            let ready = ctx.now >= ready_at;
+            let probed = || ctx.probe.and_then(|p| p(ctx.pod, name)).unwrap_or(true);
+            let ready = ctx.now >= ready_at && probed();
             let state = json!({"running": {"startedAt": started_at}});
             Run {
                 status: base(state, ready, true, 0, json!({}), true),
@@ -302,7 +304,13 @@ fn waiting(c: &Value, reason: &str) -> Value {
 type Condition<'a> = (&'a str, bool, Option<(&'a str, String)>);
 
 /// The pod's status at `now`, and the events that go with it.
-fn compute(pod: &Value, sim: &mut PodSim, options: &Options, now: Instant) -> (Value, Vec<Ev>) {
+fn compute(
+    pod: &Value,
+    sim: &mut PodSim,
+    options: &Options,
+    probe: Option<&crate::ReadinessProbe>,
+    now: Instant,
+) -> (Value, Vec<Ev>) {
     let begin = sim.created + options.pod_ready_after;
     let started = now >= begin;
     let stopped_at = sim
@@ -313,6 +321,7 @@ fn compute(pod: &Value, sim: &mut PodSim, options: &Options, now: Instant) -> (V
         pod,
         sim,
         options,
+        probe,
         now,
         begin,
         stopped_at,
@@ -488,6 +497,7 @@ pub fn tick(store: &mut Store, now: Instant) {
         .map(|p| Key::new(&info, meta::namespace(p), meta::name(p)))
         .collect();
     let options = store.options.clone();
+    let probe = store.readiness.clone();
     for key in keys {
         let Some(pod) = store.get(&info, &key.namespace, &key.name).cloned() else {
             continue;
@@ -524,7 +534,7 @@ pub fn tick(store: &mut Store, now: Instant) {
         if sim.deleted_at.is_none() && meta::is_deleting(&pod) {
             sim.deleted_at = Some(now);
         }
-        let (status, events) = compute(&pod, &mut sim, &options, now);
+        let (status, events) = compute(&pod, &mut sim, &options, probe.as_ref(), now);
         for e in events {
             if sim.emitted.insert(e.key.clone()) {
                 store.event(&pod, e.type_, e.reason, &e.message, e.component);

@@ -7,6 +7,7 @@ mod faults;
 mod images;
 mod namespaces;
 mod portforward;
+mod readiness;
 mod rollout;
 mod server_side_apply;
 mod tls;
