@@ -149,7 +149,7 @@ fn main() {
                     p,
                     "ingress::03",
                     Outcome::Failed("answered HTTP at attempt"),
-                    |s| s.mesh.set_fault(Fault::MutualNotEnforcedShare(0.25)),
+                    |s| s.mesh.set_fault(Fault::MutualNotRequired { replica: None }),
                 )
             },
         ),

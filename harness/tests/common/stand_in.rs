@@ -1,9 +1,10 @@
 //! A stand-in for a kind cluster with Istio: the stateful fake Kubernetes API server
-//! (testkit-k8s) with the simulated mesh and app (testkit-mesh) plugged in — sidecar
-//! injection as its pod admission, the mesh's listeners behind its port-forwards, the
-//! proxies' access logs as pod logs — Istio's control plane and Prometheus deployed, and
-//! a real Prometheus process scraping the mesh's proxies. The harness reaches it with
-//! a kubeconfig, exactly as it reaches a real cluster.
+//! (testkit-k8s) with the mesh and app (testkit-mesh) plugged in — sidecar injection as
+//! its pod admission, real Envoy sidecars and gateways whose readiness is the kubelet's
+//! probe of their containers, pod ports behind its port-forwards, the proxies' output
+//! as pod logs — Istio's control plane and Prometheus deployed, and a real Prometheus
+//! process scraping the proxies. The harness reaches it with a kubeconfig, exactly as
+//! it reaches a real cluster.
 #![allow(dead_code)]
 
 use serde_json::Value;
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use testkit_k8s::{FakeCluster, Options, Upstream};
-use testkit_mesh::{Mesh, MeshOptions, Objects, PortTarget, PrometheusProcess};
+use testkit_mesh::{Mesh, MeshOptions, Objects, PodNetwork, PortTarget, PrometheusProcess};
 
 /// The mesh reads the fake API server's objects.
 struct View(FakeCluster);
@@ -63,13 +64,20 @@ pub struct StandIn {
     pub dir: tempfile::TempDir,
     log_copier: tokio::task::JoinHandle<()>,
     black_hole: tokio::task::JoinHandle<()>,
+    _network: PodNetwork,
 }
 
 impl Drop for StandIn {
     fn drop(&mut self) {
         self.log_copier.abort();
         self.black_hole.abort();
+        let problems = self.mesh.data_plane_problems();
+        self.mesh.shutdown();
         self.cluster.shutdown();
+        // A config Envoy rejected or an Envoy that died is a bug of the stand-in.
+        if !problems.is_empty() && !std::thread::panicking() {
+            panic!("the stand-in's data plane had problems:\n{}", problems.join("\n"));
+        }
     }
 }
 
@@ -79,8 +87,17 @@ impl StandIn {
     /// A cluster running Istio `version` with the Prometheus addon, scraped every
     /// `scrape_interval` by a real Prometheus.
     pub async fn start(version: &str, prometheus: &Path, scrape_interval: Duration) -> StandIn {
-        let cluster = FakeCluster::start(Options::default()).await;
+        let network = PodNetwork::reserve().expect("a block of loopback addresses");
+        let cluster = FakeCluster::start(Options {
+            pod_ip_prefix: network.prefix().to_string(),
+            ..Options::default()
+        })
+        .await;
         let mesh = Mesh::start(Arc::new(View(cluster.clone())), MeshOptions::default()).await;
+        let probe = mesh.clone();
+        cluster.set_readiness_probe(Arc::new(move |pod, container| {
+            probe.container_ready(pod, container)
+        }));
         let injector = mesh.clone();
         cluster.set_pod_admission(Arc::new(move |pod, namespace| {
             injector.inject(pod, namespace)
@@ -159,6 +176,7 @@ impl StandIn {
             dir,
             log_copier,
             black_hole,
+            _network: network,
         }
     }
 
@@ -190,15 +208,15 @@ async fn copy_proxy_logs(cluster: FakeCluster, mesh: Mesh) {
             ) else {
                 continue;
             };
-            let lines = mesh.proxy_logs(ns, name);
             let done = copied
                 .entry((ns.to_string(), name.to_string()))
                 .or_default();
-            if lines.len() > *done {
-                let text: String = lines[*done..].iter().map(|l| format!("{l}\n")).collect();
+            let (lines, next) = mesh.proxy_log_since(ns, name, *done);
+            if !lines.is_empty() {
+                let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
                 cluster.append_pod_log(ns, name, "istio-proxy", &text);
-                *done = lines.len();
             }
+            *done = next;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

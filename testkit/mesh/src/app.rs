@@ -113,11 +113,11 @@ pub(crate) struct CallRaised;
 pub(crate) trait AppWorld {
     fn random(&self, below: u64) -> u64;
     /// `requests.get(url, timeout=1).text`, or the exception.
-    fn get(&self, url: &str) -> Result<String, CallRaised>;
+    fn get(&self, url: &str) -> impl std::future::Future<Output = Result<String, CallRaised>> + Send;
     fn page_style(&self) -> WerkzeugPage;
 }
 
-pub(crate) fn handle(mode: &Mode, path: &str, world: &dyn AppWorld) -> AppAnswer {
+pub(crate) async fn handle<W: AppWorld + Sync>(mode: &Mode, path: &str, world: &W) -> AppAnswer {
     let path = path.split('?').next().unwrap_or(path);
     let not_found = || AppAnswer {
         status: 404,
@@ -149,11 +149,13 @@ pub(crate) fn handle(mode: &Mode, path: &str, world: &dyn AppWorld) -> AppAnswer
             body: world.random(10_001).to_string(),
         },
         (Mode::Sentence { name_url, age_url }, "/") => {
-            let sentence = world.get(name_url).and_then(|name| {
-                world
+            let sentence = match world.get(name_url).await {
+                Ok(name) => world
                     .get(age_url)
-                    .map(|age| format!("{name} is {age} years"))
-            });
+                    .await
+                    .map(|age| format!("{name} is {age} years")),
+                Err(e) => Err(e),
+            };
             match sentence {
                 Ok(body) => AppAnswer { status: 200, body },
                 Err(CallRaised) => AppAnswer {

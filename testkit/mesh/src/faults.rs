@@ -1,42 +1,70 @@
 //! Wrong worlds: faults a test switches on to prove the harness does not pass when
 //! Istio (or the app, or the environment) misbehaves. Several may be active at once.
+//!
+//! Faults of the data plane are wrong *Envoy configuration*: the stand-in istiod builds
+//! the config it would build, bent as the fault says, and real Envoy does the rest (who
+//! accepts plaintext, which TLS alert is sent, what the config dump and the access log
+//! show). Faults of the control plane (injector, pushes, debug endpoints) and of the
+//! app stay in the stand-in.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 /// A way the simulated world goes wrong.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
-    /// The ingress gateway answers every request (HTTP and HTTPS) itself with this
-    /// status and body, never reaching the app.
+    /// The ingress gateway's routes answer every request (HTTP and HTTPS) with this
+    /// status and body themselves (`direct_response`), never reaching the app.
     GatewayAnswers(u16, String),
-    /// Calls to this workload get Envoy's 503 local reply (`upstream connect error or
-    /// disconnect/reset before headers. reset reason: connection termination`); the
-    /// frontend pastes it into a 200 "sentence".
+    /// This workload's app answers 503 with the body of Envoy's local reply
+    /// (`upstream connect error or disconnect/reset before headers. reset reason:
+    /// connection termination`), as a proxy in front of it would; the frontend pastes it
+    /// into a 200 "sentence".
     BackendLocalReply { workload: String },
     /// The injector adds `sidecar.istio.io/status` but no container.
     InjectorAnnotatesOnly,
     /// The injection webhook is never called (removed, or `failurePolicy: Ignore` with
     /// istiod unreachable): pods are created as their template says, without a proxy.
     InjectorDown,
-    /// This share (0..=1) of requests on the edge `from → to` (workload names) goes
-    /// plaintext from the caller's proxy and is accepted even under STRICT (an Istio bug).
+    /// This share (0..=1) of `from`'s requests to `to` (workload names) go out in
+    /// plaintext: `from`'s routes send that weight to a twin of the cluster without TLS,
+    /// and `to`'s sidecar keeps a plaintext filter chain even under STRICT (an Istio bug).
     PlaintextShare {
         from: String,
         to: String,
         share: f64,
     },
-    /// STRICT behaves like PERMISSIVE.
+    /// STRICT is not enforced: the inbound listener keeps its plaintext filter chain.
     StrictNotEnforced,
-    /// The MUTUAL gateway closes a rejected TLS connection without sending an alert.
+    /// PERMISSIVE rejects plaintext: the inbound listener has only the mTLS chain.
+    PermissiveRejectsPlaintext,
+    /// A cluster whose DestinationRule says `DISABLE` still originates Istio mTLS.
+    DisableStillSendsMtls,
+    /// A cluster whose DestinationRule says `ISTIO_MUTUAL` sends plaintext.
+    IstioMutualSendsPlaintext,
+    /// DestinationRule subset clusters are never built, while routes still name them.
+    SubsetClustersMissing,
+    /// DestinationRule subset clusters get their endpoints from an xDS stream that never
+    /// answers: they stay in `dynamic_warming_clusters`.
+    SubsetClustersWarming,
+    /// A MUTUAL gateway server does not require a client certificate; an RBAC network
+    /// filter closes connections without one after the handshake (no TLS alert).
     TlsCloseWithoutAlert,
+    /// A MUTUAL gateway server has `require_client_certificate: false`: on every gateway
+    /// replica (`None`), or only on the replica at this index in pod-name order (one
+    /// replica of several left on a stale listener).
+    MutualNotRequired { replica: Option<usize> },
+    /// A MUTUAL gateway server accepts client certificates from any CA
+    /// (`trust_chain_verification: ACCEPT_UNTRUSTED`).
+    GatewayTrustsAnyCa,
     /// That workload's proxies answer their metrics endpoints with 503 (targets down).
     NoTelemetry { workload: String },
     /// DestinationRule traffic policies (TLS modes) are ignored: auto mTLS everywhere;
     /// subsets still route.
     DestinationRuleIgnored,
     /// The proxies get config this much later than `push_delay` says (a slow istiod).
-    SlowPush(std::time::Duration),
+    SlowPush(Duration),
     /// The Prometheus file_sd file is no longer updated (targets go stale).
     DiscoveryFrozen,
     /// istiod never sees an ACK from this workload's proxies: they get and apply config,
@@ -44,11 +72,6 @@ pub enum Fault {
     ProxyNeverAcks { workload: String },
     /// istiod runs with `ENABLE_DEBUG_ON_HTTP=false`: every `/debug/*` path is a 404.
     DebugOnHttpDisabled,
-    /// This share (0..=1) of TLS connections to a MUTUAL gateway server is served
-    /// without asking for a client certificate (as SIMPLE), e.g. one gateway replica of
-    /// several behind a load balancer still on a listener without
-    /// `require_client_certificate`. Deterministic, spread evenly like `PlaintextShare`.
-    MutualNotEnforcedShare(f64),
     /// Every proxy connects to the `default` revision's istiod whatever revision injected
     /// it (e.g. `meshConfig.defaultConfig.discoveryAddress: istiod.istio-system.svc:15012`
     /// set for every revision): a canary's "new" proxies are served by the old control
@@ -61,12 +84,12 @@ pub enum Fault {
     InjectedProxyTag(String),
 }
 
-/// The active faults, and the running share of `PlaintextShare` edges (deterministic:
-/// exactly `share` of the requests, spread evenly).
+/// The active faults. Every change bumps a generation, so proxies get config rebuilt
+/// with (or without) the fault.
 #[derive(Default)]
 pub(crate) struct Faults {
     active: Mutex<Vec<Fault>>,
-    share_credit: Mutex<HashMap<(String, String), f64>>,
+    generation: AtomicU64,
 }
 
 impl Faults {
@@ -74,6 +97,7 @@ impl Faults {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if !a.contains(&fault) {
             a.push(fault);
+            self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -82,10 +106,19 @@ impl Faults {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        self.share_credit
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// A copy of the active faults, for building one proxy's config.
+    pub fn snapshot(&self) -> Vec<Fault> {
+        self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clear();
+            .clone()
     }
 
     fn any(&self, f: impl Fn(&Fault) -> bool) -> bool {
@@ -94,17 +127,6 @@ impl Faults {
             .unwrap_or_else(|p| p.into_inner())
             .iter()
             .any(f)
-    }
-
-    pub fn gateway_answer(&self) -> Option<(u16, String)> {
-        self.active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find_map(|f| match f {
-                Fault::GatewayAnswers(code, body) => Some((*code, body.clone())),
-                _ => None,
-            })
     }
 
     pub fn backend_local_reply(&self, workload: &str) -> bool {
@@ -119,20 +141,8 @@ impl Faults {
         self.any(|f| matches!(f, Fault::InjectorDown))
     }
 
-    pub fn strict_not_enforced(&self) -> bool {
-        self.any(|f| matches!(f, Fault::StrictNotEnforced))
-    }
-
-    pub fn tls_close_without_alert(&self) -> bool {
-        self.any(|f| matches!(f, Fault::TlsCloseWithoutAlert))
-    }
-
     pub fn no_telemetry(&self, workload: &str) -> bool {
         self.any(|f| matches!(f, Fault::NoTelemetry { workload: w } if w == workload))
-    }
-
-    pub fn destination_rule_ignored(&self) -> bool {
-        self.any(|f| matches!(f, Fault::DestinationRuleIgnored))
     }
 
     pub fn discovery_frozen(&self) -> bool {
@@ -162,7 +172,7 @@ impl Faults {
         self.any(|f| matches!(f, Fault::DebugOnHttpDisabled))
     }
 
-    pub fn extra_push_delay(&self) -> std::time::Duration {
+    pub fn extra_push_delay(&self) -> Duration {
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -174,85 +184,90 @@ impl Faults {
             .max()
             .unwrap_or_default()
     }
-
-    /// Whether this TLS connection to a MUTUAL server is one the
-    /// `MutualNotEnforcedShare` bug serves without asking for a client certificate.
-    pub fn mutual_not_enforced(&self) -> bool {
-        let share = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find_map(|f| match f {
-                Fault::MutualNotEnforcedShare(share) => Some(share.clamp(0.0, 1.0)),
-                _ => None,
-            });
-        let Some(share) = share else {
-            return false;
-        };
-        let mut credits = self.share_credit.lock().unwrap_or_else(|p| p.into_inner());
-        // A key no workload edge can have.
-        let credit = credits
-            .entry((String::new(), "MUTUAL".to_string()))
-            .or_default();
-        *credit += share;
-        if *credit >= 1.0 - 1e-9 {
-            *credit -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
-    /// Whether this request on `from → to` is one the `PlaintextShare` bug sends in the
-    /// clear.
-    pub fn plaintext_bug(&self, from: &str, to: &str) -> bool {
-        let share = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find_map(|f| match f {
-                Fault::PlaintextShare {
-                    from: a,
-                    to: b,
-                    share,
-                } if a == from && b == to => Some(share.clamp(0.0, 1.0)),
-                _ => None,
-            });
-        let Some(share) = share else {
-            return false;
-        };
-        let mut credits = self.share_credit.lock().unwrap_or_else(|p| p.into_inner());
-        let credit = credits
-            .entry((from.to_string(), to.to_string()))
-            .or_default();
-        *credit += share;
-        if *credit >= 1.0 - 1e-9 {
-            *credit -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The faults that bend one proxy's config, looked up by the config builders.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConfigFaults {
+    faults: Vec<Fault>,
+}
 
-    #[test]
-    fn a_plaintext_share_is_exact_over_many_requests() {
-        let f = Faults::default();
-        f.set(Fault::PlaintextShare {
-            from: "a".into(),
-            to: "b".into(),
-            share: 0.25,
-        });
-        let n = (0..100).filter(|_| f.plaintext_bug("a", "b")).count();
-        assert_eq!(n, 25);
-        assert!(!f.plaintext_bug("b", "a"));
-        f.clear();
-        assert!(!f.plaintext_bug("a", "b"));
+impl ConfigFaults {
+    pub fn new(faults: Vec<Fault>) -> ConfigFaults {
+        ConfigFaults { faults }
+    }
+
+    fn any(&self, f: impl Fn(&Fault) -> bool) -> bool {
+        self.faults.iter().any(f)
+    }
+
+    pub fn gateway_answer(&self) -> Option<(u16, String)> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::GatewayAnswers(code, body) => Some((*code, body.clone())),
+            _ => None,
+        })
+    }
+
+    pub fn strict_not_enforced(&self) -> bool {
+        self.any(|f| matches!(f, Fault::StrictNotEnforced))
+    }
+
+    pub fn permissive_rejects_plaintext(&self) -> bool {
+        self.any(|f| matches!(f, Fault::PermissiveRejectsPlaintext))
+    }
+
+    pub fn destination_rule_ignored(&self) -> bool {
+        self.any(|f| matches!(f, Fault::DestinationRuleIgnored))
+    }
+
+    pub fn disable_still_sends_mtls(&self) -> bool {
+        self.any(|f| matches!(f, Fault::DisableStillSendsMtls))
+    }
+
+    pub fn istio_mutual_sends_plaintext(&self) -> bool {
+        self.any(|f| matches!(f, Fault::IstioMutualSendsPlaintext))
+    }
+
+    pub fn subset_clusters_missing(&self) -> bool {
+        self.any(|f| matches!(f, Fault::SubsetClustersMissing))
+    }
+
+    pub fn subset_clusters_warming(&self) -> bool {
+        self.any(|f| matches!(f, Fault::SubsetClustersWarming))
+    }
+
+    pub fn tls_close_without_alert(&self) -> bool {
+        self.any(|f| matches!(f, Fault::TlsCloseWithoutAlert))
+    }
+
+    pub fn gateway_trusts_any_ca(&self) -> bool {
+        self.any(|f| matches!(f, Fault::GatewayTrustsAnyCa))
+    }
+
+    /// Whether the gateway replica at `replica` (pod-name order) skips the client
+    /// certificate requirement.
+    pub fn mutual_not_required(&self, replica: usize) -> bool {
+        self.any(|f| match f {
+            Fault::MutualNotRequired { replica: None } => true,
+            Fault::MutualNotRequired { replica: Some(r) } => *r == replica,
+            _ => false,
+        })
+    }
+
+    /// The plaintext share `from` sends to `to`, if any.
+    pub fn plaintext_share(&self, from: &str, to: &str) -> Option<f64> {
+        self.faults.iter().find_map(|f| match f {
+            Fault::PlaintextShare {
+                from: a,
+                to: b,
+                share,
+            } if a == from && b == to => Some(share.clamp(0.0, 1.0)),
+            _ => None,
+        })
+    }
+
+    /// Whether some caller's plaintext share is accepted by `to`'s sidecar.
+    pub fn accepts_plaintext_share(&self, to: &str) -> bool {
+        self.any(|f| matches!(f, Fault::PlaintextShare { to: b, .. } if b == to))
     }
 }

@@ -11,6 +11,8 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -21,10 +23,8 @@ pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 /// A request as the handlers see it.
 #[derive(Debug, Clone)]
 pub(crate) struct Request {
-    pub method: String,
     /// Path and query.
     pub path: String,
-    pub host: Option<String>,
 }
 
 impl Request {
@@ -80,9 +80,25 @@ impl Response {
 
 pub(crate) type Handler = Arc<dyn Fn(Request) -> Response + Send + Sync>;
 
+/// A handler that answers later.
+pub(crate) type AsyncHandler =
+    Arc<dyn Fn(Request) -> Pin<Box<dyn Future<Output = Response> + Send>> + Send + Sync>;
+
 /// Serves HTTP/1.1 on `io` until the peer closes or [`CONNECTION_LIFETIME`] passes.
 /// `envoy`: answer HTTP/1.0 with 426 and name the server `istio-envoy`.
 pub(crate) async fn serve<IO>(io: IO, handler: Handler, envoy: bool)
+where
+    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let handler: AsyncHandler = Arc::new(move |req| {
+        let response = handler(req);
+        Box::pin(async move { response })
+    });
+    serve_async(io, handler, envoy).await;
+}
+
+/// [`serve`] with an asynchronous handler.
+pub(crate) async fn serve_async<IO>(io: IO, handler: AsyncHandler, envoy: bool)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -92,22 +108,14 @@ where
             let response = if envoy && req.version() == hyper::Version::HTTP_10 {
                 Response::new(426, "", Bytes::new())
             } else {
-                let host = req
-                    .headers()
-                    .get(hyper::header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .or_else(|| req.uri().authority().map(|a| a.to_string()));
                 let request = Request {
-                    method: req.method().as_str().to_string(),
                     path: req
                         .uri()
                         .path_and_query()
                         .map(|p| p.as_str().to_string())
                         .unwrap_or_else(|| "/".into()),
-                    host,
                 };
-                handler(request)
+                handler(request).await
             };
             Ok::<_, Infallible>(to_hyper(response, envoy))
         }
@@ -145,9 +153,7 @@ mod tests {
     #[test]
     fn query_parameters_are_found_with_or_without_values() {
         let r = Request {
-            method: "GET".into(),
             path: "/config_dump?resource=dynamic_active_clusters&include_eds".into(),
-            host: None,
         };
         assert_eq!(
             r.query("resource").as_deref(),

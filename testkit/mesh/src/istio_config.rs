@@ -191,21 +191,6 @@ pub(crate) struct HttpRoute {
     pub route: Vec<RouteDestination>,
 }
 
-impl HttpRoute {
-    pub fn matches_path(&self, path: &str) -> bool {
-        let path = path.split('?').next().unwrap_or(path);
-        self.matches.is_empty()
-            || self.matches.iter().any(|m| match m {
-                None => true,
-                Some(UriMatch::Exact(s)) => path == s,
-                Some(UriMatch::Prefix(s)) => path.starts_with(s.as_str()),
-                Some(UriMatch::Regex(r)) => regex::Regex::new(&format!("^(?:{r})$"))
-                    .map(|re| re.is_match(path))
-                    .unwrap_or(false),
-            })
-    }
-}
-
 #[derive(Debug, Clone)]
 pub(crate) struct VirtualService {
     pub namespace: String,

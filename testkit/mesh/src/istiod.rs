@@ -8,9 +8,9 @@
 //!   (`<pod>.<namespace>-<n>`) contains the given string: its push version, namespace
 //!   and DestinationRules per service host.
 //!
-//! Both follow the timeline the proxies' config follows: a proxy has sent and acked the
-//! push of the snapshot its Envoy admin serves (`push_delay` old, later under
-//! `SlowPush`), so "synced" means the proxy has that config. Under `DestinationRuleIgnored`
+//! Both follow the proxies' real Envoys: a push is "sent" when its files are written and
+//! "acked" once the proxy's Envoy reports that version for every resource of the type,
+//! so "synced" means the proxy applied that config. Under `DestinationRuleIgnored`
 //! istiod still carries the rule; only the clusters it builds ignore its TLS.
 
 use crate::http::{Request, Response};
@@ -18,7 +18,7 @@ use crate::objects::{Pod, ProxyKind};
 use crate::routing;
 use crate::telemetry::timestamp;
 use crate::world::World;
-use crate::{Inner, MeshOptions};
+use crate::Inner;
 use serde_json::{Value, json};
 use std::hash::{Hash, Hasher};
 use std::time::{Instant, SystemTime};
@@ -87,11 +87,7 @@ fn revision_of(istiod: &Pod) -> &str {
         .unwrap_or("default")
 }
 
-const CDS: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const EDS: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const LDS: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const RDS: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-const SDS: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+use crate::envoy::{CDS, EDS, LDS, RDS, SDS};
 const NDS: &str = "type.googleapis.com/istio.networking.nds.v1.NameTable";
 
 /// The proxies connected to `istiod`, in pod-name order, with their connection numbers.
@@ -119,23 +115,11 @@ fn connected<'a>(
     out
 }
 
-/// When the push of the snapshot `view` reached the proxies, by the wall clock.
-fn sent_time(view: &World, options: &MeshOptions, extra: std::time::Duration) -> String {
-    let reached = view.push_taken + options.push_delay + extra;
-    let now = Instant::now();
-    let at = if reached > now {
-        SystemTime::now() + (reached - now)
-    } else {
-        SystemTime::now() - (now - reached)
-    };
-    // Go's RFC3339Nano; milliseconds are enough here.
-    timestamp(at)
-}
-
-/// One `/debug/syncz` entry (`debug.go` `SyncStatus`).
-fn sync_status(inner: &Inner, view: &World, pod: &Pod, kind: ProxyKind) -> Value {
-    let version = &view.push_version;
-    let sent_at = sent_time(view, &inner.options, inner.faults.extra_push_delay());
+/// One `/debug/syncz` entry (`debug.go` `SyncStatus`): per type, the nonce of the last
+/// push istiod wrote and, once the proxy's Envoy reports that version for the whole
+/// type, the same nonce as acked.
+fn sync_status(inner: &Inner, pod: &Pod, kind: ProxyKind) -> Value {
+    let push = inner.fleet.get(&pod.uid).and_then(|p| p.push());
     let acks = !inner.faults.never_acks(&pod.workload_name());
     let mut types = vec![CDS, EDS, LDS, RDS];
     if kind == ProxyKind::Gateway {
@@ -144,8 +128,6 @@ fn sync_status(inner: &Inner, view: &World, pod: &Pod, kind: ProxyKind) -> Value
     let mut resources = serde_json::Map::new();
     let mut flat = serde_json::Map::new();
     for type_url in &types {
-        let sent = nonce(version, &pod.uid, type_url);
-        let acked = if acks { sent.clone() } else { String::new() };
         let prefix = match *type_url {
             CDS => Some("cluster"),
             EDS => Some("endpoint"),
@@ -153,15 +135,24 @@ fn sync_status(inner: &Inner, view: &World, pod: &Pod, kind: ProxyKind) -> Value
             RDS => Some("route"),
             _ => None,
         };
+        let Some(push) = &push else {
+            resources.insert(type_url.to_string(), json!({"sentTime": "0001-01-01T00:00:00Z"}));
+            continue;
+        };
+        let sent = nonce(&push.version, &pod.uid, type_url);
+        let acked = acks && push.acked.get(type_url).copied().unwrap_or(false);
+        let mut status = json!({"sent": sent, "sentTime": timestamp(push.at)});
+        if acked {
+            status["acked"] = json!(sent);
+        }
+        if let Some(why) = push.rejected.get(type_url) {
+            status["lastError"] = json!(why);
+        }
         if let Some(prefix) = prefix {
             flat.insert(format!("{prefix}_sent"), json!(sent));
-            if acks {
-                flat.insert(format!("{prefix}_acked"), json!(acked));
+            if acked {
+                flat.insert(format!("{prefix}_acked"), json!(sent));
             }
-        }
-        let mut status = json!({"sent": sent, "sentTime": sent_at});
-        if acks {
-            status["acked"] = json!(acked);
         }
         resources.insert(type_url.to_string(), status);
     }
@@ -226,7 +217,6 @@ pub(crate) fn handle(inner: &Inner, istiod: &Pod, req: &Request) -> Response {
         return Response::text(404, "404 page not found\n");
     }
     let now = inner.timeline.latest();
-    let view = inner.config_view();
     let proxies = connected(
         &now,
         istiod,
@@ -238,7 +228,7 @@ pub(crate) fn handle(inner: &Inner, istiod: &Pod, req: &Request) -> Response {
             let entries: Vec<Value> = proxies
                 .iter()
                 .filter(|(p, _, _)| namespace.as_deref().is_none_or(|n| n == p.namespace))
-                .map(|(p, kind, _)| sync_status(inner, &view, p, *kind))
+                .map(|(p, kind, _)| sync_status(inner, p, *kind))
                 .collect();
             Response::json(&Value::Array(entries))
         }
@@ -251,7 +241,16 @@ pub(crate) fn handle(inner: &Inner, istiod: &Pod, req: &Request) -> Response {
                 .iter()
                 .find(|(p, _, n)| format!("{}.{}-{n}", p.name, p.namespace).contains(&wanted))
             {
-                Some((p, _, _)) => Response::json(&sidecar_scope(inner, &view, p)),
+                Some((p, _, _)) => {
+                    // The scope of the last push istiod computed for the proxy.
+                    let view = inner
+                        .fleet
+                        .get(&p.uid)
+                        .and_then(|proxy| proxy.push())
+                        .map(|push| push.world)
+                        .unwrap_or_else(|| inner.config_view());
+                    Response::json(&sidecar_scope(inner, &view, p))
+                }
                 None => Response::text(
                     404,
                     "Proxy not connected to this Pilot instance. It may be connected to another instance.\n",

@@ -1,51 +1,55 @@
-//! Istio's data plane (1.30/1.31, native sidecars) and the exercise's "sentences" app,
-//! simulated on loopback so the harness's tests can run its mutual-TLS checks end to end
-//! without a cluster.
+//! Istio's mesh (1.30/1.31, native sidecars) and the exercise's "sentences" app on
+//! loopback, so the harness's tests can run its mutual-TLS checks end to end without a
+//! cluster. The data plane is real: every injected sidecar and every ingress gateway
+//! replica is an Envoy 1.40 process, configured the way istiod configures it; the
+//! control plane around it (injector, istiod's pushes and debug endpoints, the app,
+//! pilot-agent's metrics) is a stand-in.
 //!
-//! The simulation reads the cluster through [`Objects`] (the tests glue it to their fake
-//! API server) and never hard-codes app names: injection, routing, mTLS, telemetry and
-//! the app's behaviour all derive from the objects as applied. What it serves:
+//! The mesh reads the cluster through [`Objects`] (the tests glue it to their fake API
+//! server) and never hard-codes app names. What it serves:
 //! - the injector ([`Mesh::inject`], an admission hook);
-//! - pod ports behind port-forwards ([`Mesh::port_target`]): the ingress gateway's HTTP
-//!   and TLS ports, every proxy's Envoy admin (15000), merged metrics (15020), Envoy stats
-//!   (15090) and readiness (15021), the app's port (5000), Prometheus (9090), istiod's
-//!   debug endpoints (15014 and 8080: which push each proxy acked, its SidecarScope);
+//! - the kubelet's readiness of proxy and app containers ([`Mesh::container_ready`]);
+//! - pod ports behind port-forwards ([`Mesh::port_target`]): Envoy's own listeners and
+//!   admin (15000), pilot-agent's merged metrics (15020), stats (15090) and readiness
+//!   (15021), the app's port, Prometheus (9090), istiod's debug endpoints (15014, 8080);
 //! - a Prometheus file_sd file ([`Mesh::file_sd_path`]) with the addon's targets, and a
 //!   real Prometheus process for tests ([`PrometheusProcess`]);
-//! - faults ([`Fault`]) and ground truth ([`MeshStats`]) for assertions.
+//! - faults ([`Fault`]), most of them as wrong Envoy config.
 //!
-//! `FACTS.md` beside this crate lists the Istio behaviours simulated and their sources.
+//! Pods must have loopback IPs from a reserved block ([`PodNetwork`]). `FACTS.md`
+//! beside this crate lists the Istio behaviours followed and their sources.
 
-mod admin;
+mod addresses;
 mod app;
+mod app_server;
+mod ca;
+mod client;
 mod control_plane;
+pub mod envoy;
 mod faults;
-mod gateway;
 mod http;
 mod inject;
 mod istio_config;
 mod istiod;
 mod listeners;
-mod mutual_gateway;
 mod objects;
 mod policy;
 mod prometheus;
 mod routing;
-mod stats;
 mod telemetry;
-mod tls_io;
-mod traffic;
 mod world;
+mod xds;
 
+pub use addresses::PodNetwork;
 pub use app::WerkzeugPage;
 pub use faults::Fault;
 pub use objects::Objects;
 pub use prometheus::PrometheusProcess;
-pub use stats::{HopOutcome, MeshStats, TlsOutcome};
 
+use crate::app_server::AppServer;
 use crate::http::Response;
 use crate::listeners::Role;
-use crate::objects::{Pod, ProxyKind};
+use crate::objects::{Pod, ProxyKind, str_at};
 use crate::world::{Timeline, World};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -69,7 +73,7 @@ pub struct MeshOptions {
     pub push_delay: Duration,
     /// A new credential reaches the gateway after this (SDS). Default 100 ms.
     pub sds_delay: Duration,
-    /// Seed of every random choice (weighted routes, names, ages).
+    /// Seed of every random choice (names, ages, kube-proxy's picks).
     pub seed: u64,
     /// How often the cluster's objects are read. Default 20 ms.
     pub poll_interval: Duration,
@@ -80,11 +84,6 @@ pub struct MeshOptions {
     /// Inject native sidecars (Kubernetes ≥ 1.33, `ENABLE_NATIVE_SIDECARS=auto`).
     /// Default true; the pod annotation `sidecar.istio.io/nativeSidecar` overrides.
     pub native_sidecars: bool,
-    /// `meshConfig.defaultConfig.proxyStatsMatcher.inclusionPrefixes` (e.g. `listener`
-    /// to expose `envoy_listener_no_filter_chain_match`). Default none.
-    pub stats_inclusion_prefixes: Vec<String>,
-    pub stats_inclusion_suffixes: Vec<String>,
-    pub stats_inclusion_regexps: Vec<String>,
     /// Werkzeug generation of the app's error pages. Default [`WerkzeugPage::Legacy`].
     pub werkzeug: WerkzeugPage,
 }
@@ -99,15 +98,13 @@ impl Default for MeshOptions {
             root_namespace: "istio-system".into(),
             trust_domain: "cluster.local".into(),
             native_sidecars: true,
-            stats_inclusion_prefixes: vec![],
-            stats_inclusion_suffixes: vec![],
-            stats_inclusion_regexps: vec![],
             werkzeug: WerkzeugPage::Legacy,
         }
     }
 }
 
-/// The simulated mesh. Cheap to clone; background tasks stop when the last clone drops.
+/// The mesh. Cheap to clone; background tasks and Envoys stop when the last clone
+/// drops.
 #[derive(Clone)]
 pub struct Mesh {
     inner: Arc<Inner>,
@@ -130,22 +127,24 @@ pub(crate) struct Inner {
     pushes: Mutex<istiod::Pushes>,
     pub(crate) faults: faults::Faults,
     pub(crate) telemetry: telemetry::Registry,
-    pub(crate) stats: stats::StatsRecorder,
+    pub(crate) fleet: envoy::Fleet,
+    apps: Mutex<HashMap<String, AppServer>>,
+    ca: Result<ca::MeshCa, String>,
     listeners: listeners::Registry,
     prometheus: Mutex<Option<SocketAddr>>,
     rng: Mutex<u64>,
     round_robin: Mutex<HashMap<String, usize>>,
-    tls_configs: Mutex<HashMap<gateway::Credential, Arc<rustls::ServerConfig>>>,
     metrics_addr: SocketAddr,
     file_sd: PathBuf,
     _file_sd_dir: tempfile::TempDir,
     pub(crate) runtime: tokio::runtime::Handle,
+    weak: Weak<Inner>,
+    stopped: std::sync::atomic::AtomicBool,
 }
 
 impl Inner {
-    /// The cluster as the proxies know it.
-    /// Never older than what the proxies already got (a slower push delays new config,
-    /// it does not take config back).
+    /// The cluster as istiod pushes it to the proxies: delayed by `push_delay`, never
+    /// older than what the proxies already got.
     pub(crate) fn config_view(&self) -> Arc<World> {
         let w = self
             .timeline
@@ -184,38 +183,15 @@ impl Inner {
         i
     }
 
-    pub(crate) fn tls_config(
-        &self,
-        cred: &gateway::Credential,
-    ) -> Result<Arc<rustls::ServerConfig>, String> {
-        let mut m = self.tls_configs.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = m.get(cred) {
-            return Ok(c.clone());
-        }
-        let c = mutual_gateway::server_config(cred)?;
-        if m.len() > 64 {
-            m.clear();
-        }
-        m.insert(cred.clone(), c.clone());
-        Ok(c)
-    }
-
-    /// What listens on `port` of `pod` now.
+    /// What the stand-in serves on `port` of `pod` itself (pilot-agent, istiod).
     fn role_for(&self, pod: &Pod, port: u16) -> Option<Role> {
         if !pod.running() {
             return None;
         }
         match (pod.live_proxy(), port) {
-            (Some(_), 15000) => Some(Role::Admin),
             (Some(_), 15020) => Some(Role::MergedMetrics),
             (Some(_), 15090) => Some(Role::EnvoyStats),
             (Some(_), 15021) => Some(Role::Health),
-            (Some(ProxyKind::Gateway), p) => match gateway::port_state(self, pod, p) {
-                gateway::PortState::Http => Some(Role::GatewayHttp),
-                gateway::PortState::Tls => Some(Role::GatewayTls),
-                gateway::PortState::Closed => None,
-            },
-            (_, 5000) if !control_plane::is_istio_component(pod) => Some(Role::App),
             (None, 15014 | 8080) if control_plane::is_istiod(pod) => Some(Role::IstiodDebug),
             _ => None,
         }
@@ -226,28 +202,66 @@ impl Inner {
         now.pod_by_uid(uid).and_then(|p| self.role_for(p, port)) == Some(role)
     }
 
-    /// A pod's metrics endpoint on `port` (15020 merged, 15090 Envoy).
+    /// Brings the proxy's counters up to what its Envoy has logged.
+    fn ingest_telemetry(&self, pod: &Pod) -> telemetry::ProxyMeta {
+        let meta = telemetry::ProxyMeta::of(pod, &self.options.trust_domain);
+        if let Some(proxy) = self.fleet.get(&pod.uid) {
+            let lines = proxy.new_telemetry_lines();
+            let world = self.timeline.latest();
+            self.telemetry
+                .ingest(&meta, &lines, &world, &self.options.trust_domain);
+        }
+        meta
+    }
+
+    /// A pod's metrics endpoint on `port` (15020 merged, 15090 Envoy's).
     pub(crate) fn metrics(&self, pod: &Pod, port: u16) -> Response {
         const CT: &str = "text/plain; version=0.0.4; charset=utf-8";
-        let Some(kind) = pod.live_proxy() else {
+        if pod.live_proxy().is_none() {
             return Response::new(
                 200,
                 CT,
                 "# this component's own metrics are not simulated\n",
             );
-        };
-        let meta = telemetry::ProxyMeta::of(pod, kind, &self.options.trust_domain);
-        if self.faults.no_telemetry(&meta.workload) {
+        }
+        if self.faults.no_telemetry(&pod.workload_name()) {
             return Response::text(503, "");
         }
         if port != 15020 && port != 15090 {
             return Response::text(404, "404 page not found\n");
         }
-        let listener = admin::stat_included(pod, &self.options, admin::NO_FILTER_CHAIN_STAT);
-        Response::new(200, CT, self.telemetry.render(&meta, listener))
+        let meta = self.ingest_telemetry(pod);
+        let live = self.fleet.get(&pod.uid).is_some_and(|p| p.is_ready());
+        Response::new(200, CT, self.telemetry.render(&meta, live))
+    }
+
+    /// Whether the proxy of `uid` is ready (pilot-agent's `/healthz/ready`).
+    pub(crate) fn proxy_ready(&self, uid: &str) -> bool {
+        self.fleet.get(uid).is_some_and(|p| p.is_ready())
+    }
+
+    /// Starts and stops the apps of the pods that run now.
+    fn reconcile_apps(&self, now: &World) {
+        let mut apps = self.apps.lock().unwrap_or_else(|p| p.into_inner());
+        apps.retain(|uid, _| now.pod_by_uid(uid).is_some_and(Pod::running));
+        for pod in now.pods.iter().filter(|p| p.running()) {
+            if apps.contains_key(&pod.uid) || control_plane::is_istio_component(pod) {
+                continue;
+            }
+            let Some(address) = app_address(pod) else {
+                continue;
+            };
+            if let Ok(server) = AppServer::start(self.weak.clone(), &pod.uid, address, &self.runtime)
+            {
+                apps.insert(pod.uid.clone(), server);
+            }
+        }
     }
 
     fn refresh(&self, mut world: World) {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
         self.pushes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -256,9 +270,22 @@ impl Inner {
             + self.faults.extra_push_delay()
             + Duration::from_secs(1);
         self.timeline.push(world, keep);
-        // Proxies receive config as time passes, whether or not traffic flows.
-        let _ = self.config_view();
         let now = self.timeline.latest();
+        self.reconcile_apps(&now);
+        if let Ok(ca) = &self.ca {
+            let config = self.config_view();
+            let credentials = self.credential_view();
+            self.fleet.reconcile(&envoy::Pass {
+                now: &now,
+                config: &config,
+                credentials: &credentials,
+                faults: &self.faults,
+                ca,
+                root_namespace: &self.options.root_namespace,
+                trust_domain: &self.options.trust_domain,
+                runtime: &self.runtime,
+            });
+        }
         let alive = |uid: &str| now.pod_by_uid(uid).is_some();
         self.listeners.retain(alive);
         self.telemetry.retain(alive);
@@ -268,6 +295,23 @@ impl Inner {
             let _ = prometheus::write_if_changed(&self.file_sd, &text);
         }
     }
+}
+
+/// Where a pod's app listens: its first container port (5000 if it names none), on
+/// the pod IP without a sidecar, on the pod's localhost behind one.
+fn app_address(pod: &Pod) -> Option<SocketAddr> {
+    let addresses = addresses::PodAddresses::of(pod.ip.as_deref()?)?;
+    let port = pod
+        .app_container()
+        .and_then(|c| c.get("ports")?.as_array()?.first()?.get("containerPort")?.as_u64())
+        .and_then(|p| u16::try_from(p).ok())
+        .unwrap_or(5000);
+    let ip = if pod.proxy_kind() == Some(ProxyKind::Sidecar) {
+        addresses.local
+    } else {
+        addresses.ip
+    };
+    Some(SocketAddr::new(ip.into(), port))
 }
 
 async fn refresh_loop(weak: Weak<Inner>, objects: Arc<dyn Objects>, every: Duration) {
@@ -288,8 +332,8 @@ async fn refresh_loop(weak: Weak<Inner>, objects: Arc<dyn Objects>, every: Durat
 }
 
 impl Mesh {
-    /// Starts the simulation: reads the cluster, binds the metrics server, and keeps
-    /// polling. Must run inside a tokio runtime.
+    /// Starts the mesh: reads the cluster, binds the metrics server, and keeps polling.
+    /// Must run inside a tokio runtime.
     pub async fn start(objects: Arc<dyn Objects>, options: MeshOptions) -> Mesh {
         let mut first = {
             let o = objects.clone();
@@ -307,7 +351,8 @@ impl Mesh {
             .local_addr()
             .unwrap_or_else(|e| panic!("metrics server address: {e}"));
         let runtime = tokio::runtime::Handle::current();
-        let inner = Arc::new(Inner {
+        let ca = ca::MeshCa::new(&options.trust_domain);
+        let inner = Arc::new_cyclic(|weak| Inner {
             objects: objects.clone(),
             rng: Mutex::new(options.seed),
             options,
@@ -316,15 +361,18 @@ impl Mesh {
             pushes: Mutex::new(pushes),
             faults: faults::Faults::default(),
             telemetry: telemetry::Registry::default(),
-            stats: stats::StatsRecorder::default(),
+            fleet: envoy::Fleet::default(),
+            apps: Mutex::new(HashMap::new()),
+            ca,
             listeners: listeners::Registry::default(),
             prometheus: Mutex::new(None),
             round_robin: Mutex::new(HashMap::new()),
-            tls_configs: Mutex::new(HashMap::new()),
             metrics_addr,
             file_sd,
             _file_sd_dir: dir,
             runtime,
+            weak: weak.clone(),
+            stopped: std::sync::atomic::AtomicBool::new(false),
         });
         let _ = prometheus::write_if_changed(&inner.file_sd, "[]");
         let listener = tokio::net::TcpListener::from_std(std_listener)
@@ -363,8 +411,26 @@ impl Mesh {
         }
     }
 
+    /// The kubelet's readiness probe: an `istio-proxy` container is ready once its
+    /// Envoy is `LIVE`; an app container once its app listens. `None` for the rest.
+    /// Answers from the mesh's own state (never the cluster).
+    pub fn container_ready(&self, pod: &Value, container: &str) -> Option<bool> {
+        let uid = str_at(pod, &["metadata", "uid"])?;
+        if container == "istio-proxy" {
+            return Some(self.inner.proxy_ready(uid));
+        }
+        let apps = self.inner.apps.lock().unwrap_or_else(|p| p.into_inner());
+        let parsed = Pod::parse(pod);
+        let is_app = parsed
+            .app_container()
+            .and_then(|c| str_at(c, &["name"]))
+            == Some(container)
+            && !control_plane::is_istio_component(&parsed);
+        is_app.then(|| apps.contains_key(uid))
+    }
+
     /// Where a port-forward to (pod, pod port) lands; anything not listening is
-    /// `Refused`.
+    /// refused, as the kubelet refuses it.
     pub fn port_target(&self, pod: &Value, port: u16) -> PortTarget {
         let inner = &self.inner;
         let parsed = Pod::parse(pod);
@@ -390,12 +456,25 @@ impl Mesh {
                 None => refused(" (no Prometheus set)"),
             };
         }
-        match inner.role_for(&pod, port) {
-            Some(role) => match inner.listeners.ensure(inner, &pod.uid, port, role) {
+        if let Some(role) = inner.role_for(&pod, port) {
+            return match inner.listeners.ensure(inner, &pod.uid, port, role) {
                 Ok(a) => PortTarget::Tcp(a),
                 Err(e) => refused(&format!(" ({e})")),
+            };
+        }
+        let Some(addresses) = pod.ip.as_deref().and_then(addresses::PodAddresses::of) else {
+            return refused(" (no loopback address)");
+        };
+        // What listens in the pod is real: Envoy's admin on its localhost, Envoy's
+        // listeners on the pod IP, the app where it was started. A port nothing
+        // listens on is refused when the forward connects.
+        match pod.live_proxy() {
+            Some(_) if port == 15000 => PortTarget::Tcp(SocketAddr::new(addresses.local.into(), port)),
+            Some(ProxyKind::Gateway) => PortTarget::Tcp(SocketAddr::new(addresses.ip.into(), port)),
+            _ => match app_address(&pod).filter(|a| a.port() == port) {
+                Some(a) => PortTarget::Tcp(a),
+                None => refused(""),
             },
-            None => refused(""),
         }
     }
 
@@ -437,26 +516,91 @@ impl Mesh {
         self.inner.faults.clear();
     }
 
-    pub fn stats(&self) -> MeshStats {
-        self.inner.stats.snapshot()
-    }
-
-    /// The access log of a pod's proxy (Istio's text format), newest last.
-    pub fn proxy_logs(&self, namespace: &str, pod: &str) -> Vec<String> {
+    /// The log of a pod's proxy (Envoy's standard output and error: Istio's access log
+    /// and Envoy's own messages) from line `from` on, and the index after the last.
+    pub fn proxy_log_since(&self, namespace: &str, pod: &str, from: usize) -> (Vec<String>, usize) {
         let now = self.inner.timeline.latest();
-        match now.pod(namespace, pod) {
-            Some(p) => self.inner.telemetry.logs(&p.uid),
-            None => vec![],
+        match now.pod(namespace, pod).and_then(|p| self.inner.fleet.get(&p.uid)) {
+            Some(proxy) => proxy.log_since(from),
+            None => (vec![], from),
         }
     }
 
-    /// Waits until what the API server holds now has reached the proxies and the
-    /// gateway's credentials (for tests that change config and then send traffic).
+    /// The log of a pod's proxy, oldest line first.
+    pub fn proxy_logs(&self, namespace: &str, pod: &str) -> Vec<String> {
+        self.proxy_log_since(namespace, pod, 0).0
+    }
+
+    /// What went wrong with the data plane: proxies whose Envoy could not start or
+    /// exited, and config updates Envoy rejected. Empty in a healthy world.
+    pub fn data_plane_problems(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Err(e) = &self.inner.ca {
+            out.push(e.clone());
+        }
+        for p in self.inner.fleet.all() {
+            if let Some(f) = p.failure() {
+                out.push(f);
+            }
+            if let Some(push) = p.push() {
+                for (t, why) in push.rejected {
+                    out.push(format!("{}/{} {t}: {why}", p.namespace, p.name));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Waits until what the API server holds now has reached the proxies (istiod's
+    /// view is the newest snapshot, the gateway's credentials are current, every proxy
+    /// acked that push) or `within` passes; says whether it did.
+    pub async fn settle_within(&self, within: Duration) -> bool {
+        let inner = &self.inner;
+        let deadline = tokio::time::Instant::now() + within;
+        // A snapshot taken after this call: what the API server holds now.
+        let asked = std::time::Instant::now();
+        loop {
+            let latest = inner.timeline.latest();
+            let config = inner.config_view();
+            let credentials = inner.credential_view();
+            let current = latest.taken >= asked
+                && config.push_version == latest.push_version
+                && credentials.taken >= asked;
+            let acked = inner.fleet.all().iter().all(|p| {
+                p.failure().is_some()
+                    || (p.is_ready()
+                        && p.push().is_some_and(|push| {
+                            push.version == latest.push_version && push.acked.values().all(|a| *a)
+                        }))
+            });
+            if current && acked {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(inner.options.poll_interval).await;
+        }
+    }
+
+    /// Stops every Envoy and app and stops following the cluster. Hooks handed to the
+    /// cluster keep the mesh alive, so a test ends a world with this.
+    pub fn shutdown(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.fleet.clear();
+        self.inner
+            .apps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.inner.listeners.clear();
+    }
+
+    /// [`Mesh::settle_within`] ten seconds.
     pub async fn settle(&self) {
-        let o = &self.inner.options;
-        let wait = o.poll_interval * 3
-            + o.push_delay.max(o.sds_delay)
-            + self.inner.faults.extra_push_delay();
-        tokio::time::sleep(wait).await;
+        let _ = self.settle_within(Duration::from_secs(10)).await;
     }
 }

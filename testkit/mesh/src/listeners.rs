@@ -1,12 +1,13 @@
-//! Loopback listeners standing in for pod ports. A port-forward to (pod, port) lands on a
-//! listener made for that pod and port on first use; it answers only while the port
-//! would be open in the cluster (the pod runs, its proxy or app listens, a Gateway
-//! serves), and is dropped when the pod is gone. One more listener serves every
-//! proxy's merged metrics under a per-pod path, for Prometheus' file_sd targets.
+//! Loopback listeners for the pod ports the stand-in itself serves (pilot-agent's
+//! metrics and readiness, istiod's debug endpoints). A port-forward to (pod, port)
+//! lands on a listener made for that pod and port on first use; it answers only while
+//! the port would be open in the cluster, and is dropped when the pod is gone. One more
+//! listener serves every proxy's merged metrics under a per-pod path, for Prometheus'
+//! file_sd targets.
 
 use crate::http::{self, Handler, Request, Response};
 use crate::objects::Pod;
-use crate::{Inner, admin, gateway, istiod, mutual_gateway};
+use crate::{Inner, istiod};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, Weak};
@@ -20,20 +21,12 @@ const MAX_CONNECTIONS: usize = 256;
 /// What a listener stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Role {
-    /// A gateway pod's plaintext HTTP port (8080).
-    GatewayHttp,
-    /// A gateway pod's TLS port (8443).
-    GatewayTls,
-    /// Envoy admin (15000).
-    Admin,
     /// pilot-agent's merged metrics (15020).
     MergedMetrics,
-    /// Envoy's own Prometheus endpoint (15090).
+    /// Envoy's Prometheus endpoint (15090), with Istio's stats.
     EnvoyStats,
     /// The readiness port (15021).
     Health,
-    /// The app's port (5000), reached directly (a port-forward bypasses the sidecar).
-    App,
     /// istiod's debug endpoints (15014, 8080).
     IstiodDebug,
 }
@@ -94,6 +87,14 @@ impl Registry {
             },
         );
         Ok(addr)
+    }
+
+    /// Stops every listener.
+    pub fn clear(&self) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, e) in map.drain() {
+            e.task.abort();
+        }
     }
 
     /// Stops the listeners of pods that are gone.
@@ -157,7 +158,7 @@ async fn accept_loop(listener: TcpListener, weak: Weak<Inner>, uid: String, port
         let uid = uid.clone();
         tokio::spawn(async move {
             if open_soon(&weak, &uid, port, role).await {
-                serve(weak, uid, port, role, sock).await;
+                serve(weak, uid, role, sock).await;
             }
             drop(permit);
         });
@@ -198,18 +199,14 @@ fn pod_handler(
     })
 }
 
-async fn serve(weak: Weak<Inner>, uid: String, port: u16, role: Role, sock: TcpStream) {
+async fn serve(weak: Weak<Inner>, uid: String, role: Role, sock: TcpStream) {
     let _ = sock.set_nodelay(true);
     match role {
-        Role::GatewayHttp => {
-            http::serve(sock, gateway::http_handler(weak, uid, port), true).await;
-        }
-        Role::GatewayTls => mutual_gateway::serve(weak, uid, port, sock).await,
-        Role::Admin => http::serve(sock, pod_handler(weak, uid, admin::handle), true).await,
         Role::MergedMetrics => {
             let h = pod_handler(weak, uid, |inner, pod, req| match req.path_only() {
                 "/stats/prometheus" | "/metrics" => inner.metrics(pod, 15020),
-                "/healthz/ready" => Response::text(200, ""),
+                "/healthz/ready" if inner.proxy_ready(&pod.uid) => Response::text(200, ""),
+                "/healthz/ready" => Response::text(503, ""),
                 _ => Response::text(404, "404 page not found\n"),
             });
             http::serve(sock, h, false).await;
@@ -222,23 +219,14 @@ async fn serve(weak: Weak<Inner>, uid: String, port: u16, role: Role, sock: TcpS
             http::serve(sock, h, true).await;
         }
         Role::Health => {
-            let h = pod_handler(weak, uid, |_, pod, req| match req.path_only() {
-                "/healthz/ready" if pod.live_proxy().is_some() => Response::text(200, ""),
+            let h = pod_handler(weak, uid, |inner, pod, req| match req.path_only() {
+                "/healthz/ready" if inner.proxy_ready(&pod.uid) => Response::text(200, ""),
                 _ => Response::text(503, ""),
             });
             http::serve(sock, h, true).await;
         }
         Role::IstiodDebug => {
             http::serve(sock, pod_handler(weak, uid, istiod::handle), false).await;
-        }
-        Role::App => {
-            let h = pod_handler(weak, uid, |inner, pod, req| {
-                let ctx = inner.ctx();
-                let answer = inner.run_app(&ctx, pod, &req.path);
-                Response::new(answer.status, "text/html; charset=utf-8", answer.body)
-                    .with("server", "Werkzeug/1.0.1 Python/3.9.0")
-            });
-            http::serve(sock, h, false).await;
         }
     }
 }

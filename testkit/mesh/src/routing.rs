@@ -8,14 +8,10 @@
 //! endpoint_builder.go + mtls_checker.go (per-endpoint `tlsMode` and `istio.workload`
 //! metadata).
 
-use crate::istio_config::{
-    ClientTlsMode, DestinationRule, Gateway, HttpRoute, MtlsMode, RouteDestination, Server,
-    VirtualService, fqdn, host_matches, server_host,
-};
+use crate::istio_config::{ClientTlsMode, DestinationRule, Gateway, MtlsMode, RouteDestination, Server, fqdn, host_matches, server_host};
 use crate::objects::{Pod, Service, ServicePort, canonical_service, selector_matches};
 use crate::policy::{namespace_mode, workload_mode};
 use crate::world::World;
-use std::collections::BTreeMap;
 
 /// How a cluster decides on TLS.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,15 +60,6 @@ impl Cluster {
             self.subset.as_deref().unwrap_or(""),
             self.service.host()
         )
-    }
-
-    /// Whether the cluster originates TLS towards `endpoint`.
-    pub fn originates_tls(&self, endpoint: &Endpoint) -> bool {
-        match self.tls {
-            ClusterTls::Rule(ClientTlsMode::IstioMutual | ClientTlsMode::Mutual) => true,
-            ClusterTls::Rule(_) | ClusterTls::Off => false,
-            ClusterTls::Auto => endpoint.tls_mode_istio,
-        }
     }
 }
 
@@ -298,126 +285,13 @@ pub(crate) fn gateway_servers<'a>(world: &'a World, gw_pod: &Pod) -> Vec<BoundSe
     out
 }
 
-/// What a gateway pod listens on: pod port → whether it terminates TLS.
-pub(crate) fn gateway_listeners(world: &World, gw_pod: &Pod) -> BTreeMap<u16, bool> {
-    let mut out = BTreeMap::new();
-    for b in gateway_servers(world, gw_pod) {
-        let tls = matches!(b.server.protocol.as_str(), "HTTPS" | "TLS");
-        if matches!(
-            b.server.protocol.as_str(),
-            "HTTP" | "HTTP2" | "GRPC" | "HTTPS" | "TLS"
-        ) {
-            out.entry(b.target_port).or_insert(tls);
-        }
-    }
-    out
-}
-
-fn strip_port(host: &str) -> &str {
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => h,
-        _ => host,
-    }
-}
-
 /// Whether `server` (of `gateway`) accepts `host`, and which VirtualService namespaces
 /// it admits for that host.
-fn server_admits(gateway: &Gateway, server: &Server, host: &str, vs_ns: &str) -> bool {
+pub(crate) fn server_admits(gateway: &Gateway, server: &Server, host: &str, vs_ns: &str) -> bool {
     server.hosts.iter().any(|entry| {
         let (ns, pattern) = server_host(entry, &gateway.namespace);
         ns.as_deref().is_none_or(|ns| ns == vs_ns) && host_matches(&pattern, host)
     })
-}
-
-/// The route of a request on a gateway listener: the first HTTP route, of the oldest
-/// VirtualService bound to a server of this listener (for TLS: the servers the SNI
-/// selected), whose hosts match the `Host` header.
-pub(crate) fn gateway_route<'a>(
-    world: &'a World,
-    servers: &[BoundServer<'a>],
-    host: &str,
-    path: &str,
-) -> Option<(&'a VirtualService, &'a HttpRoute)> {
-    let host = strip_port(host);
-    for vs in &world.virtual_services {
-        for b in servers {
-            if !vs.bound_to(&b.gateway.namespace, &b.gateway.name) {
-                continue;
-            }
-            if !server_admits(b.gateway, b.server, host, &vs.namespace) {
-                continue;
-            }
-            if !vs.hosts.iter().any(|h| host_matches(h, host)) {
-                continue;
-            }
-            if let Some(route) = vs.http.iter().find(|r| r.matches_path(path)) {
-                return Some((vs, route));
-            }
-        }
-    }
-    None
-}
-
-/// The HTTP servers of a gateway listener port.
-pub(crate) fn http_servers<'a>(
-    world: &'a World,
-    gw_pod: &Pod,
-    target_port: u16,
-) -> Vec<BoundServer<'a>> {
-    gateway_servers(world, gw_pod)
-        .into_iter()
-        .filter(|b| {
-            b.target_port == target_port
-                && matches!(b.server.protocol.as_str(), "HTTP" | "HTTP2" | "GRPC")
-        })
-        .collect()
-}
-
-/// The TLS servers of a gateway listener port whose hosts match the SNI (Envoy's
-/// `filter_chain_match.server_names`).
-pub(crate) fn tls_servers<'a>(
-    world: &'a World,
-    gw_pod: &Pod,
-    target_port: u16,
-    sni: Option<&str>,
-) -> Vec<BoundServer<'a>> {
-    gateway_servers(world, gw_pod)
-        .into_iter()
-        .filter(|b| {
-            b.target_port == target_port
-                && matches!(b.server.protocol.as_str(), "HTTPS" | "TLS")
-                && b.server.hosts.iter().any(|entry| {
-                    let (_, pattern) = server_host(entry, &b.gateway.namespace);
-                    // A server for `*` has no server_names: it matches without SNI.
-                    pattern == "*" || sni.is_some_and(|s| host_matches(&pattern, s))
-                })
-        })
-        .collect()
-}
-
-/// The route a sidecar applies to a call to `service`: the first matching HTTP route of
-/// the oldest mesh-bound VirtualService whose hosts name the service.
-pub(crate) fn mesh_route<'a>(
-    world: &'a World,
-    service: &Service,
-    path: &str,
-) -> Option<(&'a VirtualService, &'a HttpRoute)> {
-    let host = service.host();
-    world
-        .virtual_services
-        .iter()
-        .filter(|vs| vs.bound_to_mesh())
-        .filter(|vs| {
-            vs.hosts
-                .iter()
-                .any(|h| host_matches(&fqdn(h, &vs.namespace), &host))
-        })
-        .find_map(|vs| {
-            vs.http
-                .iter()
-                .find(|r| r.matches_path(path))
-                .map(|r| (vs, r))
-        })
 }
 
 /// A route destination's Service (short names resolve in the VirtualService's
@@ -434,45 +308,4 @@ pub(crate) fn resolve_destination<'a>(
         .or_else(|| (service.ports.len() == 1).then(|| service.ports[0].port))
         .or(default_port)?;
     Some((service, port))
-}
-
-/// Envoy's weighted cluster choice with a random `roll`.
-pub(crate) fn pick_weighted(route: &[RouteDestination], roll: u64) -> Option<&RouteDestination> {
-    let total: u64 = route.iter().map(|d| u64::from(d.weight)).sum();
-    if total == 0 {
-        return route.first();
-    }
-    let mut r = roll % total;
-    for d in route {
-        let w = u64::from(d.weight);
-        if r < w {
-            return Some(d);
-        }
-        r -= w;
-    }
-    route.last()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dest(w: u32) -> RouteDestination {
-        RouteDestination {
-            host: "h".into(),
-            subset: Some(w.to_string()),
-            port: None,
-            weight: w,
-        }
-    }
-
-    #[test]
-    fn weights_split_the_rolls() {
-        let route = [dest(50), dest(50)];
-        assert_eq!(pick_weighted(&route, 10).unwrap().weight, 50);
-        let route = [dest(0), dest(100)];
-        assert_eq!(pick_weighted(&route, 3).unwrap().weight, 100);
-        assert_eq!(strip_port("a.b:80"), "a.b");
-        assert_eq!(strip_port("a.b"), "a.b");
-    }
 }

@@ -12,8 +12,10 @@
 //! when the downstream presented a certificate, else `none`, and always `unknown` for
 //! `reporter="source"`.
 
-use crate::objects::{Pod, ProxyKind};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::objects::{Pod, Service, selector_matches};
+use crate::world::World;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -24,33 +26,27 @@ pub(crate) struct ProxyMeta {
     pub uid: String,
     pub pod: String,
     pub namespace: String,
-    pub ip: String,
-    pub kind: ProxyKind,
     pub workload: String,
     pub labels: BTreeMap<String, String>,
     pub canonical_name: String,
     pub canonical_revision: String,
     pub principal: String,
     pub version: String,
-    pub service_account: String,
 }
 
 impl ProxyMeta {
-    pub fn of(pod: &Pod, kind: ProxyKind, trust_domain: &str) -> ProxyMeta {
+    pub fn of(pod: &Pod, trust_domain: &str) -> ProxyMeta {
         let (canonical_name, canonical_revision) = pod.canonical();
         ProxyMeta {
             uid: pod.uid.clone(),
             pod: pod.name.clone(),
             namespace: pod.namespace.clone(),
-            ip: pod.ip.clone().unwrap_or_default(),
-            kind,
             workload: pod.workload_name(),
             labels: pod.labels.clone(),
             canonical_name,
             canonical_revision,
             principal: pod.principal(trust_domain),
             version: pod.proxy_version(),
-            service_account: pod.service_account.clone(),
         }
     }
 
@@ -308,47 +304,147 @@ pub(crate) fn source_labels(
     ]
 }
 
-/// Counters and log of one proxy (one pod: a restarted pod is a new one).
-#[derive(Debug, Default)]
-struct ProxyRecord {
-    requests: BTreeMap<LabelSet, u64>,
-    no_filter_chain_match: u64,
-    log: VecDeque<String>,
-}
-
-const LOG_LINES: usize = 2000;
-
-/// Every proxy's counters.
+/// Every proxy's counters, by pod uid, derived from its Envoy's telemetry log.
 #[derive(Default)]
 pub(crate) struct Registry {
-    proxies: Mutex<HashMap<String, ProxyRecord>>,
+    proxies: Mutex<HashMap<String, BTreeMap<LabelSet, u64>>>,
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match v.get(key) {
+        Some(Value::String(s)) if s != "-" => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => String::new(),
+    }
+}
+
+/// The host of a cluster named `outbound|<port>|<subset>|<host>` (or its plaintext
+/// twin).
+fn cluster_host(cluster: &str) -> Option<&str> {
+    let host = cluster.split('|').nth(3)?;
+    Some(host.split('~').next().unwrap_or(host))
+}
+
+fn service_labels_of(s: &Service) -> ServiceLabels {
+    ServiceLabels {
+        host: s.host(),
+        name: s.name.clone(),
+        namespace: s.namespace.clone(),
+    }
+}
+
+fn strip_port(authority: &str) -> &str {
+    match authority.rsplit_once(':') {
+        Some((h, p)) if p.chars().all(|c| c.is_ascii_digit()) && !h.is_empty() => h,
+        _ => authority,
+    }
+}
+
+/// The proxy named by a metadata-exchange node ID, as it was in `world`.
+fn peer_of(id: &str, world: &World, trust_domain: &str) -> Peer {
+    let Some((ns, pod)) = crate::xds::pod_of_node_id(id) else {
+        return Peer::Unknown;
+    };
+    match world.pod(ns, pod) {
+        Some(p) => Peer::Proxy(ProxyMeta::of(p, trust_domain)),
+        None => Peer::Unknown,
+    }
+}
+
+/// The `istio_requests_total` labels one telemetry-log record stands for.
+pub(crate) fn labels_of(record: &Value, own: &ProxyMeta, world: &World, trust_domain: &str) -> Option<LabelSet> {
+    let code: u16 = text(record, "code").parse().ok()?;
+    let flags = match text(record, "flags") {
+        f if f.is_empty() => "-".to_string(),
+        f => f,
+    };
+    let authority = text(record, "authority");
+    match text(record, "dir").as_str() {
+        "inbound" => {
+            let port: u16 = text(record, "local_port").parse().unwrap_or(0);
+            let pod = world.pod(&own.namespace, &own.pod)?;
+            let host = strip_port(&authority);
+            let mut services: Vec<&Service> = world
+                .services
+                .iter()
+                .filter(|s| {
+                    s.namespace == own.namespace
+                        && !s.selector.is_empty()
+                        && selector_matches(&s.selector, &pod.labels)
+                        && s.ports.iter().any(|p| s.target_port(p, pod) == Some(port))
+                })
+                .collect();
+            services.sort_by_key(|s| (s.name != host.split('.').next().unwrap_or(host), s.name.clone()));
+            let service = services.first().map(|s| service_labels_of(s))?;
+            let peer = match text(record, "request_peer_id") {
+                id if id.is_empty() => Peer::Unknown,
+                id => peer_of(&id, world, trust_domain),
+            };
+            let rec = RequestRecord {
+                response_code: code,
+                response_flags: flags,
+                mtls: !text(record, "downstream_peer_san").is_empty()
+                    && !text(record, "downstream_local_san").is_empty(),
+            };
+            Some(destination_labels(own, &peer, &service, &rec))
+        }
+        "outbound" => {
+            let cluster = text(record, "cluster");
+            let service = match cluster_host(&cluster) {
+                Some(host) => world
+                    .services
+                    .iter()
+                    .find(|s| s.host() == host)
+                    .map(service_labels_of)
+                    .unwrap_or(ServiceLabels {
+                        host: host.to_string(),
+                        name: host.to_string(),
+                        namespace: String::new(),
+                    }),
+                None => {
+                    let host = strip_port(&authority);
+                    match world.resolve(host, &own.namespace) {
+                        Some(s) => service_labels_of(s),
+                        None => ServiceLabels {
+                            host: host.to_string(),
+                            name: host.to_string(),
+                            namespace: String::new(),
+                        },
+                    }
+                }
+            };
+            let peer = match (text(record, "response_peer_id"), text(record, "upstream_workload")) {
+                (id, _) if !id.is_empty() => peer_of(&id, world, trust_domain),
+                (_, w) if !w.is_empty() => Peer::endpoint(&w),
+                _ => Peer::Unknown,
+            };
+            let rec = RequestRecord {
+                response_code: code,
+                response_flags: flags,
+                mtls: !text(record, "upstream_peer_san").is_empty(),
+            };
+            Some(source_labels(own, &peer, &service, &rec))
+        }
+        _ => None,
+    }
 }
 
 impl Registry {
-    fn with<R>(&self, uid: &str, f: impl FnOnce(&mut ProxyRecord) -> R) -> R {
+    /// Counts what `lines` of `own`'s telemetry log record.
+    pub fn ingest(&self, own: &ProxyMeta, lines: &[String], world: &World, trust_domain: &str) {
+        if lines.is_empty() {
+            return;
+        }
         let mut m = self.proxies.lock().unwrap_or_else(|p| p.into_inner());
-        f(m.entry(uid.to_string()).or_default())
-    }
-
-    pub fn count_request(&self, uid: &str, labels: LabelSet) {
-        self.with(uid, |r| *r.requests.entry(labels).or_default() += 1);
-    }
-
-    pub fn count_no_filter_chain(&self, uid: &str) {
-        self.with(uid, |r| r.no_filter_chain_match += 1);
-    }
-
-    pub fn log(&self, uid: &str, line: String) {
-        self.with(uid, |r| {
-            if r.log.len() >= LOG_LINES {
-                r.log.pop_front();
+        let counters = m.entry(own.uid.clone()).or_default();
+        for line in lines {
+            let Ok(record) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            if let Some(labels) = labels_of(&record, own, world, trust_domain) {
+                *counters.entry(labels).or_default() += 1;
             }
-            r.log.push_back(line);
-        });
-    }
-
-    pub fn logs(&self, uid: &str) -> Vec<String> {
-        self.with(uid, |r| r.log.iter().cloned().collect())
+        }
     }
 
     /// Forgets proxies whose pods are gone.
@@ -357,18 +453,16 @@ impl Registry {
         m.retain(|uid, _| alive(uid));
     }
 
-    /// Envoy's `/stats/prometheus` for this proxy. `listener_stats` says whether the
-    /// proxy's stats matcher includes `listener.0.0.0.0_15006.no_filter_chain_match`.
-    pub fn render(&self, meta: &ProxyMeta, listener_stats: bool) -> String {
-        let (requests, nfcm) = self.with(&meta.uid, |r| {
-            (
-                r.requests
-                    .iter()
-                    .map(|(k, v)| (k.clone(), *v))
-                    .collect::<Vec<_>>(),
-                r.no_filter_chain_match,
-            )
-        });
+    /// The proxy's Prometheus text: `istio_requests_total`, `istio_build`, and whether
+    /// its Envoy is live.
+    pub fn render(&self, meta: &ProxyMeta, live: bool) -> String {
+        let requests: Vec<(LabelSet, u64)> = self
+            .proxies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&meta.uid)
+            .map(|c| c.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default();
         let mut out = String::new();
         if !requests.is_empty() {
             out.push_str("# TYPE istio_requests_total counter\n");
@@ -386,25 +480,11 @@ impl Registry {
             "istio_build{{component=\"proxy\",tag=\"{}\"}} 1",
             escape(&meta.version)
         );
-        if listener_stats && meta.kind == ProxyKind::Sidecar {
-            out.push_str("# TYPE envoy_listener_no_filter_chain_match counter\n");
-            let _ = writeln!(
-                out,
-                "envoy_listener_no_filter_chain_match{{envoy_listener_address=\"0.0.0.0_15006\"}} {nfcm}"
-            );
-        }
-        out.push_str("# TYPE envoy_server_live gauge\nenvoy_server_live 1\n");
-        out
-    }
-
-    /// Envoy's `/stats` text format (same selection).
-    pub fn render_text(&self, meta: &ProxyMeta, listener_stats: bool) -> String {
-        let nfcm = self.with(&meta.uid, |r| r.no_filter_chain_match);
-        let mut out = String::new();
-        if listener_stats && meta.kind == ProxyKind::Sidecar {
-            let _ = writeln!(out, "listener.0.0.0.0_15006.no_filter_chain_match: {nfcm}");
-        }
-        out.push_str("server.live: 1\n");
+        let _ = writeln!(
+            out,
+            "# TYPE envoy_server_live gauge\nenvoy_server_live {}",
+            u8::from(live)
+        );
         out
     }
 }
@@ -446,60 +526,6 @@ pub(crate) fn timestamp(t: SystemTime) -> String {
         rem % 60,
         d.subsec_millis()
     )
-}
-
-/// One access-log line in Istio's default text format
-/// (pilot/pkg/model/telemetry_logging.go `EnvoyTextLogFormat`).
-#[derive(Debug, Default)]
-pub(crate) struct LogLine<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
-    pub protocol: &'a str,
-    pub code: u16,
-    pub flags: &'a str,
-    pub details: &'a str,
-    pub termination: &'a str,
-    pub transport_failure: &'a str,
-    pub bytes_sent: usize,
-    pub authority: &'a str,
-    pub upstream_host: &'a str,
-    pub upstream_cluster: &'a str,
-    pub downstream_local: &'a str,
-    pub downstream_remote: &'a str,
-    pub sni: &'a str,
-    pub route: &'a str,
-}
-
-impl LogLine<'_> {
-    pub fn render(&self) -> String {
-        let dash = |s: &str| {
-            if s.is_empty() {
-                "-".to_string()
-            } else {
-                s.to_string()
-            }
-        };
-        format!(
-            "[{}] \"{} {} {}\" {} {} {} {} \"{}\" 0 {} 0 - \"-\" \"-\" \"-\" \"{}\" \"{}\" {} - {} {} {} {}",
-            timestamp(SystemTime::now()),
-            dash(self.method),
-            dash(self.path),
-            dash(self.protocol),
-            self.code,
-            dash(self.flags),
-            dash(self.details),
-            dash(self.termination),
-            dash(self.transport_failure),
-            self.bytes_sent,
-            dash(self.authority),
-            dash(self.upstream_host),
-            dash(self.upstream_cluster),
-            dash(self.downstream_local),
-            dash(self.downstream_remote),
-            dash(self.sni),
-            dash(self.route),
-        )
-    }
 }
 
 #[cfg(test)]
