@@ -75,8 +75,17 @@ impl Drop for StandIn {
         self.mesh.shutdown();
         self.cluster.shutdown();
         // A config Envoy rejected or an Envoy that died is a bug of the stand-in.
-        if !problems.is_empty() && !std::thread::panicking() {
-            panic!("the stand-in's data plane had problems:\n{}", problems.join("\n"));
+        if problems.is_empty() {
+            return;
+        }
+        let text = format!(
+            "the stand-in's data plane had problems:\n{}",
+            problems.join("\n")
+        );
+        if std::thread::panicking() {
+            eprintln!("{text}");
+        } else {
+            panic!("{text}");
         }
     }
 }

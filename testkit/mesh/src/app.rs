@@ -113,7 +113,10 @@ pub(crate) struct CallRaised;
 pub(crate) trait AppWorld {
     fn random(&self, below: u64) -> u64;
     /// `requests.get(url, timeout=1).text`, or the exception.
-    fn get(&self, url: &str) -> impl std::future::Future<Output = Result<String, CallRaised>> + Send;
+    fn get(
+        &self,
+        url: &str,
+    ) -> impl std::future::Future<Output = Result<String, CallRaised>> + Send;
     fn page_style(&self) -> WerkzeugPage;
 }
 

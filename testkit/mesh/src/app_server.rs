@@ -23,8 +23,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Envoy's reply when an upstream resets before answering (the `BackendLocalReply`
 /// fault pastes it).
-const RESET_BODY: &str =
-    "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
+const RESET_BODY: &str = "upstream connect error or disconnect/reset before headers. reset reason: connection termination";
 
 pub(crate) struct AppServer {
     task: JoinHandle<()>,
@@ -67,7 +66,9 @@ impl Calls<'_> {
                     .ok_or(CallRaised)?;
             SocketAddr::new(addresses.outbound.into(), port)
         } else {
-            let service = world.resolve(&host, &self.pod.namespace).ok_or(CallRaised)?;
+            let service = world
+                .resolve(&host, &self.pod.namespace)
+                .ok_or(CallRaised)?;
             let sport = service.port(port).ok_or(CallRaised)?;
             let eps = routing::endpoints(&world, service, sport);
             if eps.is_empty() {
@@ -92,7 +93,10 @@ impl AppWorld for Calls<'_> {
         self.inner.random(below)
     }
 
-    fn get(&self, url: &str) -> impl std::future::Future<Output = Result<String, CallRaised>> + Send {
+    fn get(
+        &self,
+        url: &str,
+    ) -> impl std::future::Future<Output = Result<String, CallRaised>> + Send {
         self.call(url)
     }
 
@@ -144,9 +148,8 @@ impl AppServer {
                 };
                 let _ = sock.set_nodelay(true);
                 let (weak, uid) = (weak.clone(), uid.clone());
-                let handler: AsyncHandler = Arc::new(move |req| {
-                    Box::pin(answer(weak.clone(), uid.clone(), req))
-                });
+                let handler: AsyncHandler =
+                    Arc::new(move |req| Box::pin(answer(weak.clone(), uid.clone(), req)));
                 tokio::spawn(http::serve_async(sock, handler, false));
             }
         });

@@ -30,7 +30,8 @@ pub(crate) struct MeshCa {
 impl MeshCa {
     pub fn new(trust_domain: &str) -> Result<MeshCa, String> {
         let fail = |what: &str, e: rcgen::Error| format!("the mesh CA cannot make its {what}: {e}");
-        let mut params = CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("root", e))?;
+        let mut params =
+            CertificateParams::new(Vec::<String>::new()).map_err(|e| fail("root", e))?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, trust_domain);
         params.distinguished_name = dn;

@@ -5,7 +5,7 @@
 //! and Flask do not.
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -25,6 +25,7 @@ pub(crate) const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
 pub(crate) struct Request {
     /// Path and query.
     pub path: String,
+    pub body: Bytes,
 }
 
 impl Request {
@@ -108,14 +109,18 @@ where
             let response = if envoy && req.version() == hyper::Version::HTTP_10 {
                 Response::new(426, "", Bytes::new())
             } else {
-                let request = Request {
-                    path: req
-                        .uri()
-                        .path_and_query()
-                        .map(|p| p.as_str().to_string())
-                        .unwrap_or_else(|| "/".into()),
-                };
-                handler(request).await
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_else(|| "/".into());
+                let body = req
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                handler(Request { path, body }).await
             };
             Ok::<_, Infallible>(to_hyper(response, envoy))
         }
@@ -154,6 +159,7 @@ mod tests {
     fn query_parameters_are_found_with_or_without_values() {
         let r = Request {
             path: "/config_dump?resource=dynamic_active_clusters&include_eds".into(),
+            body: Bytes::new(),
         };
         assert_eq!(
             r.query("resource").as_deref(),

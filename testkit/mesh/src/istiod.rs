@@ -13,12 +13,12 @@
 //! so "synced" means the proxy applied that config. Under `DestinationRuleIgnored`
 //! istiod still carries the rule; only the clusters it builds ignore its TLS.
 
+use crate::Inner;
 use crate::http::{Request, Response};
 use crate::objects::{Pod, ProxyKind};
 use crate::routing;
 use crate::telemetry::timestamp;
 use crate::world::World;
-use crate::Inner;
 use serde_json::{Value, json};
 use std::hash::{Hash, Hasher};
 use std::time::{Instant, SystemTime};
@@ -136,7 +136,10 @@ fn sync_status(inner: &Inner, pod: &Pod, kind: ProxyKind) -> Value {
             _ => None,
         };
         let Some(push) = &push else {
-            resources.insert(type_url.to_string(), json!({"sentTime": "0001-01-01T00:00:00Z"}));
+            resources.insert(
+                type_url.to_string(),
+                json!({"sentTime": "0001-01-01T00:00:00Z"}),
+            );
             continue;
         };
         let sent = nonce(&push.version, &pod.uid, type_url);
@@ -144,9 +147,6 @@ fn sync_status(inner: &Inner, pod: &Pod, kind: ProxyKind) -> Value {
         let mut status = json!({"sent": sent, "sentTime": timestamp(push.at)});
         if acked {
             status["acked"] = json!(sent);
-        }
-        if let Some(why) = push.rejected.get(type_url) {
-            status["lastError"] = json!(why);
         }
         if let Some(prefix) = prefix {
             flat.insert(format!("{prefix}_sent"), json!(sent));

@@ -128,6 +128,7 @@ pub(crate) struct Inner {
     pub(crate) faults: faults::Faults,
     pub(crate) telemetry: telemetry::Registry,
     pub(crate) fleet: envoy::Fleet,
+    xds: Result<envoy::xds_server::XdsServer, String>,
     apps: Mutex<HashMap<String, AppServer>>,
     ca: Result<ca::MeshCa, String>,
     listeners: listeners::Registry,
@@ -251,7 +252,8 @@ impl Inner {
             let Some(address) = app_address(pod) else {
                 continue;
             };
-            if let Ok(server) = AppServer::start(self.weak.clone(), &pod.uid, address, &self.runtime)
+            if let Ok(server) =
+                AppServer::start(self.weak.clone(), &pod.uid, address, &self.runtime)
             {
                 apps.insert(pod.uid.clone(), server);
             }
@@ -272,7 +274,7 @@ impl Inner {
         self.timeline.push(world, keep);
         let now = self.timeline.latest();
         self.reconcile_apps(&now);
-        if let Ok(ca) = &self.ca {
+        if let (Ok(ca), Ok(xds)) = (&self.ca, &self.xds) {
             let config = self.config_view();
             let credentials = self.credential_view();
             self.fleet.reconcile(&envoy::Pass {
@@ -284,6 +286,7 @@ impl Inner {
                 root_namespace: &self.options.root_namespace,
                 trust_domain: &self.options.trust_domain,
                 runtime: &self.runtime,
+                xds: xds.address,
             });
         }
         let alive = |uid: &str| now.pod_by_uid(uid).is_some();
@@ -303,7 +306,13 @@ fn app_address(pod: &Pod) -> Option<SocketAddr> {
     let addresses = addresses::PodAddresses::of(pod.ip.as_deref()?)?;
     let port = pod
         .app_container()
-        .and_then(|c| c.get("ports")?.as_array()?.first()?.get("containerPort")?.as_u64())
+        .and_then(|c| {
+            c.get("ports")?
+                .as_array()?
+                .first()?
+                .get("containerPort")?
+                .as_u64()
+        })
         .and_then(|p| u16::try_from(p).ok())
         .unwrap_or(5000);
     let ip = if pod.proxy_kind() == Some(ProxyKind::Sidecar) {
@@ -362,6 +371,7 @@ impl Mesh {
             faults: faults::Faults::default(),
             telemetry: telemetry::Registry::default(),
             fleet: envoy::Fleet::default(),
+            xds: envoy::xds_server::XdsServer::start(weak.clone(), &runtime),
             apps: Mutex::new(HashMap::new()),
             ca,
             listeners: listeners::Registry::default(),
@@ -421,10 +431,7 @@ impl Mesh {
         }
         let apps = self.inner.apps.lock().unwrap_or_else(|p| p.into_inner());
         let parsed = Pod::parse(pod);
-        let is_app = parsed
-            .app_container()
-            .and_then(|c| str_at(c, &["name"]))
-            == Some(container)
+        let is_app = parsed.app_container().and_then(|c| str_at(c, &["name"])) == Some(container)
             && !control_plane::is_istio_component(&parsed);
         is_app.then(|| apps.contains_key(uid))
     }
@@ -469,7 +476,9 @@ impl Mesh {
         // listeners on the pod IP, the app where it was started. A port nothing
         // listens on is refused when the forward connects.
         match pod.live_proxy() {
-            Some(_) if port == 15000 => PortTarget::Tcp(SocketAddr::new(addresses.local.into(), port)),
+            Some(_) if port == 15000 => {
+                PortTarget::Tcp(SocketAddr::new(addresses.local.into(), port))
+            }
             Some(ProxyKind::Gateway) => PortTarget::Tcp(SocketAddr::new(addresses.ip.into(), port)),
             _ => match app_address(&pod).filter(|a| a.port() == port) {
                 Some(a) => PortTarget::Tcp(a),
@@ -520,7 +529,10 @@ impl Mesh {
     /// and Envoy's own messages) from line `from` on, and the index after the last.
     pub fn proxy_log_since(&self, namespace: &str, pod: &str, from: usize) -> (Vec<String>, usize) {
         let now = self.inner.timeline.latest();
-        match now.pod(namespace, pod).and_then(|p| self.inner.fleet.get(&p.uid)) {
+        match now
+            .pod(namespace, pod)
+            .and_then(|p| self.inner.fleet.get(&p.uid))
+        {
             Some(proxy) => proxy.log_since(from),
             None => (vec![], from),
         }
@@ -538,14 +550,15 @@ impl Mesh {
         if let Err(e) = &self.inner.ca {
             out.push(e.clone());
         }
+        if let Err(e) = &self.inner.xds {
+            out.push(e.clone());
+        }
         for p in self.inner.fleet.all() {
             if let Some(f) = p.failure() {
                 out.push(f);
             }
-            if let Some(push) = p.push() {
-                for (t, why) in push.rejected {
-                    out.push(format!("{}/{} {t}: {why}", p.namespace, p.name));
-                }
+            for line in p.rejections() {
+                out.push(format!("{}/{}: {line}", p.namespace, p.name));
             }
         }
         out.sort();

@@ -8,7 +8,10 @@
 //! endpoint_builder.go + mtls_checker.go (per-endpoint `tlsMode` and `istio.workload`
 //! metadata).
 
-use crate::istio_config::{ClientTlsMode, DestinationRule, Gateway, MtlsMode, RouteDestination, Server, fqdn, host_matches, server_host};
+use crate::istio_config::{
+    ClientTlsMode, DestinationRule, Gateway, MtlsMode, RouteDestination, Server, fqdn,
+    host_matches, server_host,
+};
 use crate::objects::{Pod, Service, ServicePort, canonical_service, selector_matches};
 use crate::policy::{namespace_mode, workload_mode};
 use crate::world::World;

@@ -352,7 +352,12 @@ fn peer_of(id: &str, world: &World, trust_domain: &str) -> Peer {
 }
 
 /// The `istio_requests_total` labels one telemetry-log record stands for.
-pub(crate) fn labels_of(record: &Value, own: &ProxyMeta, world: &World, trust_domain: &str) -> Option<LabelSet> {
+pub(crate) fn labels_of(
+    record: &Value,
+    own: &ProxyMeta,
+    world: &World,
+    trust_domain: &str,
+) -> Option<LabelSet> {
     let code: u16 = text(record, "code").parse().ok()?;
     let flags = match text(record, "flags") {
         f if f.is_empty() => "-".to_string(),
@@ -374,7 +379,12 @@ pub(crate) fn labels_of(record: &Value, own: &ProxyMeta, world: &World, trust_do
                         && s.ports.iter().any(|p| s.target_port(p, pod) == Some(port))
                 })
                 .collect();
-            services.sort_by_key(|s| (s.name != host.split('.').next().unwrap_or(host), s.name.clone()));
+            services.sort_by_key(|s| {
+                (
+                    s.name != host.split('.').next().unwrap_or(host),
+                    s.name.clone(),
+                )
+            });
             let service = services.first().map(|s| service_labels_of(s))?;
             let peer = match text(record, "request_peer_id") {
                 id if id.is_empty() => Peer::Unknown,
@@ -413,7 +423,10 @@ pub(crate) fn labels_of(record: &Value, own: &ProxyMeta, world: &World, trust_do
                     }
                 }
             };
-            let peer = match (text(record, "response_peer_id"), text(record, "upstream_workload")) {
+            let peer = match (
+                text(record, "response_peer_id"),
+                text(record, "upstream_workload"),
+            ) {
                 (id, _) if !id.is_empty() => peer_of(&id, world, trust_domain),
                 (_, w) if !w.is_empty() => Peer::endpoint(&w),
                 _ => Peer::Unknown,

@@ -29,15 +29,14 @@ fn on_path(name: &str) -> Option<PathBuf> {
 fn locate() -> Result<EnvoyBinary, String> {
     let path = match std::env::var_os("TESTKIT_ENVOY") {
         Some(p) => PathBuf::from(p),
-        None => on_path("envoy")
-            .ok_or_else(|| format!("`envoy` is not installed ({INSTALL})"))?,
+        None => on_path("envoy").ok_or_else(|| format!("`envoy` is not installed ({INSTALL})"))?,
     };
     let out = Command::new(&path)
         .arg("--version")
         .output()
         .map_err(|e| format!("{} cannot be run: {e}", path.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let version = text
         .split_whitespace()
         .find(|w| w.contains("/RELEASE/") || w.contains("/DEBUG/"))

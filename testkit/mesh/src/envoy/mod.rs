@@ -1,24 +1,24 @@
 //! The data plane: a real Envoy per proxy pod (every injected sidecar and every gateway
-//! replica), started when its pod runs, stopped when the pod is gone, sent each push
-//! of the stand-in istiod as files, and watched for what it applied.
+//! replica), started when its pod runs, stopped when the pod is gone, and served each
+//! push of the stand-in istiod through its xDS endpoint ([`xds_server`]).
 //!
-//! What a proxy acked is read back from Envoy itself: after a push at version `V`,
-//! a type is acked once Envoy's `version_text` stats for it (CDS, LDS, each route
-//! configuration, each cluster's EDS, each secret) all read `V`; a rejected update
-//! (`update_rejected`) is recorded as istiod records a NACK. A proxy is ready (its
-//! `istio-proxy` container, through the kubelet's probe) once Envoy's `/ready` says
-//! `LIVE`, as pilot-agent's `/healthz/ready` requires.
+//! What a proxy acked is what its Envoy says it applied: after a push at version `V`, a
+//! type is acked once every subscription of that type (CDS, LDS, each route
+//! configuration, each cluster's EDS, each secret) has asked again with `V`. A proxy is
+//! ready (its `istio-proxy` container, through the kubelet's probe) once Envoy's
+//! `/ready` says `LIVE`, as pilot-agent's `/healthz/ready` requires.
 
 pub mod binary;
 pub(crate) mod files;
 pub(crate) mod process;
+pub(crate) mod xds_server;
 
 use crate::addresses::PodAddresses;
 use crate::client;
 use crate::objects::{Pod, ProxyKind};
 use crate::world::World;
 use crate::xds::{self, ProxyConfig};
-use files::{ConfigFiles, discovery_response};
+use files::ProxyFiles;
 use process::EnvoyProcess;
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
@@ -35,8 +35,8 @@ pub(crate) const SDS: &str = "type.googleapis.com/envoy.extensions.transport_soc
 
 /// How long Envoy may take to become `LIVE`.
 const START_DEADLINE: Duration = Duration::from_secs(30);
-/// How often a pending push's acks are looked for.
-const ACK_POLL: Duration = Duration::from_millis(20);
+/// How often Envoy's readiness and liveness are looked at.
+const POLL: Duration = Duration::from_millis(20);
 
 /// What was pushed last, and what Envoy has applied of it.
 #[derive(Debug, Clone)]
@@ -45,14 +45,16 @@ pub(crate) struct Push {
     pub at: SystemTime,
     /// The config snapshot the push was built from (istiod's push context).
     pub world: Arc<World>,
-    route_configs: Vec<String>,
-    eds_clusters: Vec<String>,
-    secrets: Vec<String>,
-    /// Type URL → acked (Envoy reports this push's version for all of the type).
+    /// Type URL → acked (every subscription of the type asked again with this version).
     pub acked: BTreeMap<&'static str, bool>,
-    /// Type URL → why Envoy rejected the update.
-    pub rejected: BTreeMap<&'static str, String>,
-    rejected_before: BTreeMap<String, u64>,
+}
+
+/// The config a proxy is served, at a version.
+struct Served {
+    version: String,
+    at: SystemTime,
+    world: Arc<World>,
+    config: Arc<ProxyConfig>,
 }
 
 /// What decides whether a proxy's config must be rebuilt.
@@ -64,17 +66,21 @@ pub(crate) struct PushKey {
     pub replica: usize,
 }
 
-/// One proxy: its Envoy, its files, and its pushes.
+/// One proxy: its Envoy, its folder, and what it is served.
 pub(crate) struct Proxy {
     pub namespace: String,
     pub name: String,
     pub kind: ProxyKind,
     pub addresses: PodAddresses,
-    pub files: ConfigFiles,
+    pub node_id: String,
+    pub files: ProxyFiles,
     _dir: tempfile::TempDir,
     process: Mutex<Option<EnvoyProcess>>,
     key: Mutex<Option<PushKey>>,
-    push: Mutex<Option<Push>>,
+    served: Mutex<Option<Served>>,
+    pushes: tokio::sync::watch::Sender<u64>,
+    /// (type URL, resource name or "") → the version Envoy last said it applied.
+    acks: Mutex<HashMap<(&'static str, String), String>>,
     ready: AtomicBool,
     failure: Mutex<Option<String>>,
     telemetry_offset: Mutex<u64>,
@@ -114,9 +120,88 @@ impl Proxy {
         }
     }
 
-    /// The last push, if any.
+    /// The last push, with what Envoy has acked of it.
     pub fn push(&self) -> Option<Push> {
-        lock(&self.push).clone()
+        let served = lock(&self.served);
+        let served = served.as_ref()?;
+        let acks = lock(&self.acks);
+        let applied = |t: &'static str, name: &str| {
+            acks.get(&(t, name.to_string())).map(String::as_str) == Some(served.version.as_str())
+        };
+        let c = &served.config;
+        let mut acked = BTreeMap::new();
+        acked.insert(CDS, applied(CDS, ""));
+        acked.insert(LDS, applied(LDS, ""));
+        acked.insert(RDS, c.route_configs.iter().all(|(n, _)| applied(RDS, n)));
+        acked.insert(EDS, c.eds_clusters.iter().all(|n| applied(EDS, n)));
+        if self.kind == ProxyKind::Gateway {
+            acked.insert(SDS, c.secrets.iter().all(|(n, _)| applied(SDS, n)));
+        }
+        Some(Push {
+            version: served.version.clone(),
+            at: served.at,
+            world: Arc::clone(&served.world),
+            acked,
+        })
+    }
+
+    /// Records what one of Envoy's subscriptions says it applied.
+    pub fn record_ack(&self, type_url: &'static str, names: &[String], version: &str) {
+        if version.is_empty() {
+            return;
+        }
+        let mut acks = lock(&self.acks);
+        if names.is_empty() {
+            acks.insert((type_url, String::new()), version.to_string());
+        }
+        for n in names {
+            acks.insert((type_url, n.clone()), version.to_string());
+        }
+    }
+
+    /// A receiver that changes on every push.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pushes.subscribe()
+    }
+
+    pub fn served_version(&self) -> Option<String> {
+        lock(&self.served).as_ref().map(|s| s.version.clone())
+    }
+
+    /// The `DiscoveryResponse` for one subscription: every listener or cluster, or the
+    /// named route configurations, load assignments or secrets.
+    pub fn discovery_response(&self, type_url: &'static str, names: &[String]) -> Option<Value> {
+        let served = lock(&self.served);
+        let served = served.as_ref()?;
+        let c = &served.config;
+        let named = |list: &[(String, Value)]| -> Vec<Value> {
+            list.iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        let resources = match type_url {
+            LDS => c.listeners.clone(),
+            CDS => c.clusters.clone(),
+            RDS => named(&c.route_configs),
+            EDS => named(&c.load_assignments),
+            SDS => named(&c.secrets),
+            _ => vec![],
+        };
+        Some(serde_json::json!({
+            "version_info": served.version,
+            "resources": resources,
+            "type_url": type_url,
+        }))
+    }
+
+    /// What Envoy logged as rejected config (a stand-in bug when it happens).
+    pub fn rejections(&self) -> Vec<String> {
+        let (lines, _) = self.log_since(0);
+        lines
+            .into_iter()
+            .filter(|l| l.contains(" rejected: ") && !l.contains("Missing SDS resources"))
+            .collect()
     }
 
     /// Log lines from the `from`-th on, and the index after the last.
@@ -147,24 +232,6 @@ impl Proxy {
         *offset += (end + 1) as u64;
         text[..end].lines().map(str::to_string).collect()
     }
-
-    /// Writes `config` at `version`: secrets, endpoints and routes first, then clusters
-    /// and listeners, so nothing names a file that is not there yet.
-    fn write(&self, version: &str, config: &ProxyConfig) -> Result<(), String> {
-        let f = &self.files;
-        for (name, secret) in &config.secrets {
-            files::replace(&f.sds(name), &discovery_response(version, vec![secret.clone()]))?;
-        }
-        for (cluster, cla) in &config.load_assignments {
-            files::replace(&f.eds(cluster), &discovery_response(version, vec![cla.clone()]))?;
-        }
-        for (name, rc) in &config.route_configs {
-            files::replace(&f.rds(name), &discovery_response(version, vec![rc.clone()]))?;
-        }
-        files::replace(&f.cds(), &discovery_response(version, config.clusters.clone()))?;
-        files::replace(&f.lds(), &discovery_response(version, config.listeners.clone()))?;
-        Ok(())
-    }
 }
 
 /// Everything a push needs besides the proxy.
@@ -182,14 +249,18 @@ pub(crate) struct PushInputs<'a> {
 fn credentials_hash(credentials: &World, namespace: &str) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    for s in credentials.secrets.iter().filter(|s| s.namespace == namespace) {
+    for s in credentials
+        .secrets
+        .iter()
+        .filter(|s| s.namespace == namespace)
+    {
         s.name.hash(&mut h);
         s.data.hash(&mut h);
     }
     h.finish()
 }
 
-/// Builds and writes the proxy's config when its inputs changed since the last push.
+/// Builds the proxy's config and serves it when its inputs changed since the last push.
 fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
     let key = PushKey {
         version: i.config.push_version.clone(),
@@ -219,94 +290,15 @@ fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
         trust_domain: i.trust_domain,
         replica: i.replica,
     })?;
-    // A new version per write, so each write's acks can be told apart.
-    let version = i.config.push_version.clone();
-    proxy.write(&version, &config)?;
-    let cds_eds: Vec<String> = config
-        .load_assignments
-        .iter()
-        .map(|(c, _)| c.clone())
-        .filter(|c| {
-            config.clusters.iter().any(|cl| {
-                cl.get("name").and_then(Value::as_str) == Some(c)
-                    && cl.pointer("/eds_cluster_config/eds_config/path_config_source").is_some()
-            })
-        })
-        .collect();
-    let mut acked = BTreeMap::new();
-    for t in [CDS, EDS, LDS, RDS] {
-        acked.insert(t, false);
-    }
-    if proxy.kind == ProxyKind::Gateway {
-        acked.insert(SDS, false);
-    }
-    let rejected_before = lock(&proxy.push)
-        .as_ref()
-        .map(|p| p.rejected_before.clone())
-        .unwrap_or_default();
-    *lock(&proxy.push) = Some(Push {
-        version,
+    *lock(&proxy.served) = Some(Served {
+        version: i.config.push_version.clone(),
         at: SystemTime::now(),
         world: Arc::clone(i.config),
-        route_configs: config.route_configs.iter().map(|(n, _)| n.clone()).collect(),
-        eds_clusters: cds_eds,
-        secrets: config.secrets.iter().map(|(n, _)| n.clone()).collect(),
-        acked,
-        rejected: BTreeMap::new(),
-        rejected_before,
+        config: Arc::new(config),
     });
+    proxy.pushes.send_modify(|n| *n += 1);
     *last = Some(key);
     Ok(())
-}
-
-/// Envoy's `/stats` text readouts and counters, by name.
-fn parse_stats(text: &str) -> HashMap<String, String> {
-    text.lines()
-        .filter_map(|l| {
-            let (k, v) = l.split_once(": ")?;
-            Some((k.to_string(), v.trim().trim_matches('"').to_string()))
-        })
-        .collect()
-}
-
-/// Marks what Envoy now reports for the last push.
-fn record_acks(push: &mut Push, stats: &HashMap<String, String>) {
-    let v = push.version.clone();
-    let is = |name: &str| stats.get(name).map(String::as_str) == Some(v.as_str());
-    let cds = is("cluster_manager.cds.version_text");
-    let lds = is("listener_manager.lds.version_text");
-    let rds = push.route_configs.iter().all(|r| {
-        stats
-            .iter()
-            .any(|(k, val)| k.starts_with("http.") && k.ends_with(&format!(".rds.{r}.version_text")) && *val == v)
-    });
-    let eds = push
-        .eds_clusters
-        .iter()
-        .all(|c| is(&format!("cluster.{c}.version_text")));
-    let sds = push
-        .secrets
-        .iter()
-        .all(|s| is(&format!("sds.{s}.version_text")));
-    for (t, ok) in [(CDS, cds), (LDS, lds), (RDS, rds), (EDS, eds), (SDS, sds)] {
-        if let Some(a) = push.acked.get_mut(t) {
-            *a |= ok;
-        }
-    }
-    for (t, counter) in [
-        (CDS, "cluster_manager.cds.update_rejected"),
-        (LDS, "listener_manager.lds.update_rejected"),
-    ] {
-        let now: u64 = stats.get(counter).and_then(|n| n.parse().ok()).unwrap_or(0);
-        let before = push.rejected_before.get(counter).copied().unwrap_or(0);
-        if now > before {
-            push.rejected.insert(
-                t,
-                format!("Envoy rejected the update ({counter} rose from {before} to {now}; its log says why)"),
-            );
-            push.rejected_before.insert(counter.to_string(), now);
-        }
-    }
 }
 
 async fn get_admin(proxy: &Proxy, path: &str) -> Option<client::Got> {
@@ -321,8 +313,7 @@ async fn get_admin(proxy: &Proxy, path: &str) -> Option<client::Got> {
     .ok()
 }
 
-/// Starts the proxy's Envoy, waits for it to be `LIVE`, then follows its acks for as
-/// long as the proxy lives.
+/// Starts the proxy's Envoy, waits for it to be `LIVE`, then watches that it lives.
 async fn run(proxy: Arc<Proxy>, binary: binary::EnvoyBinary, runtime: tokio::runtime::Handle) {
     match EnvoyProcess::start(&binary, &proxy.files.bootstrap(), &runtime) {
         Ok(p) => *lock(&proxy.process) = Some(p),
@@ -330,10 +321,11 @@ async fn run(proxy: Arc<Proxy>, binary: binary::EnvoyBinary, runtime: tokio::run
     }
     let started = Instant::now();
     loop {
-        if let Some(why) = lock(&proxy.process).as_ref().and_then(EnvoyProcess::exited) {
+        let exited = lock(&proxy.process).as_ref().and_then(EnvoyProcess::exited);
+        if let Some(why) = exited {
             let tail = lock(&proxy.process)
                 .as_ref()
-                .map(|p| p.tail(20))
+                .map(|p| p.tail(80))
                 .unwrap_or_default();
             return proxy.fail(format!(
                 "Envoy of {}/{} exited ({why}) before it was LIVE:\n{tail}",
@@ -349,32 +341,29 @@ async fn run(proxy: Arc<Proxy>, binary: binary::EnvoyBinary, runtime: tokio::run
         if started.elapsed() > START_DEADLINE {
             let tail = lock(&proxy.process)
                 .as_ref()
-                .map(|p| p.tail(20))
+                .map(|p| p.tail(80))
                 .unwrap_or_default();
             return proxy.fail(format!(
                 "Envoy of {}/{} was not LIVE within {START_DEADLINE:?}:\n{tail}",
                 proxy.namespace, proxy.name
             ));
         }
-        tokio::time::sleep(ACK_POLL).await;
+        tokio::time::sleep(POLL).await;
     }
     proxy.ready.store(true, Ordering::SeqCst);
     loop {
-        let pending = lock(&proxy.push)
-            .as_ref()
-            .is_some_and(|p| p.acked.values().any(|a| !a));
-        if pending
-            && let Some(r) = get_admin(&proxy, "/stats?filter=(version_text|update_rejected)$").await
-        {
-            let stats = parse_stats(&r.body);
-            if let Some(p) = lock(&proxy.push).as_mut() {
-                record_acks(p, &stats);
-            }
+        let exited = lock(&proxy.process).as_ref().and_then(EnvoyProcess::exited);
+        if let Some(why) = exited {
+            let tail = lock(&proxy.process)
+                .as_ref()
+                .map(|p| p.tail(40))
+                .unwrap_or_default();
+            return proxy.fail(format!(
+                "Envoy of {}/{} exited ({why}):\n{tail}",
+                proxy.namespace, proxy.name
+            ));
         }
-        if let Some(why) = lock(&proxy.process).as_ref().and_then(EnvoyProcess::exited) {
-            return proxy.fail(format!("Envoy of {}/{} exited ({why})", proxy.namespace, proxy.name));
-        }
-        tokio::time::sleep(ACK_POLL).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -396,7 +385,11 @@ impl Drop for Fleet {
 /// Each gateway pod's place among the running pods of its workload, in name order.
 fn replicas(world: &World) -> HashMap<String, usize> {
     let mut groups: BTreeMap<(String, String), Vec<&Pod>> = BTreeMap::new();
-    for p in world.pods.iter().filter(|p| p.live_proxy() == Some(ProxyKind::Gateway)) {
+    for p in world
+        .pods
+        .iter()
+        .filter(|p| p.live_proxy() == Some(ProxyKind::Gateway))
+    {
         groups
             .entry((p.namespace.clone(), p.workload_name()))
             .or_default()
@@ -422,6 +415,8 @@ pub(crate) struct Pass<'a> {
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
     pub runtime: &'a tokio::runtime::Handle,
+    /// The stand-in istiod's xDS endpoint.
+    pub xds: SocketAddr,
 }
 
 impl Fleet {
@@ -432,12 +427,22 @@ impl Fleet {
         }
     }
 
+    pub fn by_node(&self, node_id: &str) -> Option<Arc<Proxy>> {
+        lock(&self.proxies)
+            .values()
+            .find(|(p, _)| p.node_id == node_id)
+            .map(|(p, _)| Arc::clone(p))
+    }
+
     pub fn get(&self, uid: &str) -> Option<Arc<Proxy>> {
         lock(&self.proxies).get(uid).map(|(p, _)| Arc::clone(p))
     }
 
     pub fn all(&self) -> Vec<Arc<Proxy>> {
-        lock(&self.proxies).values().map(|(p, _)| Arc::clone(p)).collect()
+        lock(&self.proxies)
+            .values()
+            .map(|(p, _)| Arc::clone(p))
+            .collect()
     }
 
     /// Starts proxies for pods that now run one, pushes config to every proxy whose
@@ -479,7 +484,7 @@ impl Fleet {
                 }
                 continue;
             }
-            let Some(started) = start(pod, kind, &inputs, pass.runtime) else {
+            let Some(started) = start(pod, kind, &inputs, pass) else {
                 continue;
             };
             proxies.insert(pod.uid.clone(), started);
@@ -487,31 +492,35 @@ impl Fleet {
     }
 }
 
-/// A new proxy for `pod`: its folder, first config and bootstrap written, its Envoy
-/// started in the background.
+/// A new proxy for `pod`: its folder and bootstrap written, its first config served,
+/// its Envoy started in the background.
 fn start(
     pod: &Pod,
     kind: ProxyKind,
     inputs: &PushInputs<'_>,
-    runtime: &tokio::runtime::Handle,
+    pass: &Pass<'_>,
 ) -> Option<(Arc<Proxy>, tokio::task::JoinHandle<()>)> {
+    let runtime = pass.runtime;
     let ip = pod.ip.as_deref()?;
     let addresses = PodAddresses::of(ip)?;
     let dir = tempfile::Builder::new()
         .prefix(&format!("envoy-{}-", pod.name))
         .tempdir()
         .ok()?;
-    let files = ConfigFiles::new(dir.path());
+    let files = ProxyFiles::new(dir.path());
     let proxy = Arc::new(Proxy {
         namespace: pod.namespace.clone(),
         name: pod.name.clone(),
         kind,
         addresses,
+        node_id: xds::node_id(kind, ip, &pod.name, &pod.namespace),
         files,
         _dir: dir,
         process: Mutex::new(None),
         key: Mutex::new(None),
-        push: Mutex::new(None),
+        served: Mutex::new(None),
+        pushes: tokio::sync::watch::channel(0).0,
+        acks: Mutex::new(HashMap::new()),
         ready: AtomicBool::new(false),
         failure: Mutex::new(None),
         telemetry_offset: Mutex::new(0),
@@ -523,53 +532,13 @@ fn start(
             return Some((proxy, runtime.spawn(async {})));
         }
     };
-    let bootstrap = xds::bootstrap(kind, pod, addresses, &proxy.files);
-    let prepared = push(&proxy, inputs)
-        .and_then(|()| files::replace(&proxy.files.bootstrap(), &bootstrap));
+    let bootstrap = xds::bootstrap(kind, pod, addresses, pass.xds);
+    let prepared =
+        push(&proxy, inputs).and_then(|()| files::write(&proxy.files.bootstrap(), &bootstrap));
     if let Err(e) = prepared {
         proxy.fail(e);
         return Some((proxy, runtime.spawn(async {})));
     }
     let task = runtime.spawn(run(Arc::clone(&proxy), binary, runtime.clone()));
     Some((proxy, task))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn acks_need_every_resource_of_a_type_at_the_pushed_version() {
-        let mut p = Push {
-            version: "V2".into(),
-            at: SystemTime::now(),
-            world: Arc::new(World::empty()),
-            route_configs: vec!["5000".into()],
-            eds_clusters: vec!["outbound|5000||a.s.svc.cluster.local".into(), "outbound|5000||b.s.svc.cluster.local".into()],
-            secrets: vec![],
-            acked: [CDS, EDS, LDS, RDS].into_iter().map(|t| (t, false)).collect(),
-            rejected: BTreeMap::new(),
-            rejected_before: BTreeMap::new(),
-        };
-        let stats = parse_stats(
-            "cluster_manager.cds.version_text: \"V2\"\nlistener_manager.lds.version_text: \"V1\"\n\
-             http.outbound_0.0.0.0_5000.rds.5000.version_text: \"V2\"\n\
-             cluster.outbound|5000||a.s.svc.cluster.local.version_text: \"V2\"\n\
-             cluster.outbound|5000||b.s.svc.cluster.local.version_text: \"V1\"\n\
-             cluster_manager.cds.update_rejected: 1\n",
-        );
-        record_acks(&mut p, &stats);
-        assert_eq!(p.acked[CDS], true);
-        assert_eq!(p.acked[LDS], false);
-        assert_eq!(p.acked[RDS], true);
-        assert_eq!(p.acked[EDS], false, "one cluster's endpoints are behind");
-        assert!(p.rejected[CDS].contains("rose from 0 to 1"));
-    }
-
-    #[test]
-    fn the_first_push_of_a_world_waits_for_all_types() {
-        let s = parse_stats("a.b: 3\nc.version_text: \"x/1\"\n");
-        assert_eq!(s["a.b"], "3");
-        assert_eq!(s["c.version_text"], "x/1");
-    }
 }

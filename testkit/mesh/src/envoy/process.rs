@@ -80,7 +80,9 @@ pub(crate) struct EnvoyProcess {
 
 impl std::fmt::Debug for EnvoyProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EnvoyProcess").field("pid", &self.pid).finish()
+        f.debug_struct("EnvoyProcess")
+            .field("pid", &self.pid)
+            .finish()
     }
 }
 
@@ -127,6 +129,9 @@ impl EnvoyProcess {
             "1".into(),
             "--log-level".into(),
             "warning".into(),
+            // Deprecation notices of fields istiod still writes, once per update.
+            "--component-log-level".into(),
+            "misc:error".into(),
             "--file-flush-interval-msec".into(),
             "20".into(),
             "--drain-time-s".into(),
@@ -145,8 +150,8 @@ impl EnvoyProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let mut child = spawn(command)
-            .map_err(|e| format!("cannot start {}: {e}", binary.path.display()))?;
+        let mut child =
+            spawn(command).map_err(|e| format!("cannot start {}: {e}", binary.path.display()))?;
         let pid = child.id();
         let log = Arc::new(Mutex::new(ProcessLog::default()));
         let mut readers = Vec::new();

@@ -78,8 +78,5 @@ pub(crate) fn telemetry_log(path: &Path, direction: Direction) -> Value {
         "upstream_peer_san": "%UPSTREAM_PEER_URI_SAN%",
         "response_peer_id": format!("%RESP({})%", PEER_ID_HEADER.to_uppercase()),
     });
-    file_log(
-        &path.display().to_string(),
-        json!({"json_format": fields}),
-    )
+    file_log(&path.display().to_string(), json!({"json_format": fields}))
 }

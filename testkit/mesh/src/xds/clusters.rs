@@ -7,7 +7,7 @@
 //! EDS endpoints carrying `envoy.transport_socket_match.tlsMode` and `istio.workload`.
 
 use super::tls;
-use crate::envoy::files::{ConfigFiles, source};
+use crate::envoy::xds_server::source;
 use crate::faults::ConfigFaults;
 use crate::istio_config::ClientTlsMode;
 use crate::routing::{self, Cluster, ClusterOptions, ClusterTls};
@@ -21,7 +21,12 @@ pub(crate) fn plaintext_twin(name: &str) -> String {
 
 /// Every outbound cluster a proxy in `client_ns` has: each Service port, and each
 /// subset of the DestinationRule that applies from there.
-pub(crate) fn outbound(world: &World, client_ns: &str, root_ns: &str, faults: &ConfigFaults) -> Vec<Cluster> {
+pub(crate) fn outbound(
+    world: &World,
+    client_ns: &str,
+    root_ns: &str,
+    faults: &ConfigFaults,
+) -> Vec<Cluster> {
     let opts = ClusterOptions {
         ignore_rule_tls: faults.destination_rule_ignored(),
     };
@@ -48,8 +53,8 @@ pub(crate) fn outbound(world: &World, client_ns: &str, root_ns: &str, faults: &C
     out
 }
 
-/// The Envoy cluster, reading its endpoints from `files`.
-pub(crate) fn cluster_json(c: &Cluster, files: &ConfigFiles, faults: &ConfigFaults) -> Value {
+/// The Envoy cluster, its endpoints from EDS.
+pub(crate) fn cluster_json(c: &Cluster, faults: &ConfigFaults) -> Value {
     let mut istio = json!({
         "default_original_port": c.port,
         "services": [{"host": c.service.host(), "name": c.service.name, "namespace": c.service.namespace}],
@@ -66,7 +71,7 @@ pub(crate) fn cluster_json(c: &Cluster, files: &ConfigFiles, faults: &ConfigFaul
         // istiod's own shape; the ADS stream it names never answers here.
         json!({"ads": {}, "initial_fetch_timeout": "0s", "resource_api_version": "V3"})
     } else {
-        source(&files.eds(&c.name))
+        source()
     };
     let mut cluster = json!({
         "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
@@ -80,7 +85,7 @@ pub(crate) fn cluster_json(c: &Cluster, files: &ConfigFiles, faults: &ConfigFaul
         "common_lb_config": {},
         "metadata": {"filter_metadata": {"istio": istio}},
     });
-    let mutual = || tls::upstream_istio_mutual(files, &c.sni(), &c.service_accounts);
+    let mutual = || tls::upstream_istio_mutual(&c.sni(), &c.service_accounts);
     match c.tls {
         ClusterTls::Auto => {
             cluster["transport_socket_matches"] = json!([
@@ -110,13 +115,13 @@ pub(crate) fn cluster_json(c: &Cluster, files: &ConfigFiles, faults: &ConfigFaul
 }
 
 /// A twin of `c` without TLS, reading the same endpoints (the `PlaintextShare` fault).
-pub(crate) fn plaintext_twin_json(c: &Cluster, files: &ConfigFiles) -> Value {
+pub(crate) fn plaintext_twin_json(c: &Cluster) -> Value {
     let name = plaintext_twin(&c.name);
     json!({
         "@type": "type.googleapis.com/envoy.config.cluster.v3.Cluster",
         "name": name,
         "type": "EDS",
-        "eds_cluster_config": {"eds_config": source(&files.eds(&c.name)), "service_name": c.name},
+        "eds_cluster_config": {"eds_config": source(), "service_name": c.name},
         "connect_timeout": "10s",
         "lb_policy": "LEAST_REQUEST",
     })

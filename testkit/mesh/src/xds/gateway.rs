@@ -15,7 +15,8 @@ use super::routes;
 use super::sidecar::http_connection_manager;
 use super::tls::{self, GatewayTlsBend};
 use crate::addresses::PodAddresses;
-use crate::envoy::files::{ConfigFiles, source};
+use crate::envoy::files::ProxyFiles;
+use crate::envoy::xds_server::source;
 use crate::faults::ConfigFaults;
 use crate::objects::Pod;
 use crate::routing::{self, BoundServer};
@@ -31,7 +32,7 @@ pub(crate) struct GatewayInputs<'a> {
     pub pod: &'a Pod,
     pub addresses: PodAddresses,
     pub node_id: &'a str,
-    pub files: &'a ConfigFiles,
+    pub files: &'a ProxyFiles,
     pub faults: &'a ConfigFaults,
     /// This pod's place among the gateway's replicas, in name order.
     pub replica: usize,
@@ -81,7 +82,11 @@ fn credential(inputs: &GatewayInputs<'_>, b: &BoundServer<'_>) -> Option<(String
 }
 
 /// The virtual hosts of the VirtualServices bound to `servers`, one per host.
-fn virtual_hosts(inputs: &GatewayInputs<'_>, servers: &[&BoundServer<'_>], port: u16) -> Vec<Value> {
+fn virtual_hosts(
+    inputs: &GatewayInputs<'_>,
+    servers: &[&BoundServer<'_>],
+    port: u16,
+) -> Vec<Value> {
     let world = inputs.world;
     let answer = inputs.faults.gateway_answer();
     let mut by_host: BTreeMap<String, Vec<Value>> = BTreeMap::new();
@@ -141,7 +146,7 @@ fn route_config(inputs: &GatewayInputs<'_>, name: &str, hosts: Vec<Value>) -> Va
 
 fn hcm(inputs: &GatewayInputs<'_>, pod_port: u16, route_name: &str) -> Value {
     let rds = json!({"rds": {"route_config_name": route_name,
-                              "config_source": source(&inputs.files.rds(route_name))}});
+                              "config_source": source()}});
     http_connection_manager(
         &format!("outbound_0.0.0.0_{pod_port}"),
         rds,
@@ -256,7 +261,7 @@ pub(crate) fn gateway(inputs: &GatewayInputs<'_>) -> GatewayConfig {
             filters.push(hcm(inputs, pod_port, &route_name));
             chains.push(json!({
                 "filter_chain_match": chain_match,
-                "transport_socket": tls::downstream_gateway(inputs.files, &name, mutual, bend),
+                "transport_socket": tls::downstream_gateway(&name, mutual, bend),
                 "filters": filters,
             }));
         }

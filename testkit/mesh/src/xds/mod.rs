@@ -12,7 +12,8 @@ pub(crate) mod tls;
 
 use crate::addresses::PodAddresses;
 use crate::ca::MeshCa;
-use crate::envoy::files::{ConfigFiles, source};
+use crate::envoy::files::ProxyFiles;
+use crate::envoy::xds_server::{self, source};
 use crate::faults::ConfigFaults;
 use crate::objects::{Pod, ProxyKind};
 use crate::world::World;
@@ -30,6 +31,8 @@ pub(crate) struct ProxyConfig {
     pub load_assignments: Vec<(String, Value)>,
     /// Secret name → Secret.
     pub secrets: Vec<(String, Value)>,
+    /// The clusters whose endpoints the proxy asks the stand-in istiod for.
+    pub eds_clusters: Vec<String>,
 }
 
 pub(crate) struct BuildInputs<'a> {
@@ -38,7 +41,7 @@ pub(crate) struct BuildInputs<'a> {
     pub pod: &'a Pod,
     pub kind: ProxyKind,
     pub addresses: PodAddresses,
-    pub files: &'a ConfigFiles,
+    pub files: &'a ProxyFiles,
     pub faults: &'a ConfigFaults,
     pub ca: &'a MeshCa,
     pub root_namespace: &'a str,
@@ -65,9 +68,7 @@ pub(crate) fn pod_of_node_id(id: &str) -> Option<(&str, &str)> {
 
 pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
     let mut out = ProxyConfig::default();
-    let cert = i
-        .ca
-        .workload(&i.pod.namespace, &i.pod.service_account)?;
+    let cert = i.ca.workload(&i.pod.namespace, &i.pod.service_account)?;
     out.secrets.push((
         tls::WORKLOAD_SECRET.into(),
         tls::certificate_secret(tls::WORKLOAD_SECRET, &cert.chain, &cert.key),
@@ -96,7 +97,7 @@ pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
             && !c.endpoints.is_empty()
         {
             twins.insert(c.name.clone(), share);
-            out.clusters.push(clusters::plaintext_twin_json(c, i.files));
+            out.clusters.push(clusters::plaintext_twin_json(c));
         }
     }
     let split = |cluster: &str| {
@@ -105,7 +106,10 @@ pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
             .map(|share| (clusters::plaintext_twin(cluster), *share))
     };
     for c in &outbound {
-        out.clusters.push(clusters::cluster_json(c, i.files, i.faults));
+        if !(c.subset.is_some() && i.faults.subset_clusters_warming()) {
+            out.eds_clusters.push(c.name.clone());
+        }
+        out.clusters.push(clusters::cluster_json(c, i.faults));
         out.load_assignments
             .push((c.name.clone(), clusters::load_assignment(c)));
     }
@@ -177,21 +181,26 @@ fn node(kind: ProxyKind, pod: &Pod, ip: &str) -> Value {
 }
 
 /// The bootstrap: the node, the admin on the pod's localhost, listeners and clusters
-/// from files, upstream connections from the pod IP, and an ADS stream (`xds-grpc`)
-/// that only a fault's clusters use and nothing answers.
-pub(crate) fn bootstrap(kind: ProxyKind, pod: &Pod, addresses: PodAddresses, files: &ConfigFiles) -> Value {
+/// from the stand-in istiod (`xds-rest`), upstream connections from the pod IP, and an
+/// ADS stream (`xds-grpc`) that only a fault's clusters use and nothing answers.
+pub(crate) fn bootstrap(
+    kind: ProxyKind,
+    pod: &Pod,
+    addresses: PodAddresses,
+    xds: std::net::SocketAddr,
+) -> Value {
     let ip = addresses.ip.to_string();
     let local = addresses.local.to_string();
     json!({
         "node": node(kind, pod, &ip),
         "admin": {"address": {"socket_address": {"address": local, "port_value": 15000}}},
         "dynamic_resources": {
-            "lds_config": source(&files.lds()),
-            "cds_config": source(&files.cds()),
+            "lds_config": source(),
+            "cds_config": source(),
             "ads_config": {"api_type": "GRPC", "transport_api_version": "V3", "set_node_on_first_message_only": true,
                            "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]},
         },
-        "static_resources": {"clusters": [{
+        "static_resources": {"clusters": [xds_server::cluster(xds), {
             "name": "xds-grpc",
             "type": "STATIC",
             "connect_timeout": "1s",

@@ -47,7 +47,10 @@ pub(crate) fn destination_cluster(
             dest.port.or(default_port).unwrap_or(80),
         ),
     };
-    format!("outbound|{port}|{}|{host}", dest.subset.as_deref().unwrap_or(""))
+    format!(
+        "outbound|{port}|{}|{host}",
+        dest.subset.as_deref().unwrap_or("")
+    )
 }
 
 /// The action towards weighted clusters; `split(cluster)` names a share that goes to

@@ -18,7 +18,8 @@ use super::access_log::{self, Direction, PEER_ID_HEADER};
 use super::routes;
 use super::tls;
 use crate::addresses::PodAddresses;
-use crate::envoy::files::{ConfigFiles, source};
+use crate::envoy::files::ProxyFiles;
+use crate::envoy::xds_server::source;
 use crate::faults::ConfigFaults;
 use crate::istio_config::{MtlsMode, fqdn, host_matches};
 use crate::objects::{Pod, selector_matches};
@@ -44,7 +45,7 @@ pub(crate) struct SidecarInputs<'a> {
     pub workload: &'a str,
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
-    pub files: &'a ConfigFiles,
+    pub files: &'a ProxyFiles,
     pub faults: &'a ConfigFaults,
 }
 
@@ -109,7 +110,10 @@ pub(crate) fn inbound(inputs: &SidecarInputs<'_>) -> Option<(Value, Vec<Value>)>
     for (port, mode) in &ports {
         let port = *port;
         let cluster = format!("inbound|{port}||");
-        clusters.push(super::clusters::inbound(port, &inputs.addresses.local.to_string()));
+        clusters.push(super::clusters::inbound(
+            port,
+            &inputs.addresses.local.to_string(),
+        ));
         let route = json!({"route_config": {
             "name": cluster,
             "virtual_hosts": [{"name": format!("inbound|http|{port}"), "domains": ["*"],
@@ -137,7 +141,7 @@ pub(crate) fn inbound(inputs: &SidecarInputs<'_>) -> Option<(Value, Vec<Value>)>
             json!({
                 "name": format!("0.0.0.0_{port}"),
                 "filter_chain_match": m,
-                "transport_socket": tls::downstream_istio_mutual(inputs.files, inputs.trust_domain),
+                "transport_socket": tls::downstream_istio_mutual(inputs.trust_domain),
                 "filters": [hcm()],
             })
         };
@@ -178,10 +182,12 @@ pub(crate) fn inbound(inputs: &SidecarInputs<'_>) -> Option<(Value, Vec<Value>)>
         "access_log": [access_log::listener_log()],
     });
     if ports.len() > 1 {
-        listener["additional_addresses"] = json!(ports[1..]
-            .iter()
-            .map(|(p, _)| json!({"address": socket(*p)}))
-            .collect::<Vec<_>>());
+        listener["additional_addresses"] = json!(
+            ports[1..]
+                .iter()
+                .map(|(p, _)| json!({"address": socket(*p)}))
+                .collect::<Vec<_>>()
+        );
     }
     Some((listener, clusters))
 }
@@ -203,7 +209,13 @@ fn outbound_ports(world: &World) -> Vec<u16> {
 
 /// The names a pod in `client_ns` may call a Service by (istiod adds the short forms
 /// only for Services of the proxy's own namespace).
-fn domains(host_fqdn: &str, name: &str, namespace: &str, client_ns: &str, port: u16) -> Vec<String> {
+fn domains(
+    host_fqdn: &str,
+    name: &str,
+    namespace: &str,
+    client_ns: &str,
+    port: u16,
+) -> Vec<String> {
     let mut names = vec![
         host_fqdn.to_string(),
         format!("{name}.{namespace}.svc"),
@@ -245,7 +257,9 @@ pub(crate) fn outbound(
                 .flat_map(|vs| {
                     vs.http
                         .iter()
-                        .flat_map(|r| routes::http_routes(world, r, &vs.namespace, Some(port), split))
+                        .flat_map(|r| {
+                            routes::http_routes(world, r, &vs.namespace, Some(port), split)
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect();
@@ -274,7 +288,7 @@ pub(crate) fn outbound(
                 "validate_clusters": false,
             }),
         ));
-        let rds = json!({"rds": {"route_config_name": name, "config_source": source(&inputs.files.rds(&name))}});
+        let rds = json!({"rds": {"route_config_name": name, "config_source": source()}});
         listeners.push(json!({
             "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
             "name": format!("0.0.0.0_{port}"),

@@ -4,9 +4,10 @@
 //! certificate `default` and the root `ROOTCA` from SDS, and the gateway's server TLS
 //! (pilot/pkg/networking/core/listener.go `BuildListenerTLSContext`) with a
 //! `credentialName`'s secrets `kubernetes://<name>` and `kubernetes://<name>-cacert`.
-//! SDS comes from files here, not from pilot-agent's `sds-grpc` socket.
+//! SDS comes from the stand-in istiod's REST endpoint here, not from pilot-agent's
+//! `sds-grpc` socket.
 
-use crate::envoy::files::{ConfigFiles, source};
+use crate::envoy::xds_server::source;
 use serde_json::{Value, json};
 
 pub(crate) const WORKLOAD_SECRET: &str = "default";
@@ -23,8 +24,8 @@ const CIPHERS: [&str; 6] = [
 ];
 
 /// An SDS reference to the secret `name`.
-pub(crate) fn sds(files: &ConfigFiles, name: &str) -> Value {
-    json!({"name": name, "sds_config": source(&files.sds(name))})
+pub(crate) fn sds(name: &str) -> Value {
+    json!({"name": name, "sds_config": source()})
 }
 
 pub(crate) fn raw_buffer() -> Value {
@@ -34,7 +35,7 @@ pub(crate) fn raw_buffer() -> Value {
 
 /// The client side of Istio mTLS towards a cluster: SNI `outbound_.<port>_.<subset>_.<host>`,
 /// ALPN `istio-peer-exchange`, `istio`, and the peers' SPIFFE IDs to verify.
-pub(crate) fn upstream_istio_mutual(files: &ConfigFiles, sni: &str, sans: &[String]) -> Value {
+pub(crate) fn upstream_istio_mutual(sni: &str, sans: &[String]) -> Value {
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -42,12 +43,12 @@ pub(crate) fn upstream_istio_mutual(files: &ConfigFiles, sni: &str, sans: &[Stri
             "common_tls_context": {
                 "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3"},
                 "alpn_protocols": ["istio-peer-exchange", "istio"],
-                "tls_certificate_sds_secret_configs": [sds(files, WORKLOAD_SECRET)],
+                "tls_certificate_sds_secret_configs": [sds(WORKLOAD_SECRET)],
                 "combined_validation_context": {
                     "default_validation_context": {
                         "match_subject_alt_names": sans.iter().map(|s| json!({"exact": s})).collect::<Vec<_>>()
                     },
-                    "validation_context_sds_secret_config": sds(files, ROOT_SECRET)
+                    "validation_context_sds_secret_config": sds(ROOT_SECRET)
                 }
             },
             "sni": sni
@@ -57,7 +58,7 @@ pub(crate) fn upstream_istio_mutual(files: &ConfigFiles, sni: &str, sans: &[Stri
 
 /// The server side of Istio mTLS on a sidecar's inbound HTTP chain: a client
 /// certificate from the mesh's trust domain is required.
-pub(crate) fn downstream_istio_mutual(files: &ConfigFiles, trust_domain: &str) -> Value {
+pub(crate) fn downstream_istio_mutual(trust_domain: &str) -> Value {
     json!({
         "name": "envoy.transport_sockets.tls",
         "typed_config": {
@@ -66,12 +67,12 @@ pub(crate) fn downstream_istio_mutual(files: &ConfigFiles, trust_domain: &str) -
                 "tls_params": {"tls_minimum_protocol_version": "TLSv1_2", "tls_maximum_protocol_version": "TLSv1_3",
                                "cipher_suites": CIPHERS},
                 "alpn_protocols": ["h2", "http/1.1"],
-                "tls_certificate_sds_secret_configs": [sds(files, WORKLOAD_SECRET)],
+                "tls_certificate_sds_secret_configs": [sds(WORKLOAD_SECRET)],
                 "combined_validation_context": {
                     "default_validation_context": {
                         "match_subject_alt_names": [{"prefix": format!("spiffe://{trust_domain}/")}]
                     },
-                    "validation_context_sds_secret_config": sds(files, ROOT_SECRET)
+                    "validation_context_sds_secret_config": sds(ROOT_SECRET)
                 }
             },
             "require_client_certificate": true
@@ -89,15 +90,10 @@ pub(crate) struct GatewayTlsBend {
 /// A gateway server's TLS for `credentialName` `credential`: `SIMPLE` serves the
 /// certificate; `MUTUAL` also requires a client certificate that chains to the CA of
 /// `<credential>-cacert`. ALPN `h2`, `http/1.1`; Envoy's TLS defaults (1.2 to 1.3).
-pub(crate) fn downstream_gateway(
-    files: &ConfigFiles,
-    credential: &str,
-    mutual: bool,
-    bend: GatewayTlsBend,
-) -> Value {
+pub(crate) fn downstream_gateway(credential: &str, mutual: bool, bend: GatewayTlsBend) -> Value {
     let mut common = json!({
         "alpn_protocols": ["h2", "http/1.1"],
-        "tls_certificate_sds_secret_configs": [sds(files, &credential_secret(credential))],
+        "tls_certificate_sds_secret_configs": [sds(&credential_secret(credential))],
     });
     let mut context = json!({
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
@@ -109,7 +105,7 @@ pub(crate) fn downstream_gateway(
         }
         common["combined_validation_context"] = json!({
             "default_validation_context": default_validation,
-            "validation_context_sds_secret_config": sds(files, &ca_secret(credential)),
+            "validation_context_sds_secret_config": sds(&ca_secret(credential)),
         });
         context["require_client_certificate"] = json!(!bend.client_certificate_optional);
     }

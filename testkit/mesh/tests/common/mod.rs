@@ -1,108 +1,102 @@
-//! A tiny in-memory cluster for the mesh's own tests: objects by kind, a Deployment
-//! "controller" that makes pods (through the mesh's injector, with IPs and Ready) and
-//! rolls them when the template changes, an EndpointSlice "controller", the exercise's
-//! manifests (MichaelVL/istio-katas `deploy/mtls/*.yaml`) as JSON, raw HTTP and TLS
-//! clients, and a PKI.
+//! The mesh's own tests' world: the fake Kubernetes API server (testkit-k8s) with the
+//! mesh plugged in as it is in the harness's stand-in (injection as pod admission, the
+//! kubelet probing proxies and apps through the mesh, loopback pod IPs from a reserved
+//! block), the exercise's manifests (MichaelVL/istio-katas `deploy/mtls/*.yaml`) as
+//! JSON, raw HTTP and TLS clients, Envoy's own stats, and a PKI. Tests that need Envoy
+//! skip (or, under HARNESS_REQUIRE_ALL_TESTS, fail) where it is not installed.
 #![allow(dead_code)]
 
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
-use testkit_mesh::{Mesh, MeshOptions, Objects, PortTarget};
+use testkit_k8s::{FakeCluster, Options};
+use testkit_mesh::{Mesh, MeshOptions, Objects, PodNetwork, PortTarget};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const APP_NS: &str = "sentences";
 pub const IMAGE: &str = "ghcr.io/michaelvl/istio-katas@sha256:9ec280c27e4cfc88cef63866a35652e1e6238b3cbbbf4a46246343392310a31f";
 pub const VERSION: &str = "1.31.0";
 
-fn group_of(api_version: &str) -> String {
-    match api_version.split_once('/') {
-        Some((g, _)) => g.to_string(),
-        None => String::new(),
+/// Whether Envoy is there; `None` when the test may run, else why it skips. Under
+/// HARNESS_REQUIRE_ALL_TESTS a missing Envoy fails the test instead.
+pub fn skip_without_envoy() -> Option<String> {
+    match testkit_mesh::envoy::binary::envoy() {
+        Ok(_) => None,
+        Err(why) => {
+            assert!(
+                std::env::var_os("HARNESS_REQUIRE_ALL_TESTS").is_none(),
+                "{why} and HARNESS_REQUIRE_ALL_TESTS is set"
+            );
+            eprintln!("skipped: {why}");
+            Some(why)
+        }
     }
 }
 
-fn key(v: &Value) -> (String, String, String, String) {
-    let api = v["apiVersion"].as_str().unwrap_or("v1");
-    (
-        group_of(api),
-        v["kind"].as_str().unwrap_or("").to_string(),
-        v["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or("")
-            .to_string(),
-        v["metadata"]["name"].as_str().unwrap_or("").to_string(),
-    )
+/// Returns early from a test that needs Envoy when it is not installed.
+#[macro_export]
+macro_rules! needs_envoy {
+    () => {
+        if common::skip_without_envoy().is_some() {
+            return;
+        }
+    };
 }
 
-/// The objects, keyed by (group, kind, namespace, name).
-#[derive(Default)]
-pub struct Cluster {
-    objects: Mutex<BTreeMap<(String, String, String, String), Value>>,
-    next_ip: Mutex<u32>,
-    seq: Mutex<u64>,
-    mesh: OnceLock<Mesh>,
-}
+/// The mesh reads the fake API server's objects.
+struct View(FakeCluster);
 
-impl Objects for Cluster {
+impl Objects for View {
     fn list(&self, group: &str, kind: &str, namespace: Option<&str>) -> Vec<Value> {
-        self.objects
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|((g, k, ns, _), _)| {
-                g == group && k == kind && namespace.is_none_or(|n| n == ns)
-            })
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.0.list(group, kind, namespace)
     }
 }
 
-fn hash(v: &Value) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in v.to_string().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// The API group a kind is served in.
+fn group_of(kind: &str) -> &'static str {
+    match kind {
+        "Deployment" | "ReplicaSet" => "apps",
+        "EndpointSlice" => "discovery.k8s.io",
+        "PeerAuthentication" => "security.istio.io",
+        "DestinationRule" | "VirtualService" | "Gateway" => "networking.istio.io",
+        "MutatingWebhookConfiguration" => "admissionregistration.k8s.io",
+        _ => "",
     }
-    format!("{:x}", h & 0xff_ffff_ffff)
+}
+
+/// The fake cluster, with the helpers the mesh's tests use.
+#[derive(Clone)]
+pub struct Cluster {
+    pub fake: FakeCluster,
 }
 
 impl Cluster {
-    fn stamp(&self) -> String {
-        let mut s = self.seq.lock().unwrap();
-        *s += 1;
-        format!("2026-09-01T00:{:02}:{:02}Z", (*s / 60) % 60, *s % 60)
-    }
-
-    pub fn set_mesh(&self, mesh: Mesh) {
-        let _ = self.mesh.set(mesh);
-    }
-
     pub fn get(&self, kind: &str, ns: &str, name: &str) -> Option<Value> {
-        self.objects
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|((_, k, n, m), _)| k == kind && n == ns && m == name)
-            .map(|(_, v)| v.clone())
+        let ns = (!ns.is_empty()).then_some(ns);
+        self.fake.get(group_of(kind), kind, ns, name)
+    }
+
+    pub fn list(&self, group: &str, kind: &str, ns: Option<&str>) -> Vec<Value> {
+        self.fake.list(group, kind, ns)
     }
 
     pub fn pods(&self, ns: &str) -> Vec<Value> {
-        self.list("", "Pod", Some(ns))
+        self.fake.list("", "Pod", Some(ns))
     }
 
-    /// The running pods of a Deployment.
+    /// The pods of a Deployment that are not being deleted.
     pub fn pods_of(&self, ns: &str, deployment: &str) -> Vec<Value> {
         self.pods(ns)
             .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
             .filter(|p| {
                 p["metadata"]["ownerReferences"][0]["name"]
                     .as_str()
                     .is_some_and(|o| {
                         o.strip_prefix(deployment).is_some_and(|r| {
-                            r.starts_with('-') && r[1..].chars().all(|c| c.is_ascii_hexdigit())
+                            r.starts_with('-') && r[1..].chars().all(|c| c.is_ascii_alphanumeric())
                         })
                     })
             })
@@ -116,127 +110,257 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no pod of {ns}/{deployment}"))
     }
 
-    /// Creates or replaces an object; Deployments roll their pods when the template
-    /// changes; Services and pods keep EndpointSlices current.
+    /// Server-side applies an object (namespaced ones default to the app namespace).
     pub fn apply(&self, mut v: Value) {
-        if v["metadata"]["namespace"].is_null() && v["kind"] != "Namespace" {
+        let cluster_scoped = matches!(
+            v["kind"].as_str(),
+            Some("Namespace" | "MutatingWebhookConfiguration")
+        );
+        if v["metadata"]["namespace"].is_null() && !cluster_scoped {
             v["metadata"]["namespace"] = json!(APP_NS);
         }
-        if v["metadata"]["creationTimestamp"].is_null() {
-            v["metadata"]["creationTimestamp"] = json!(self.stamp());
-        }
-        let k = key(&v);
-        let previous = self.objects.lock().unwrap().insert(k.clone(), v.clone());
-        if k.1 == "Deployment" {
-            let changed = previous
-                .as_ref()
-                .is_none_or(|p| p["spec"]["template"] != v["spec"]["template"]);
-            if changed {
-                self.roll(&v);
-            }
-        }
-        self.sync_endpoints();
+        let what = format!("{} {}", v["kind"], v["metadata"]["name"]);
+        self.fake
+            .apply(v)
+            .unwrap_or_else(|e| panic!("{what} does not apply: {e}"));
     }
 
     pub fn delete(&self, kind: &str, ns: &str, name: &str) {
-        self.objects
-            .lock()
-            .unwrap()
-            .retain(|(_, k, n, m), _| !(k == kind && n == ns && m == name));
-        self.sync_endpoints();
+        let ns = (!ns.is_empty()).then_some(ns);
+        self.fake.delete(group_of(kind), kind, ns, name);
     }
 
-    /// Replaces a Deployment's pods with new ones from its template.
-    fn roll(&self, d: &Value) {
-        let ns = d["metadata"]["namespace"]
-            .as_str()
-            .unwrap_or(APP_NS)
-            .to_string();
-        let name = d["metadata"]["name"].as_str().unwrap_or("").to_string();
-        for p in self.pods_of(&ns, &name) {
-            let pk = key(&p);
-            self.objects.lock().unwrap().remove(&pk);
-        }
-        let template = &d["spec"]["template"];
-        let h = hash(template);
-        let replicas = d["spec"]["replicas"].as_u64().unwrap_or(1);
-        for i in 0..replicas {
-            let pod_name = format!("{name}-{h}-{}{i}", &hash(&json!(self.stamp()))[..5]);
-            let mut pod = json!({
-                "apiVersion": "v1", "kind": "Pod",
-                "metadata": {
-                    "name": pod_name, "generateName": format!("{name}-{h}-"), "namespace": ns,
-                    "labels": template["metadata"]["labels"].clone(),
-                    "annotations": template["metadata"]["annotations"].clone(),
-                    "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": format!("{name}-{h}"),
-                                         "controller": true, "uid": format!("rs-{h}")}],
-                },
-                "spec": template["spec"].clone(),
-            });
-            pod["metadata"]["labels"]["pod-template-hash"] = json!(h);
-            if pod["metadata"]["annotations"].is_null() {
-                pod["metadata"]["annotations"] = json!({});
-            }
-            if let Some(mesh) = self.mesh.get() {
-                let namespace = self
-                    .get("Namespace", "", &ns)
-                    .unwrap_or_else(|| json!({"metadata": {"name": ns}}));
-                mesh.inject(&mut pod, &namespace);
-            }
-            let ip = {
-                let mut n = self.next_ip.lock().unwrap();
-                *n += 1;
-                format!("10.244.0.{}", *n + 10)
-            };
-            pod["metadata"]["uid"] = json!(format!("uid-{pod_name}"));
-            pod["metadata"]["creationTimestamp"] = json!(self.stamp());
-            pod["spec"]["nodeName"] = json!("kind-control-plane");
-            pod["status"] = json!({"phase": "Running", "podIP": ip, "hostIP": "172.18.0.2",
-                "conditions": [{"type": "Ready", "status": "True"}]});
-            let k = key(&pod);
-            self.objects.lock().unwrap().insert(k, pod);
-        }
+    /// Waits until every Deployment in `ns` has rolled out (its replicas updated and
+    /// available, no pod of an older template left) and every Service's EndpointSlices
+    /// list exactly the pods it selects, ready.
+    pub async fn rolled_out(&self, ns: &str) {
+        let ns = ns.to_string();
+        self.fake
+            .wait_for("the Deployments rolled out", Duration::from_secs(30), |c| {
+                let cluster = Cluster { fake: c.clone() };
+                let deployments = c.list("apps", "Deployment", Some(&ns)).iter().all(|d| {
+                    let want = d["spec"]["replicas"].as_i64().unwrap_or(1);
+                    let s = &d["status"];
+                    let name = d["metadata"]["name"].as_str().unwrap_or("");
+                    let pods = cluster.pods_of(&ns, name).len() as i64;
+                    s["observedGeneration"] == d["metadata"]["generation"]
+                        && s["updatedReplicas"].as_i64() == Some(want)
+                        && s["availableReplicas"].as_i64() == Some(want)
+                        && pods == want
+                });
+                deployments && cluster.endpoints_current(&ns)
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
-    fn sync_endpoints(&self) {
-        let services = self.list("", "Service", None);
-        let pods = self.list("", "Pod", None);
-        let mut objects = self.objects.lock().unwrap();
-        objects.retain(|(_, k, _, _), _| k != "EndpointSlice");
-        for s in services {
-            let Some(selector) = s["spec"]["selector"].as_object() else {
-                continue;
+    /// Whether each Service of `ns` with a selector has exactly its selected pods as
+    /// ready endpoints.
+    fn endpoints_current(&self, ns: &str) -> bool {
+        let pods = self.pods(ns);
+        let slices = self.list("discovery.k8s.io", "EndpointSlice", Some(ns));
+        self.list("", "Service", Some(ns)).iter().all(|svc| {
+            let Some(selector) = svc["spec"]["selector"].as_object() else {
+                return true;
             };
-            let ns = s["metadata"]["namespace"].as_str().unwrap_or("");
-            let name = s["metadata"]["name"].as_str().unwrap_or("");
-            let endpoints: Vec<Value> = pods
+            let name = svc["metadata"]["name"].as_str().unwrap_or("");
+            let mut want: Vec<String> = pods
                 .iter()
-                .filter(|p| p["metadata"]["namespace"] == ns)
-                .filter(|p| selector.iter().all(|(k, v)| &p["metadata"]["labels"][k] == v))
-                .map(|p| json!({
-                    "addresses": [p["status"]["podIP"]],
-                    "conditions": {"ready": true, "serving": true, "terminating": false},
-                    "targetRef": {"kind": "Pod", "name": p["metadata"]["name"], "namespace": ns, "uid": p["metadata"]["uid"]}
-                }))
-                .collect();
-            let ports: Vec<Value> = s["spec"]["ports"]
-                .as_array()
-                .map(|ps| {
-                    ps.iter()
-                        .map(|p| json!({"name": p["name"], "port": p.get("targetPort").cloned().unwrap_or(p["port"].clone()), "protocol": "TCP"}))
-                        .collect()
+                .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+                .filter(|p| {
+                    selector
+                        .iter()
+                        .all(|(k, v)| &p["metadata"]["labels"][k] == v)
                 })
-                .unwrap_or_default();
-            let slice = json!({
-                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-                "metadata": {"name": format!("{name}-abcde"), "namespace": ns,
-                             "labels": {"kubernetes.io/service-name": name}},
-                "addressType": "IPv4", "endpoints": endpoints, "ports": ports
-            });
-            let k = key(&slice);
-            objects.insert(k, slice);
+                .filter_map(|p| p["metadata"]["name"].as_str().map(str::to_string))
+                .collect();
+            let mut have: Vec<String> = slices
+                .iter()
+                .filter(|s| s["metadata"]["labels"]["kubernetes.io/service-name"] == name)
+                .flat_map(|s| s["endpoints"].as_array().cloned().unwrap_or_default())
+                .filter(|e| e["conditions"]["ready"] == true)
+                .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_string))
+                .collect();
+            want.sort();
+            have.sort();
+            want == have
+        })
+    }
+}
+
+// ---- Setup ---------------------------------------------------------------------------
+
+pub struct World {
+    pub cluster: Cluster,
+    pub mesh: Mesh,
+    _network: PodNetwork,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let problems = self.mesh.data_plane_problems();
+        self.mesh.shutdown();
+        self.cluster.fake.shutdown();
+        if problems.is_empty() {
+            return;
+        }
+        let text = format!("the data plane had problems:\n{}", problems.join("\n"));
+        if std::thread::panicking() {
+            eprintln!("{text}");
+        } else {
+            panic!("{text}");
         }
     }
+}
+
+pub fn fast_options() -> MeshOptions {
+    MeshOptions {
+        push_delay: Duration::from_millis(30),
+        sds_delay: Duration::from_millis(60),
+        poll_interval: Duration::from_millis(10),
+        seed: 7,
+        ..MeshOptions::default()
+    }
+}
+
+/// Istio installed (its pods ready), nothing else.
+pub async fn istio(options: MeshOptions) -> World {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let network = PodNetwork::reserve().expect("a block of loopback addresses");
+    let fake = FakeCluster::start(Options {
+        pod_ip_prefix: network.prefix().to_string(),
+        ..Options::default()
+    })
+    .await;
+    let mesh = Mesh::start(Arc::new(View(fake.clone())), options).await;
+    let injector = mesh.clone();
+    fake.set_pod_admission(Arc::new(move |pod, ns| injector.inject(pod, ns)));
+    let probe = mesh.clone();
+    fake.set_readiness_probe(Arc::new(move |pod, c| probe.container_ready(pod, c)));
+    let cluster = Cluster { fake };
+    for o in Mesh::control_plane(VERSION) {
+        cluster.apply(o);
+    }
+    cluster.rolled_out("istio-system").await;
+    World {
+        cluster,
+        mesh,
+        _network: network,
+    }
+}
+
+/// Istio installed, the app deployed as the exercise starts (no sidecars), the HTTP
+/// gateway applied, everything rolled out and pushed.
+pub async fn exercise(options: MeshOptions) -> World {
+    let w = istio(options).await;
+    w.cluster.apply(namespace());
+    for o in app() {
+        w.cluster.apply(o);
+    }
+    for o in http_gateway() {
+        w.cluster.apply(o);
+    }
+    w.cluster.rolled_out(APP_NS).await;
+    assert!(
+        w.mesh.settle_within(Duration::from_secs(20)).await,
+        "the mesh settles"
+    );
+    w
+}
+
+impl World {
+    pub fn gateway_pod(&self) -> Value {
+        self.cluster.pod_of("istio-system", "istio-ingressgateway")
+    }
+
+    pub fn target(&self, pod: &Value, port: u16) -> SocketAddr {
+        match self.mesh.port_target(pod, port) {
+            PortTarget::Tcp(a) => a,
+            PortTarget::Refused(e) => panic!("port {port} refused: {e}"),
+        }
+    }
+
+    /// GET through the gateway's HTTP port (8080) with `Host: sentences.example.com`.
+    pub async fn through_gateway(&self) -> (u16, String) {
+        let addr = self.target(&self.gateway_pod(), 8080);
+        http_get(addr, "sentences.example.com", "/")
+            .await
+            .expect("gateway answers")
+    }
+
+    pub async fn admin_text(&self, ns: &str, deployment: &str, path: &str) -> String {
+        let pod = self.cluster.pod_of(ns, deployment);
+        let addr = self.target(&pod, 15000);
+        let (status, body) = http_get(addr, "localhost", path)
+            .await
+            .expect("admin answers");
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    }
+
+    pub async fn admin(&self, ns: &str, deployment: &str, path: &str) -> Value {
+        let body = self.admin_text(ns, deployment, path).await;
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON: {e}: {body}"))
+    }
+
+    /// Envoy's own counters of a Deployment's proxy (`/stats`), by name.
+    pub async fn envoy_stats(&self, ns: &str, deployment: &str) -> HashMap<String, u64> {
+        self.admin_text(ns, deployment, "/stats")
+            .await
+            .lines()
+            .filter_map(|l| {
+                let (k, v) = l.split_once(": ")?;
+                Some((k.to_string(), v.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub async fn metrics(&self, ns: &str, deployment: &str) -> String {
+        let pod = self.cluster.pod_of(ns, deployment);
+        let addr = self.target(&pod, 15020);
+        let (status, body) = http_get(addr, "localhost", "/stats/prometheus")
+            .await
+            .expect("metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// The proxy's metrics once `holds` says they show what the test waits for (Envoy
+    /// flushes its access log every 20 ms, so the last requests may not be counted at
+    /// once), or as they are after two seconds.
+    pub async fn metrics_when(
+        &self,
+        ns: &str,
+        deployment: &str,
+        holds: impl Fn(&str) -> bool,
+    ) -> String {
+        let found = eventually(Duration::from_secs(2), || async {
+            let m = self.metrics(ns, deployment).await;
+            holds(&m).then_some(m)
+        })
+        .await;
+        match found {
+            Some(m) => m,
+            None => self.metrics(ns, deployment).await,
+        }
+    }
+
+    /// The pod IP of a Deployment's pod.
+    pub fn pod_ip(&self, ns: &str, deployment: &str) -> String {
+        self.cluster.pod_of(ns, deployment)["status"]["podIP"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// The sum of an Envoy counter over every stat named `prefix…suffix`.
+pub fn stat(stats: &HashMap<String, u64>, prefix: &str, suffix: &str) -> u64 {
+    stats
+        .iter()
+        .filter(|(k, _)| k.starts_with(prefix) && k.ends_with(suffix))
+        .map(|(_, v)| *v)
+        .sum()
 }
 
 // ---- The exercise's manifests ----------------------------------------------------------
@@ -366,91 +490,23 @@ pub fn mutual_gateway(gw_ns: &str) -> Vec<Value> {
     ]
 }
 
-/// `cat deploy/mtls/<name>.yaml | grep -v inject | kubectl apply -f -` for one Deployment.
-pub fn enable_injection(c: &Cluster, deployment: &str) {
-    let mut d = c.get("Deployment", APP_NS, deployment).expect("deployment");
+/// `cat deploy/mtls/<name>.yaml | grep -v inject | kubectl apply -f -` for one
+/// Deployment, waiting for the rollout.
+pub async fn enable_injection(c: &Cluster, deployment: &str) {
+    let mut d = deployment_manifest(deployment);
     if let Some(a) = d["spec"]["template"]["metadata"]["annotations"].as_object_mut() {
         a.remove("sidecar.istio.io/inject");
     }
     c.apply(d);
+    c.rolled_out(APP_NS).await;
 }
 
-// ---- Setup ---------------------------------------------------------------------------
-
-pub struct World {
-    pub cluster: Arc<Cluster>,
-    pub mesh: Mesh,
-}
-
-pub fn fast_options() -> MeshOptions {
-    MeshOptions {
-        push_delay: Duration::from_millis(30),
-        sds_delay: Duration::from_millis(60),
-        poll_interval: Duration::from_millis(10),
-        seed: 7,
-        ..MeshOptions::default()
-    }
-}
-
-/// Istio installed, the app deployed as the exercise starts (no sidecars), the HTTP
-/// gateway applied.
-pub async fn exercise(options: MeshOptions) -> World {
-    let cluster = Arc::new(Cluster::default());
-    for o in Mesh::control_plane(VERSION) {
-        cluster.apply(o);
-    }
-    let mesh = Mesh::start(cluster.clone(), options).await;
-    cluster.set_mesh(mesh.clone());
-    cluster.apply(namespace());
-    for o in app() {
-        cluster.apply(o);
-    }
-    for o in http_gateway() {
-        cluster.apply(o);
-    }
-    mesh.settle().await;
-    World { cluster, mesh }
-}
-
-impl World {
-    pub fn gateway_pod(&self) -> Value {
-        self.cluster.pod_of("istio-system", "istio-ingressgateway")
-    }
-
-    pub fn target(&self, pod: &Value, port: u16) -> SocketAddr {
-        match self.mesh.port_target(pod, port) {
-            PortTarget::Tcp(a) => a,
-            PortTarget::Refused(e) => panic!("port {port} refused: {e}"),
-        }
-    }
-
-    /// GET through the gateway's HTTP port (8080) with `Host: sentences.example.com`.
-    pub async fn through_gateway(&self) -> (u16, String) {
-        let addr = self.target(&self.gateway_pod(), 8080);
-        http_get(addr, "sentences.example.com", "/")
-            .await
-            .expect("gateway answers")
-    }
-
-    pub async fn admin(&self, deployment_ns: &str, deployment: &str, path: &str) -> Value {
-        let pod = self.cluster.pod_of(deployment_ns, deployment);
-        let addr = self.target(&pod, 15000);
-        let (status, body) = http_get(addr, "localhost", path)
-            .await
-            .expect("admin answers");
-        assert_eq!(status, 200, "{path}: {body}");
-        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path} is not JSON: {e}: {body}"))
-    }
-
-    pub async fn metrics(&self, ns: &str, deployment: &str) -> String {
-        let pod = self.cluster.pod_of(ns, deployment);
-        let addr = self.target(&pod, 15020);
-        let (status, body) = http_get(addr, "localhost", "/stats/prometheus")
-            .await
-            .expect("metrics");
-        assert_eq!(status, 200);
-        body
-    }
+/// The app's Deployment `name` as the exercise's manifest has it.
+pub fn deployment_manifest(name: &str) -> Value {
+    app()
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no Deployment {name} in the app"))
 }
 
 /// Whether a body is a sentence of the configured names.
@@ -512,10 +568,38 @@ pub fn parse(buf: &[u8]) -> Result<(u16, String), String> {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or("no status")?;
-    Ok((
-        status,
-        String::from_utf8_lossy(&buf[split + 4..]).to_string(),
-    ))
+    let body = &buf[split + 4..];
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase().starts_with("transfer-encoding:")
+            && l.to_ascii_lowercase().contains("chunked")
+    });
+    let body = if chunked {
+        dechunk(body)?
+    } else {
+        body.to_vec()
+    };
+    Ok((status, String::from_utf8_lossy(&body).to_string()))
+}
+
+/// The body of a `Transfer-Encoding: chunked` message (Envoy's admin answers so).
+fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = vec![];
+    loop {
+        let eol = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or("a chunk without its size line")?;
+        let size_text = String::from_utf8_lossy(&rest[..eol]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|e| format!("chunk size {size_text:?}: {e}"))?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        let chunk = rest.get(..size).ok_or("a chunk shorter than its size")?;
+        out.extend_from_slice(chunk);
+        rest = rest.get(size + 2..).ok_or("a chunk without its end")?;
+    }
 }
 
 /// Polls `f` until it returns `Some` or `within` passes.
