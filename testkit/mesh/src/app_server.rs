@@ -114,15 +114,17 @@ async fn answer(weak: Weak<Inner>, uid: String, req: Request) -> Response {
         return Response::text(503, "no such pod\n");
     };
     if inner.faults.backend_local_reply(&pod.workload_name()) {
-        return Response::new(503, "text/plain", RESET_BODY);
+        return Response::new(503, "text/plain", RESET_BODY).with("connection", "close");
     }
     let calls = Calls {
         inner: &inner,
         pod: &pod,
     };
     let a = app::handle(&app::mode(&pod), &req.path, &calls).await;
+    // Werkzeug's development server speaks HTTP/1.0: one request per connection.
     Response::new(a.status, "text/html; charset=utf-8", a.body)
         .with("server", "Werkzeug/1.0.1 Python/3.9.0")
+        .with("connection", "close")
 }
 
 impl AppServer {

@@ -8,7 +8,6 @@
 //! app stay in the stand-in.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// A way the simulated world goes wrong.
@@ -84,12 +83,11 @@ pub enum Fault {
     InjectedProxyTag(String),
 }
 
-/// The active faults. Every change bumps a generation, so proxies get config rebuilt
-/// with (or without) the fault.
+/// The active faults. Config faults reach the proxies with the next snapshot istiod
+/// pushes (they are part of its config hash).
 #[derive(Default)]
 pub(crate) struct Faults {
     active: Mutex<Vec<Fault>>,
-    generation: AtomicU64,
 }
 
 impl Faults {
@@ -97,7 +95,6 @@ impl Faults {
         let mut a = self.active.lock().unwrap_or_else(|p| p.into_inner());
         if !a.contains(&fault) {
             a.push(fault);
-            self.generation.fetch_add(1, Ordering::SeqCst);
         }
     }
 
@@ -106,11 +103,6 @@ impl Faults {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
     }
 
     /// A copy of the active faults, for building one proxy's config.

@@ -142,7 +142,12 @@ fn sync_status(inner: &Inner, pod: &Pod, kind: ProxyKind) -> Value {
             );
             continue;
         };
-        let sent = nonce(&push.version, &pod.uid, type_url);
+        let version = if *type_url == SDS {
+            &push.sds_version
+        } else {
+            &push.version
+        };
+        let sent = nonce(version, &pod.uid, type_url);
         let acked = acks && push.acked.get(type_url).copied().unwrap_or(false);
         let mut status = json!({"sent": sent, "sentTime": timestamp(push.at)});
         if acked {

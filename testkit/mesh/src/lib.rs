@@ -264,6 +264,7 @@ impl Inner {
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        world.with_faults(self.faults.snapshot());
         self.pushes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -281,7 +282,6 @@ impl Inner {
                 now: &now,
                 config: &config,
                 credentials: &credentials,
-                faults: &self.faults,
                 ca,
                 root_namespace: &self.options.root_namespace,
                 trust_domain: &self.options.trust_domain,

@@ -26,8 +26,11 @@ pub(crate) struct World {
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
     pub gateways: Vec<Gateway>,
-    /// Which objects istiod pushes config from, and at which resourceVersion.
+    /// Which objects istiod pushes config from, and at which resourceVersion, and the
+    /// faults in force when the snapshot was taken.
     pub config_hash: u64,
+    /// The faults in force when the snapshot was taken: they reach the proxies with it.
+    pub faults: Vec<crate::faults::Fault>,
     /// The push that carries this snapshot's config to the proxies (`<RFC 3339>/<n>`),
     /// and when the first snapshot of that config was taken; set when the snapshot
     /// joins the timeline.
@@ -50,6 +53,7 @@ impl World {
             virtual_services: vec![],
             gateways: vec![],
             config_hash: 0,
+            faults: vec![],
             push_version: String::new(),
             push_taken: Instant::now(),
         }
@@ -80,6 +84,7 @@ impl World {
                 &virtual_services,
                 &gateways,
             ]),
+            faults: vec![],
             push_version: String::new(),
             push_taken: Instant::now(),
             taken: Instant::now(),
@@ -103,6 +108,16 @@ impl World {
             virtual_services: virtual_services.iter().map(VirtualService::parse).collect(),
             gateways: gateways.iter().map(Gateway::parse).collect(),
         }
+    }
+
+    /// Records the faults in force; a change of them is a change of config to push.
+    pub fn with_faults(&mut self, faults: Vec<crate::faults::Fault>) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.config_hash.hash(&mut h);
+        format!("{faults:?}").hash(&mut h);
+        self.config_hash = h.finish();
+        self.faults = faults;
     }
 
     pub fn pod(&self, namespace: &str, name: &str) -> Option<&Pod> {

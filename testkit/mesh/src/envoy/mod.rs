@@ -42,6 +42,8 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub(crate) struct Push {
     pub version: String,
+    /// The version of the secrets (they follow SDS, not the push).
+    pub sds_version: String,
     pub at: SystemTime,
     /// The config snapshot the push was built from (istiod's push context).
     pub world: Arc<World>,
@@ -52,6 +54,7 @@ pub(crate) struct Push {
 /// The config a proxy is served, at a version.
 struct Served {
     version: String,
+    sds_version: String,
     at: SystemTime,
     world: Arc<World>,
     config: Arc<ProxyConfig>,
@@ -62,7 +65,6 @@ struct Served {
 pub(crate) struct PushKey {
     pub version: String,
     pub credentials: u64,
-    pub faults: u64,
     pub replica: usize,
 }
 
@@ -135,10 +137,15 @@ impl Proxy {
         acked.insert(RDS, c.route_configs.iter().all(|(n, _)| applied(RDS, n)));
         acked.insert(EDS, c.eds_clusters.iter().all(|n| applied(EDS, n)));
         if self.kind == ProxyKind::Gateway {
-            acked.insert(SDS, c.secrets.iter().all(|(n, _)| applied(SDS, n)));
+            let sds = |name: &str| {
+                acks.get(&(SDS, name.to_string())).map(String::as_str)
+                    == Some(served.sds_version.as_str())
+            };
+            acked.insert(SDS, c.secrets.iter().all(|(n, _)| sds(n)));
         }
         Some(Push {
             version: served.version.clone(),
+            sds_version: served.sds_version.clone(),
             at: served.at,
             world: Arc::clone(&served.world),
             acked,
@@ -164,8 +171,15 @@ impl Proxy {
         self.pushes.subscribe()
     }
 
-    pub fn served_version(&self) -> Option<String> {
-        lock(&self.served).as_ref().map(|s| s.version.clone())
+    /// The version of `type_url` the proxy is served now.
+    pub fn served_version(&self, type_url: &str) -> Option<String> {
+        lock(&self.served).as_ref().map(|s| {
+            if type_url == SDS {
+                s.sds_version.clone()
+            } else {
+                s.version.clone()
+            }
+        })
     }
 
     /// The `DiscoveryResponse` for one subscription: every listener or cluster, or the
@@ -188,8 +202,13 @@ impl Proxy {
             SDS => named(&c.secrets),
             _ => vec![],
         };
+        let version = if type_url == SDS {
+            &served.sds_version
+        } else {
+            &served.version
+        };
         Some(serde_json::json!({
-            "version_info": served.version,
+            "version_info": version,
             "resources": resources,
             "type_url": type_url,
         }))
@@ -239,7 +258,6 @@ pub(crate) struct PushInputs<'a> {
     pub config: &'a Arc<World>,
     pub credentials: &'a World,
     pub pod: &'a Pod,
-    pub faults: &'a crate::faults::Faults,
     pub ca: &'a crate::ca::MeshCa,
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
@@ -269,14 +287,13 @@ fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
         } else {
             0
         },
-        faults: i.faults.generation(),
         replica: i.replica,
     };
     let mut last = lock(&proxy.key);
     if last.as_ref() == Some(&key) {
         return Ok(());
     }
-    let faults = crate::faults::ConfigFaults::new(i.faults.snapshot());
+    let faults = crate::faults::ConfigFaults::new(i.config.faults.clone());
     let config = xds::build(&xds::BuildInputs {
         world: i.config,
         credentials: i.credentials,
@@ -292,6 +309,8 @@ fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
     })?;
     *lock(&proxy.served) = Some(Served {
         version: i.config.push_version.clone(),
+        // Credentials follow SDS, not the config push: their own version.
+        sds_version: format!("{}/sds-{:016x}", i.config.push_version, key.credentials),
         at: SystemTime::now(),
         world: Arc::clone(i.config),
         config: Arc::new(config),
@@ -367,10 +386,13 @@ async fn run(proxy: Arc<Proxy>, binary: binary::EnvoyBinary, runtime: tokio::run
     }
 }
 
+/// A proxy and the task that runs its Envoy.
+type Running = (Arc<Proxy>, tokio::task::JoinHandle<()>);
+
 /// Every proxy of the world, by pod uid.
 #[derive(Default)]
 pub(crate) struct Fleet {
-    proxies: Mutex<HashMap<String, (Arc<Proxy>, tokio::task::JoinHandle<()>)>>,
+    proxies: Mutex<HashMap<String, Running>>,
 }
 
 impl Drop for Fleet {
@@ -410,7 +432,6 @@ pub(crate) struct Pass<'a> {
     pub now: &'a World,
     pub config: &'a Arc<World>,
     pub credentials: &'a World,
-    pub faults: &'a crate::faults::Faults,
     pub ca: &'a crate::ca::MeshCa,
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
@@ -470,7 +491,6 @@ impl Fleet {
                 config: pass.config,
                 credentials: pass.credentials,
                 pod: view_pod,
-                faults: pass.faults,
                 ca: pass.ca,
                 root_namespace: pass.root_namespace,
                 trust_domain: pass.trust_domain,
@@ -499,7 +519,7 @@ fn start(
     kind: ProxyKind,
     inputs: &PushInputs<'_>,
     pass: &Pass<'_>,
-) -> Option<(Arc<Proxy>, tokio::task::JoinHandle<()>)> {
+) -> Option<Running> {
     let runtime = pass.runtime;
     let ip = pod.ip.as_deref()?;
     let addresses = PodAddresses::of(ip)?;

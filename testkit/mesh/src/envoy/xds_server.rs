@@ -102,7 +102,7 @@ async fn answer(weak: Weak<Inner>, req: Request) -> Response {
     };
     proxy.record_ack(type_url, &names, &applied);
     let mut changes = proxy.changes();
-    let current = proxy.served_version();
+    let current = proxy.served_version(type_url);
     if current.as_deref() == Some(applied.as_str()) || current.is_none() {
         let _ = tokio::time::timeout(HOLD, changes.changed()).await;
     }

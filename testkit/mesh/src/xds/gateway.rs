@@ -164,7 +164,10 @@ fn authenticated_only() -> Value {
         "@type": "type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC",
         "stat_prefix": "tcp.",
         "rules": {"action": "ALLOW", "policies": {"client-certificate": {
-            "permissions": [{"any": true}], "principals": [{"authenticated": {}}]}}}}})
+            "permissions": [{"any": true}],
+            // `authenticated: {}` alone matches any TLS connection; a peer certificate
+            // has a subject or a SAN.
+            "principals": [{"authenticated": {"principal_name": {"safe_regex": {"regex": ".+"}}}}]}}}}})
 }
 
 /// What the gateway pod serves: listeners, route configurations and secrets.

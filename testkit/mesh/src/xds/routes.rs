@@ -63,11 +63,9 @@ pub(crate) fn route_action(
     let total: u64 = clusters.iter().map(|(_, w)| u64::from(*w)).sum();
     for (name, w) in clusters {
         // Scaled to 1000 so a share splits a weight finely.
-        let scaled = if total == 0 {
-            1000 / clusters.len().max(1) as u64
-        } else {
-            u64::from(*w) * 1000 / total
-        };
+        let scaled = (u64::from(*w) * 1000)
+            .checked_div(total)
+            .unwrap_or(1000 / clusters.len().max(1) as u64);
         match split(name) {
             Some((twin, share)) => {
                 let moved = ((scaled as f64) * share).round() as u64;
