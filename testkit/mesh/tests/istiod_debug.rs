@@ -58,9 +58,7 @@ async fn a_proxy_acks_the_push_its_envoy_serves_and_its_scope_carries_the_rule()
         ..fast_options()
     })
     .await;
-    for d in ["sentences", "age", "name", "name-v2"] {
-        enable_injection(&w.cluster, d).await;
-    }
+    enable_injection_all(&w.cluster, &["sentences", "age", "name", "name-v2"]).await;
     w.mesh.settle().await;
 
     let before = w.entry(APP_NS, "sentences").await;

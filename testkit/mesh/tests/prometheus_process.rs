@@ -47,9 +47,7 @@ async fn prometheus_scrapes_the_sidecars_with_the_addons_labels() {
     }
     needs_envoy!();
     let w = exercise(fast_options()).await;
-    for d in ["sentences", "age", "name", "name-v2"] {
-        enable_injection(&w.cluster, d).await;
-    }
+    enable_injection_all(&w.cluster, &["sentences", "age", "name", "name-v2"]).await;
     w.cluster.apply(peer_auth("STRICT"));
     w.mesh.settle().await;
     let prom = PrometheusProcess::start(

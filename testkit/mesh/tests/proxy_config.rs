@@ -48,9 +48,7 @@ fn tls_mode(e: &Value) -> Option<&str> {
 async fn auto_mtls_marks_only_sidecar_endpoints() {
     needs_envoy!();
     let w = exercise(fast_options()).await;
-    for d in ["sentences", "age"] {
-        enable_injection(&w.cluster, d).await;
-    }
+    enable_injection_all(&w.cluster, &["sentences", "age"]).await;
     w.mesh.settle().await;
     let dump = w
         .admin(APP_NS, "sentences", "/config_dump?include_eds")

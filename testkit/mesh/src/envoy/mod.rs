@@ -393,14 +393,20 @@ type Running = (Arc<Proxy>, tokio::task::JoinHandle<()>);
 #[derive(Default)]
 pub(crate) struct Fleet {
     proxies: Mutex<HashMap<String, Running>>,
+    /// Proxies of pods that are gone, kept until their drain ends.
+    draining: Mutex<Vec<(Instant, Running)>>,
 }
+
+/// How long a proxy outlives its pod object: in a cluster the kubelet stops the pod's
+/// containers only after its grace period, and pilot-agent drains Envoy
+/// (`terminationDrainDuration`, 5 s by default) while peers still learn that the
+/// endpoint is gone; killing Envoy the moment the object disappears would reset
+/// connections a peer has not stopped using yet.
+const DRAIN: Duration = Duration::from_secs(3);
 
 impl Drop for Fleet {
     fn drop(&mut self) {
-        let map = self.proxies.get_mut().unwrap_or_else(|p| p.into_inner());
-        for (_, (_, task)) in map.drain() {
-            task.abort();
-        }
+        self.clear();
     }
 }
 
@@ -446,6 +452,9 @@ impl Fleet {
         for (_, (_, task)) in lock(&self.proxies).drain() {
             task.abort();
         }
+        for (_, (_, task)) in lock(&self.draining).drain(..) {
+            task.abort();
+        }
     }
 
     pub fn by_node(&self, node_id: &str) -> Option<Arc<Proxy>> {
@@ -471,16 +480,30 @@ impl Fleet {
     pub fn reconcile(&self, pass: &Pass<'_>) {
         let replicas = replicas(pass.now);
         let mut proxies = lock(&self.proxies);
-        proxies.retain(|uid, (_, task)| {
-            let keep = pass
-                .now
-                .pod_by_uid(uid)
-                .is_some_and(|p| p.live_proxy().is_some());
+        let gone: Vec<String> = proxies
+            .keys()
+            .filter(|uid| {
+                !pass
+                    .now
+                    .pod_by_uid(uid)
+                    .is_some_and(|p| p.live_proxy().is_some())
+            })
+            .cloned()
+            .collect();
+        let mut draining = lock(&self.draining);
+        for uid in gone {
+            if let Some(running) = proxies.remove(&uid) {
+                draining.push((Instant::now() + DRAIN, running));
+            }
+        }
+        draining.retain(|(until, (_, task))| {
+            let keep = Instant::now() < *until;
             if !keep {
                 task.abort();
             }
             keep
         });
+        drop(draining);
         for pod in pass.now.pods.iter() {
             let Some(kind) = pod.live_proxy() else {
                 continue;
@@ -514,12 +537,7 @@ impl Fleet {
 
 /// A new proxy for `pod`: its folder and bootstrap written, its first config served,
 /// its Envoy started in the background.
-fn start(
-    pod: &Pod,
-    kind: ProxyKind,
-    inputs: &PushInputs<'_>,
-    pass: &Pass<'_>,
-) -> Option<Running> {
+fn start(pod: &Pod, kind: ProxyKind, inputs: &PushInputs<'_>, pass: &Pass<'_>) -> Option<Running> {
     let runtime = pass.runtime;
     let ip = pod.ip.as_deref()?;
     let addresses = PodAddresses::of(ip)?;

@@ -134,8 +134,10 @@ impl EnvoyProcess {
             "misc:error".into(),
             "--file-flush-interval-msec".into(),
             "20".into(),
+            // Istio's `drainDuration`: connections on a replaced filter chain or listener
+            // finish their requests instead of being cut.
             "--drain-time-s".into(),
-            "1".into(),
+            "45".into(),
         ];
         let mut command = match setpriv() {
             Some(setpriv) => {

@@ -493,11 +493,18 @@ pub fn mutual_gateway(gw_ns: &str) -> Vec<Value> {
 /// `cat deploy/mtls/<name>.yaml | grep -v inject | kubectl apply -f -` for one
 /// Deployment, waiting for the rollout.
 pub async fn enable_injection(c: &Cluster, deployment: &str) {
-    let mut d = deployment_manifest(deployment);
-    if let Some(a) = d["spec"]["template"]["metadata"]["annotations"].as_object_mut() {
-        a.remove("sidecar.istio.io/inject");
+    enable_injection_all(c, &[deployment]).await;
+}
+
+/// [`enable_injection`] for several Deployments at once, waiting for every rollout.
+pub async fn enable_injection_all(c: &Cluster, deployments: &[&str]) {
+    for deployment in deployments {
+        let mut d = deployment_manifest(deployment);
+        if let Some(a) = d["spec"]["template"]["metadata"]["annotations"].as_object_mut() {
+            a.remove("sidecar.istio.io/inject");
+        }
+        c.apply(d);
     }
-    c.apply(d);
     c.rolled_out(APP_NS).await;
 }
 
