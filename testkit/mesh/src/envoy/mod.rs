@@ -483,10 +483,10 @@ impl Fleet {
         let gone: Vec<String> = proxies
             .keys()
             .filter(|uid| {
-                !pass
+                pass
                     .now
                     .pod_by_uid(uid)
-                    .is_some_and(|p| p.live_proxy().is_some())
+                    .is_none_or(|p| p.live_proxy().is_none())
             })
             .cloned()
             .collect();
