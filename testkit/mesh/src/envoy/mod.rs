@@ -483,8 +483,7 @@ impl Fleet {
         let gone: Vec<String> = proxies
             .keys()
             .filter(|uid| {
-                pass
-                    .now
+                pass.now
                     .pod_by_uid(uid)
                     .is_none_or(|p| p.live_proxy().is_none())
             })
