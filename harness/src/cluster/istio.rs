@@ -73,19 +73,34 @@ pub fn revision_install_args(
     args
 }
 
-/// `istioctl tag set default --revision <revision> -y`: that revision handles the
-/// `istio-injection=enabled` namespaces (and validation) from now on; the webhooks of
-/// an un-revisioned install are made to match nothing (istioctl/pkg/tag
-/// `DeactivateIstioInjectionWebhook`).
+/// `istioctl tag set default --revision <revision> --overwrite -y`: that revision
+/// handles the `istio-injection=enabled` namespaces (and validation) from now on; the
+/// webhooks of an un-revisioned install are made to match nothing (istioctl/pkg/tag
+/// `DeactivateIstioInjectionWebhook`). `--overwrite`: `istioctl install` already made
+/// the `default` tag (operator/pkg/webhook/webhook.go `WebhooksToDeploy`), and
+/// `tag set` refuses an existing tag without it (istioctl/pkg/tag/generate.go
+/// `checkTagDuplicate`: `revision tag "default" already exists, and --overwrite is
+/// false`, exit 1), in Istio 1.30 and 1.31 alike.
 pub fn tag_default_args(revision: &str) -> Vec<String> {
-    ["tag", "set", DEFAULT_REVISION, "--revision", revision, "-y"]
-        .map(str::to_string)
-        .to_vec()
+    [
+        "tag",
+        "set",
+        DEFAULT_REVISION,
+        "--revision",
+        revision,
+        "--overwrite",
+        "-y",
+    ]
+    .map(str::to_string)
+    .to_vec()
 }
 
 /// `istioctl uninstall --revision <revision> -y`: removes that revision's istiod,
 /// webhooks and any gateway still labelled with it (operator/pkg/uninstall/prune.go
-/// selects `istio.io/rev=<revision>` and the Pilot/gateway components).
+/// selects `istio.io/rev=<revision>`, the install's namespace and the Pilot/gateway
+/// components). The `default` tag survives once `tag set` pointed it elsewhere (its
+/// `istio.io/rev` then names the new revision); istioctl refuses a revision no webhook
+/// names (`could not find target revision`).
 pub fn uninstall_args(revision: &str) -> Vec<String> {
     ["uninstall", "--revision", revision, "-y"]
         .map(str::to_string)
@@ -256,7 +271,7 @@ mod tests {
         );
         assert_eq!(
             tag_default_args("1-31-2").join(" "),
-            "tag set default --revision 1-31-2 -y"
+            "tag set default --revision 1-31-2 --overwrite -y"
         );
         assert_eq!(
             uninstall_args("default").join(" "),

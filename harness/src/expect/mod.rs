@@ -8,6 +8,7 @@
 //! in `each!`.
 
 mod convergence;
+mod handshake;
 pub mod mtls;
 mod phase;
 pub mod proxy_config;
@@ -19,6 +20,7 @@ pub mod sidecars;
 pub mod telemetry;
 pub mod tls;
 pub mod traffic;
+pub mod trust_roots;
 
 use crate::cluster::Live;
 use crate::config::{HOST, RunConfig};
@@ -57,6 +59,8 @@ pub enum Expectation {
     ProxyLog(proxy_log::ProxyLog),
     /// In an upgrade run: which workloads' proxies run the old or the new version.
     ProxyVersions(proxy_versions::ProxyVersions),
+    /// The proxies of every revision in play trust each other's certificates.
+    TrustRoots(trust_roots::TrustRoots),
 }
 
 /// One `match` over the families: `each!(self, e => e.method())`.
@@ -74,6 +78,7 @@ macro_rules! each {
             Expectation::Telemetry($e) => $body,
             Expectation::ProxyLog($e) => $body,
             Expectation::ProxyVersions($e) => $body,
+            Expectation::TrustRoots($e) => $body,
         }
     };
 }

@@ -185,7 +185,10 @@ fn look(workload: &str, want: &Side, pods: &[Pod], rollout_done: bool) -> Look {
 
 /// The pods of a workload (the gateway's by its selector) and whether its rollout is
 /// complete.
-async fn pods_and_rollout(env: &Env<'_>, workload: &str) -> Result<(Vec<Pod>, bool), String> {
+pub(super) async fn pods_and_rollout(
+    env: &Env<'_>,
+    workload: &str,
+) -> Result<(Vec<Pod>, bool), String> {
     let client = &env.cluster.client;
     let (namespace, deployment, pods) = if workload == INGRESS_GATEWAY_WORKLOAD {
         let namespace = env.config.ingress_namespace.clone();

@@ -199,12 +199,32 @@ fn last(tally: &Tally) -> String {
         .unwrap_or_default()
 }
 
+/// Ends a traffic wait early: given a failed answer, why it cannot turn into a
+/// success by itself (the world's own account of it), if that is so.
+pub trait Stop: Sync {
+    fn why<'a>(
+        &'a self,
+        obs: &'a Observation,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>>;
+}
+
 /// K consecutive successes (200 and a sentence), each of `from_each` among them.
 pub async fn flows<P: Probe>(
     probe: &P,
     k: u32,
     from_each: &[String],
     deadline: Duration,
+) -> Judgement {
+    flows_until(probe, k, from_each, deadline, None).await
+}
+
+/// [`flows`], ended at once when `stop` explains a failed answer.
+pub async fn flows_until<P: Probe>(
+    probe: &P,
+    k: u32,
+    from_each: &[String],
+    deadline: Duration,
+    stop: Option<&dyn Stop>,
 ) -> Judgement {
     let started = Instant::now();
     let mut tally = Tally::default();
@@ -252,6 +272,21 @@ pub async fn flows<P: Probe>(
             }
         } else {
             run = 0;
+            if let Some(stop) = stop
+                && let Some(why) = stop.why(&obs).await
+            {
+                let summary = format!(
+                    "expected {k} consecutive sentences, but {why}; ended {} after the start: it will not heal by itself; classes: {}; {} requests; last: {}",
+                    secs(started.elapsed()),
+                    tally.classes(),
+                    tally.sent,
+                    obs.short()
+                );
+                let mut evidence =
+                    Evidence::new(summary).with_details(tally.details(&probe.target()));
+                evidence.details.push(why);
+                return Judgement::failed(evidence, started.elapsed());
+            }
             let left = deadline.saturating_sub(started.elapsed());
             tokio::time::sleep(deadlines::TRAFFIC_PACE.min(left)).await;
         }
@@ -506,7 +541,15 @@ impl Flows {
             Ok(p) => {
                 let from_each: Vec<String> =
                     self.from_each.iter().map(|s| s.value.clone()).collect();
-                flows(&p, self.consecutive, &from_each, self.deadline.0).await
+                let watch = super::handshake::HandshakeWatch::new(env);
+                flows_until(
+                    &p,
+                    self.consecutive,
+                    &from_each,
+                    self.deadline.0,
+                    Some(&watch),
+                )
+                .await
             }
             Err(e) => Judgement::errored(e, Duration::ZERO),
         };

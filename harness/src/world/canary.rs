@@ -454,7 +454,7 @@ mod tests {
         );
         let remove = all(CanaryOp::RemoveOld);
         assert!(
-            remove.contains("istioctl tag set default --revision 1-31-2 -y")
+            remove.contains("istioctl tag set default --revision 1-31-2 --overwrite -y")
                 && remove.contains("istioctl uninstall --revision default -y")
                 && remove.contains("kubectl label namespace sentences istio-injection=enabled"),
             "{remove}"

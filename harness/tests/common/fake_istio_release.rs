@@ -1,23 +1,39 @@
 //! Istio release archives for the tests, served on loopback: `istio-<v>/bin/istioctl`
-//! (a small shell script that does to the stand-in's fake API server, with `curl`, what
-//! istioctl would do to a cluster) and `istio-<v>/samples/addons/prometheus.yaml`, with
-//! the `.sha256` beside each archive, as the release host publishes them. The harness
-//! finds them through `HARNESS_ISTIO_DOWNLOAD_URL`.
+//! (a Python 3 script that does to the stand-in's fake API server what istioctl does to
+//! a cluster, refusals first) and `istio-<v>/samples/addons/prometheus.yaml`, with the
+//! `.sha256` beside each archive, as the release host publishes them. The harness finds
+//! them through `HARNESS_ISTIO_DOWNLOAD_URL`.
 //!
-//! What the fake istioctl does (the server and token come from the `--kubeconfig` the
-//! harness passes):
+//! What the fake istioctl does, read from istioctl's source (istio/istio release-1.30
+//! and release-1.31, identical here; the server and token come from the `--kubeconfig`
+//! the harness passes):
 //! - `version --remote=false --short` → `client version: <v>`;
 //! - `install`/`upgrade` without a revision: the `istiod` and `istio-ingressgateway`
-//!   Deployments get the images of `--set hub`/`--set tag` (in place);
-//! - `install --set revision=<r>`: `istiod-<r>` as `testkit_mesh::Mesh::istiod_revision`
-//!   renders it (server-side apply); with a profile other than `minimal` the ingress
-//!   gateway also moves to revision `<r>` (labels and image, in place);
-//! - `tag set <tag> --revision <r>`: the MutatingWebhookConfiguration
-//!   `istio-revision-tag-<tag>` labelled `istio.io/tag`, `istio.io/rev`;
-//! - `uninstall --revision <r>`: deletes `istiod` (`default`) or `istiod-<r>`, and the
-//!   ingress gateway when it still carries `istio.io/rev: <r>` (as istioctl prunes it).
+//!   Deployments get the images of `--set hub`/`--set tag` (in place), the
+//!   `istio-sidecar-injector` webhooks are applied, then the `default` revision tag is
+//!   (re)generated pointing at `default` and `istio-sidecar-injector` is deactivated
+//!   (operator/pkg/webhook/webhook.go `WebhooksToDeploy`, `detectIfTagWebhookIsNeeded`;
+//!   istioctl/pkg/tag/util.go `DeactivateIstioInjectionWebhook`);
+//! - `install --set revision=<r>`: `istiod-<r>` and `istio-sidecar-injector-<r>` as
+//!   `testkit_mesh::Mesh::istiod_revision` renders them; a `default` tag only when none
+//!   exists yet; with a profile other than `minimal` the ingress gateway also moves to
+//!   revision `<r>` (labels and image, in place);
+//! - `tag set <tag> --revision <r> [--overwrite]` (istioctl/pkg/tag `setTag`,
+//!   `Generate`): refuses a revision with no webhook or Service (`cannot modify tag:
+//!   cannot find MutatingWebhookConfiguration or Service with revision "<r>"`),
+//!   deactivates the default injector for tag `default`, refuses an existing tag without
+//!   `--overwrite` (`revision tag "<tag>" already exists, and --overwrite is false`),
+//!   then applies `istio-revision-tag-<tag>` and its Service under field manager
+//!   `istio-ci` (no `operator.istio.io` labels of its own);
+//! - `uninstall --revision <r>` (operator/cmd/mesh/uninstall.go,
+//!   operator/pkg/uninstall/prune.go): refuses a revision no webhook names (`could not
+//!   find target revision`), else deletes every object labelled `istio.io/rev=<r>`,
+//!   `install.operator.istio.io/owning-resource-namespace=istio-system` and
+//!   `operator.istio.io/component` in (Pilot, IngressGateways, EgressGateways, Cni,
+//!   Ztunnel).
 //!
-//! With `FAKE_ISTIOCTL_NOOP=1` in its environment it exits 0 and changes nothing.
+//! Errors go to standard error as `Error: <message>` with exit code 1, as cobra prints
+//! them. With `FAKE_ISTIOCTL_NOOP=1` in its environment it exits 0 and changes nothing.
 #![allow(dead_code)]
 
 use crate::common::{Reply, TestServer, serve};
@@ -25,125 +41,256 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// The fake istioctl of `version`.
-pub fn istioctl_script(version: &str) -> String {
-    let manifests: Vec<String> = testkit_mesh::Mesh::istiod_revision(version, "__REVISION__")
-        .iter()
-        .map(|o| serde_json::to_string(o).expect("json"))
-        .collect();
-    let deployment = manifests
-        .iter()
-        .find(|m| m.contains("\"kind\":\"Deployment\""))
-        .cloned()
-        .unwrap_or_default();
-    let service = manifests
-        .iter()
-        .find(|m| m.contains("\"kind\":\"Service\""))
-        .cloned()
-        .unwrap_or_default();
-    SCRIPT
-        .replace("@VERSION@", version)
-        .replace("@DEPLOYMENT@", &deployment)
-        .replace("@SERVICE@", &service)
+fn json_of(objects: &[serde_json::Value]) -> String {
+    serde_json::to_string(objects).expect("json")
 }
 
-const SCRIPT: &str = r#"#!/bin/sh
-# A stand-in for istioctl @VERSION@ in the harness's tests: does to the fake API server,
-# with curl, what istioctl would do to a cluster (see fake_istio_release.rs).
-set -u
-VERSION='@VERSION@'
-verb="${1:-}"
-[ $# -gt 0 ] && shift
-sub=""
-if [ "$verb" = tag ]; then sub="${1:-}"; [ $# -gt 0 ] && shift; fi
-kubeconfig=""; revision=""; profile="default"; hub="docker.io/istio"; tag="$VERSION"; name=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --kubeconfig) kubeconfig="$2"; shift 2 ;;
-    --context) shift 2 ;;
-    --revision|-r) revision="$2"; shift 2 ;;
-    --set|-s)
-      case "$2" in
-        revision=*) revision="${2#revision=}" ;;
-        profile=*) profile="${2#profile=}" ;;
-        hub=*) hub="${2#hub=}" ;;
-        tag=*) tag="${2#tag=}" ;;
-      esac
-      shift 2 ;;
-    -*) shift ;;
-    *) [ -z "$name" ] && name="$1"; shift ;;
-  esac
-done
-if [ "$verb" = version ]; then echo "client version: $VERSION"; exit 0; fi
-if [ -n "${FAKE_ISTIOCTL_NOOP:-}" ]; then echo "fake istioctl: FAKE_ISTIOCTL_NOOP is set: nothing changed"; exit 0; fi
-[ -n "$kubeconfig" ] || { echo "fake istioctl: needs --kubeconfig" >&2; exit 2; }
-field() { sed -n "s/^ *$1: *\"\{0,1\}\([^\"]*\)\"\{0,1\} *\$/\1/p" "$kubeconfig" | head -n 1; }
-server=$(field server); token=$(field token); ca=$(field certificate-authority-data)
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-tls=""
-if [ -n "$ca" ]; then printf '%s' "$ca" | base64 -d > "$work/ca.pem"; tls="--cacert $work/ca.pem"; fi
-# call METHOD PATH [CONTENT-TYPE FILE]: prints the HTTP status; the body goes to $work/out.
-call() {
-  m="$1"; p="$2"; shift 2
-  if [ $# -gt 0 ]; then
-    curl -sS $tls -o "$work/out" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $token" \
-      -H "Content-Type: $1" --data-binary "@$2" "$server$p"
-  else
-    curl -sS $tls -o "$work/out" -w '%{http_code}' -X "$m" -H "Authorization: Bearer $token" "$server$p"
-  fi
+/// The fake istioctl of `version`.
+pub fn istioctl_script(version: &str) -> String {
+    SCRIPT
+        .replace("@VERSION@", version)
+        .replace(
+            "@REVISION@",
+            &json_of(&testkit_mesh::Mesh::istiod_revision(
+                version,
+                "__REVISION__",
+            )),
+        )
+        .replace(
+            "@INJECTOR@",
+            &serde_json::to_string(&testkit_mesh::Mesh::istiod_revision(version, "default")[2])
+                .expect("json"),
+        )
+        .replace(
+            "@TAG_INSTALLED@",
+            &json_of(&testkit_mesh::Mesh::revision_tag(
+                version,
+                "__TAG__",
+                "__REVISION__",
+                true,
+            )),
+        )
+        .replace(
+            "@TAG_SET@",
+            &json_of(&testkit_mesh::Mesh::revision_tag(
+                version,
+                "__TAG__",
+                "__REVISION__",
+                false,
+            )),
+        )
 }
-must() { code=$(call "$@"); case "$code" in 2*) ;; *) echo "fake istioctl: $1 $2 answered $code: $(cat "$work/out")" >&2; exit 1 ;; esac; }
-deploy=/apis/apps/v1/namespaces/istio-system/deployments
-services=/api/v1/namespaces/istio-system/services
-SMP=application/strategic-merge-patch+json
-APPLY="application/apply-patch+yaml"
-gateway() { # in place: the gateway's proxy image, and the revision it belongs to
-  printf '{"metadata":{"labels":{"istio.io/rev":"%s"}},"spec":{"template":{"metadata":{"labels":{"istio.io/rev":"%s"},"annotations":{"istio.io/rev":"%s"}},"spec":{"containers":[{"name":"istio-proxy","image":"%s/proxyv2:%s"}]}}}}' \
-    "$1" "$1" "$1" "$hub" "$tag" > "$work/gateway.json"
-  must PATCH "$deploy/istio-ingressgateway" "$SMP" "$work/gateway.json"
-  echo "✔ Ingress gateways installed (revision $1, $tag)"
-}
-case "$verb" in
-  install|upgrade)
-    if [ -z "$revision" ] || [ "$revision" = default ]; then
-      printf '{"spec":{"template":{"spec":{"containers":[{"name":"discovery","image":"%s/pilot:%s"}]}}}}' "$hub" "$tag" > "$work/istiod.json"
-      must PATCH "$deploy/istiod" "$SMP" "$work/istiod.json"
-      echo "✔ Istiod installed ($tag)"
-      gateway default
-    else
-      sed "s/__REVISION__/$revision/g" > "$work/istiod.json" <<'JSON'
-@DEPLOYMENT@
-JSON
-      sed "s/__REVISION__/$revision/g" > "$work/service.json" <<'JSON'
-@SERVICE@
-JSON
-      must PATCH "$deploy/istiod-$revision?fieldManager=istioctl&force=true" "$APPLY" "$work/istiod.json"
-      must PATCH "$services/istiod-$revision?fieldManager=istioctl&force=true" "$APPLY" "$work/service.json"
-      echo "✔ Istiod installed (revision $revision, $VERSION)"
-      if [ "$profile" != minimal ]; then gateway "$revision"; fi
-    fi
-    echo "✔ Installation complete" ;;
-  tag)
-    [ "$sub" = set ] && [ -n "$name" ] && [ -n "$revision" ] || { echo "fake istioctl: only 'tag set <tag> --revision <r>'" >&2; exit 2; }
-    printf '{"apiVersion":"admissionregistration.k8s.io/v1","kind":"MutatingWebhookConfiguration","metadata":{"name":"istio-revision-tag-%s","labels":{"istio.io/tag":"%s","istio.io/rev":"%s"}},"webhooks":[]}' \
-      "$name" "$name" "$revision" > "$work/tag.json"
-    must PATCH "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/istio-revision-tag-$name?fieldManager=istioctl&force=true" "$APPLY" "$work/tag.json"
-    echo "Revision tag \"$name\" created, referencing control plane revision \"$revision\"." ;;
-  uninstall)
-    [ -n "$revision" ] || { echo "fake istioctl: uninstall needs --revision" >&2; exit 2; }
-    if [ "$revision" = default ]; then istiod=istiod; else istiod="istiod-$revision"; fi
-    must DELETE "$deploy/$istiod"
-    code=$(call GET "$services/$istiod"); [ "$code" = 200 ] && must DELETE "$services/$istiod"
-    code=$(call GET "$deploy/istio-ingressgateway")
-    if [ "$code" = 200 ] && grep -q "\"istio.io/rev\": *\"$revision\"" "$work/out"; then
-      must DELETE "$deploy/istio-ingressgateway"
-      echo "  Removed Deployment:istio-system:istio-ingressgateway."
-    fi
-    echo "✔ Uninstall complete" ;;
-  *) echo "fake istioctl: unsupported command '$verb'" >&2; exit 2 ;;
-esac
-"#;
+
+const SCRIPT: &str = r####"#!/usr/bin/env python3
+# A stand-in for istioctl @VERSION@ in the harness's tests: does to the fake API server
+# what istioctl does to a cluster, refusals first (see fake_istio_release.rs).
+import base64, json, os, re, ssl, sys, tempfile, urllib.error, urllib.parse, urllib.request
+
+VERSION = '@VERSION@'
+REVISION_OBJECTS = r"""@REVISION@"""
+INJECTOR = r"""@INJECTOR@"""
+TAG_INSTALLED = r"""@TAG_INSTALLED@"""
+TAG_SET = r"""@TAG_SET@"""
+NS = 'istio-system'
+MWC = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations'
+NEVER = {'matchLabels': {'istio.io/deactivated': 'never-match'}}
+COMPONENTS = ('Pilot', 'IngressGateways', 'EgressGateways', 'Cni', 'Ztunnel')
+
+def fail(message):
+    print('Error: ' + message, file=sys.stderr)
+    sys.exit(1)
+
+args = sys.argv[1:]
+verb = args.pop(0) if args else ''
+sub = args.pop(0) if verb == 'tag' and args else ''
+opts = {'revision': '', 'profile': 'default', 'hub': 'docker.io/istio', 'tag': VERSION,
+        'kubeconfig': '', 'overwrite': False}
+names = []
+while args:
+    a = args.pop(0)
+    if a in ('--kubeconfig', '--context', '--revision', '-r'):
+        v = args.pop(0) if args else ''
+        if a == '--kubeconfig':
+            opts['kubeconfig'] = v
+        elif a in ('--revision', '-r'):
+            opts['revision'] = v
+    elif a in ('--set', '-s'):
+        k, _, v = (args.pop(0) if args else '').partition('=')
+        if k in ('revision', 'profile', 'hub', 'tag'):
+            opts[k] = v
+    elif a == '--overwrite':
+        opts['overwrite'] = True
+    elif a.startswith('-'):
+        pass
+    else:
+        names.append(a)
+
+if verb == 'version':
+    print('client version: ' + VERSION)
+    sys.exit(0)
+if os.environ.get('FAKE_ISTIOCTL_NOOP'):
+    print('fake istioctl: FAKE_ISTIOCTL_NOOP is set: nothing changed')
+    sys.exit(0)
+if not opts['kubeconfig']:
+    fail('fake istioctl needs --kubeconfig')
+kubeconfig = open(opts['kubeconfig']).read()
+
+def field(name):
+    m = re.search(r'^\s*' + re.escape(name) + r':\s*"?([^"\n]*)"?\s*$', kubeconfig, re.M)
+    return m.group(1) if m else ''
+
+server, token, ca = field('server'), field('token'), field('certificate-authority-data')
+context = ssl.create_default_context()
+if ca:
+    f = tempfile.NamedTemporaryFile('w', suffix='.pem', delete=False)
+    f.write(base64.b64decode(ca).decode())
+    f.close()
+    context.load_verify_locations(f.name)
+
+def call(method, path, body=None, content_type='application/json'):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(server + path, data=data, method=method)
+    req.add_header('Authorization', 'Bearer ' + token)
+    if data is not None:
+        req.add_header('Content-Type', content_type)
+    try:
+        with urllib.request.urlopen(req, context=context if server.startswith('https') else None) as r:
+            text = r.read().decode()
+            return r.status, (json.loads(text) if text else {})
+    except urllib.error.HTTPError as e:
+        text = e.read().decode()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, {'message': text}
+
+def must(method, path, body=None, content_type='application/json'):
+    code, out = call(method, path, body, content_type)
+    if code // 100 != 2:
+        fail('%s %s answered %d: %s' % (method, path, code, out.get('message', out)))
+    return out
+
+def items(path, selector):
+    code, out = call('GET', path + '?labelSelector=' + urllib.parse.quote(selector))
+    return out.get('items', []) if code == 200 else []
+
+def apply(obj, manager='istioctl'):
+    kind = obj['kind']
+    name = obj['metadata']['name']
+    if kind == 'MutatingWebhookConfiguration':
+        path = MWC + '/' + name
+    elif kind == 'Deployment':
+        path = '/apis/apps/v1/namespaces/%s/deployments/%s' % (NS, name)
+    else:
+        path = '/api/v1/namespaces/%s/%ss/%s' % (NS, kind.lower(), name)
+    must('PATCH', path + '?fieldManager=%s&force=true' % manager, obj, 'application/apply-patch+yaml')
+
+def render(template, **values):
+    text = template
+    for k, v in values.items():
+        text = text.replace('__%s__' % k.upper(), v)
+    return json.loads(text)
+
+def deactivate_default_injector():
+    hooks = items(MWC, 'istio.io/rev=default,!istio.io/tag')
+    if len(hooks) > 1:
+        fail('failed deactivating existing default revision: expected a single webhook for default revision')
+    for w in hooks:
+        for h in w.get('webhooks', []):
+            h['namespaceSelector'] = NEVER
+            h['objectSelector'] = NEVER
+        must('PUT', MWC + '/' + w['metadata']['name'], w)
+
+def default_tag_exists():
+    return bool(items(MWC, 'app=sidecar-injector,istio.io/tag=default'))
+
+def install_default_tag(revision):
+    for obj in render(TAG_INSTALLED, tag='default', revision=revision):
+        apply(obj)
+    deactivate_default_injector()
+
+def gateway(revision):
+    patch = {'metadata': {'labels': {'istio.io/rev': revision}},
+             'spec': {'template': {'metadata': {'labels': {'istio.io/rev': revision},
+                                                'annotations': {'istio.io/rev': revision}},
+                                   'spec': {'containers': [{'name': 'istio-proxy',
+                                                            'image': '%s/proxyv2:%s' % (opts['hub'], opts['tag'])}]}}}}
+    must('PATCH', '/apis/apps/v1/namespaces/%s/deployments/istio-ingressgateway' % NS, patch,
+         'application/strategic-merge-patch+json')
+    print('✔ Ingress gateways installed (revision %s, %s)' % (revision, opts['tag']))
+
+revision = opts['revision']
+if verb in ('install', 'upgrade'):
+    if revision in ('', 'default'):
+        patch = {'spec': {'template': {'spec': {'containers': [
+            {'name': 'discovery', 'image': '%s/pilot:%s' % (opts['hub'], opts['tag'])}]}}}}
+        must('PATCH', '/apis/apps/v1/namespaces/%s/deployments/istiod' % NS, patch,
+             'application/strategic-merge-patch+json')
+        apply(json.loads(INJECTOR))
+        print('✔ Istiod installed (%s)' % opts['tag'])
+        gateway('default')
+        # A non-revisioned install always regenerates the default tag.
+        install_default_tag('default')
+    else:
+        for obj in render(REVISION_OBJECTS, revision=revision):
+            apply(obj)
+        print('✔ Istiod installed (revision %s, %s)' % (revision, VERSION))
+        if opts['profile'] != 'minimal':
+            gateway(revision)
+        if not default_tag_exists():
+            install_default_tag(revision)
+    print('✔ Installation complete')
+elif verb == 'tag':
+    if sub != 'set':
+        fail('fake istioctl: only "tag set" is written')
+    if not names:
+        fail('must provide a tag for modification')
+    tag = names[0]
+    if not revision:
+        fail('required flag(s) "revision" not set')
+    if tag != 'default' and not opts['overwrite'] and (
+            items(MWC, 'istio.io/rev=%s,!istio.io/tag' % tag)):
+        fail('cannot create revision tag "%s": found existing control plane revision with same name' % tag)
+    hooks = items(MWC, 'istio.io/rev=%s,!istio.io/tag' % revision)
+    services = items('/api/v1/namespaces/%s/services' % NS, 'istio.io/rev=%s,!istio.io/tag,app=istiod' % revision)
+    if not hooks and not services:
+        fail('cannot modify tag: cannot find MutatingWebhookConfiguration or Service with revision "%s"' % revision)
+    if len(hooks) > 1 or len(services) > 1:
+        fail('cannot modify tag: found multiple canonical webhooks or services with revision "%s"' % revision)
+    if tag == 'default':
+        deactivate_default_injector()
+    if not opts['overwrite']:
+        if items(MWC, 'istio.io/tag=%s' % tag) or items('/api/v1/namespaces/%s/services' % NS, 'istio.io/tag=%s' % tag):
+            fail('revision tag "%s" already exists, and --overwrite is false' % tag)
+    for obj in render(TAG_SET, tag=tag, revision=revision):
+        apply(obj, manager='istio-ci')
+    print('Revision tag "%s" created, referencing control plane revision "%s". To enable injection using this' % (tag, revision))
+    print("revision tag, use 'kubectl label namespace <NAMESPACE> istio.io/rev=%s'" % tag)
+elif verb == 'uninstall':
+    if not revision:
+        fail('at least one of the --revision (or --set revision=<revision>), --filename or --purge flags must be set')
+    known = {(w['metadata'].get('labels') or {}).get('istio.io/rev', 'default') for w in items(MWC, '')}
+    if revision not in known:
+        fail('could not find target revision')
+    selector = ('istio.io/rev=%s,install.operator.istio.io/owning-resource-namespace=%s,'
+                'operator.istio.io/component in (%s)' % (revision, NS, ','.join(COMPONENTS)))
+    kinds = [('apps/v1, Kind=Deployment', '/apis/apps/v1/namespaces/%s/deployments' % NS, True),
+             ('/v1, Kind=Service', '/api/v1/namespaces/%s/services' % NS, True),
+             ('/v1, Kind=ConfigMap', '/api/v1/namespaces/%s/configmaps' % NS, True),
+             ('admissionregistration.k8s.io/v1, Kind=MutatingWebhookConfiguration', MWC, False)]
+    removed = 0
+    for gvk, path, namespaced in kinds:
+        for obj in items(path, selector):
+            name = obj['metadata']['name']
+            must('DELETE', path + '/' + name)
+            print('  Removed %s/%s.%s.' % (gvk, name, NS if namespaced else ''))
+            removed += 1
+    if removed == 0:
+        print('No resources will be pruned from the cluster. Please double check the input configs')
+    print('✔ Uninstall complete', file=sys.stderr)
+else:
+    fail('fake istioctl: unsupported command "%s"' % verb)
+"####;
 
 /// A minimal addon: the stand-in runs Prometheus already, so the harness never
 /// applies it; the archive must hold one all the same.

@@ -11,7 +11,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType,
 };
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A workload's certificate and key, PEM.
 #[derive(Clone, Debug)]
@@ -100,4 +100,38 @@ impl MeshCa {
 
 fn time_now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()
+}
+
+/// The CAs of a world: one root every revision's istiod signs with (istiods of one
+/// namespace share `istio-ca-secret`, or a `cacerts` Secret), or, when revisions do
+/// not share a root (a separate `cacerts` per revision, istiods in different
+/// namespaces), one per revision.
+pub(crate) struct CaSet {
+    trust_domain: String,
+    shared: Arc<MeshCa>,
+    per_revision: Mutex<HashMap<String, Arc<MeshCa>>>,
+}
+
+impl CaSet {
+    pub fn new(trust_domain: &str) -> Result<CaSet, String> {
+        Ok(CaSet {
+            trust_domain: trust_domain.to_string(),
+            shared: Arc::new(MeshCa::new(trust_domain)?),
+            per_revision: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA that signs the certificates of revision `revision`'s proxies.
+    pub fn for_revision(&self, revision: &str, own_roots: bool) -> Result<Arc<MeshCa>, String> {
+        if !own_roots || revision == "default" {
+            return Ok(Arc::clone(&self.shared));
+        }
+        let mut m = self.per_revision.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ca) = m.get(revision) {
+            return Ok(Arc::clone(ca));
+        }
+        let ca = Arc::new(MeshCa::new(&self.trust_domain)?);
+        m.insert(revision.to_string(), Arc::clone(&ca));
+        Ok(ca)
+    }
 }

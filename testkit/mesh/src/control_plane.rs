@@ -19,6 +19,17 @@ fn istio_labels(version: &str) -> Value {
     })
 }
 
+/// What `istioctl install` stamps on every object it applies
+/// (operator/pkg/install `getOwnerLabels`, `applyLabelsAndAnnotations`).
+fn owner_labels(version: &str, revision: &str) -> Value {
+    json!({
+        "operator.istio.io/managed": "Reconcile",
+        "operator.istio.io/version": version,
+        "install.operator.istio.io/owning-resource-namespace": NS,
+        "istio.io/rev": revision,
+    })
+}
+
 fn merge(a: Value, b: &Value) -> Value {
     let mut a = a;
     if let (Some(m), Some(n)) = (a.as_object_mut(), b.as_object()) {
@@ -45,10 +56,13 @@ pub(crate) fn istiod(version: &str, revision: &str) -> Vec<Value> {
         json!({"app": "istiod", "istio.io/rev": revision})
     };
     let labels = merge(
-        json!({"app": "istiod", "istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
-               "operator.istio.io/component": "Pilot", "istio": "pilot", "release": "istio",
-               "app.kubernetes.io/name": "istiod"}),
-        &istio_labels(version),
+        merge(
+            json!({"app": "istiod", "istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
+                   "operator.istio.io/component": "Pilot", "istio": "pilot", "release": "istio",
+                   "app.kubernetes.io/name": "istiod"}),
+            &istio_labels(version),
+        ),
+        &owner_labels(version, revision),
     );
     let pod_labels = merge(
         json!({"app": "istiod", "istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
@@ -94,9 +108,10 @@ pub(crate) fn istiod(version: &str, revision: &str) -> Vec<Value> {
         json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": name, "namespace": NS,
-                         "labels": merge(json!({"istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
+                         "labels": merge(merge(json!({"istio.io/rev": revision, "install.operator.istio.io/owning-resource": "unknown",
                                                 "operator.istio.io/component": "Pilot", "app": "istiod", "istio": "pilot",
-                                                "release": "istio", "app.kubernetes.io/name": "istiod"}), &istio_labels(version))},
+                                                "release": "istio", "app.kubernetes.io/name": "istiod"}), &istio_labels(version)),
+                                         &owner_labels(version, revision))},
             "spec": {
                 "ports": [
                     {"port": 15010, "name": "grpc-xds", "protocol": "TCP"},
@@ -119,7 +134,7 @@ fn ingress_gateway(version: &str) -> Vec<Value> {
             "install.operator.istio.io/owning-resource": "unknown", "operator.istio.io/component": "IngressGateways",
             "app.kubernetes.io/name": "istio-ingressgateway", "istio.io/dataplane-mode": "none"}),
         ),
-        &istio_labels(version),
+        &merge(istio_labels(version), &owner_labels(version, "default")),
     );
     let pod_labels = merge(
         selector.clone(),
@@ -248,15 +263,175 @@ fn prometheus() -> Vec<Value> {
     ]
 }
 
-/// Objects that make an installed Istio of `version` and its Prometheus addon: the
-/// `istio-system` Namespace, istiod, the ingress gateway and Prometheus (Deployments and
-/// Services).
+/// One injector webhook (chart `templates/mutatingwebhook.yaml`), sending to `service`.
+fn injector_webhook(
+    name: &str,
+    service: &str,
+    namespace_selector: Value,
+    object_selector: Value,
+) -> Value {
+    json!({
+        "name": name,
+        "clientConfig": {"service": {"name": service, "namespace": NS, "path": "/inject", "port": 443}},
+        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+        "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"],
+        "namespaceSelector": namespace_selector,
+        "objectSelector": object_selector,
+    })
+}
+
+fn not_false() -> Value {
+    json!({"key": "sidecar.istio.io/inject", "operator": "NotIn", "values": ["false"]})
+}
+
+/// The `rev.namespace.` and `rev.object.` webhooks answering `istio.io/rev=<value>`.
+fn revision_webhooks(value: &str, service: &str) -> Vec<Value> {
+    vec![
+        injector_webhook(
+            "rev.namespace.sidecar-injector.istio.io",
+            service,
+            json!({"matchExpressions": [{"key": "istio.io/rev", "operator": "In", "values": [value]},
+                                        {"key": "istio-injection", "operator": "DoesNotExist"}]}),
+            json!({"matchExpressions": [not_false()]}),
+        ),
+        injector_webhook(
+            "rev.object.sidecar-injector.istio.io",
+            service,
+            json!({"matchExpressions": [{"key": "istio.io/rev", "operator": "DoesNotExist"},
+                                        {"key": "istio-injection", "operator": "DoesNotExist"}]}),
+            json!({"matchExpressions": [not_false(), {"key": "istio.io/rev", "operator": "In", "values": [value]}]}),
+        ),
+    ]
+}
+
+/// The `namespace.` and `object.` webhooks answering `istio-injection=enabled` and
+/// `sidecar.istio.io/inject=true`.
+fn default_webhooks(service: &str) -> Vec<Value> {
+    vec![
+        injector_webhook(
+            "namespace.sidecar-injector.istio.io",
+            service,
+            json!({"matchExpressions": [{"key": "istio-injection", "operator": "In", "values": ["enabled"]}]}),
+            json!({"matchExpressions": [not_false()]}),
+        ),
+        injector_webhook(
+            "object.sidecar-injector.istio.io",
+            service,
+            json!({"matchExpressions": [{"key": "istio-injection", "operator": "DoesNotExist"},
+                                        {"key": "istio.io/rev", "operator": "DoesNotExist"}]}),
+            json!({"matchExpressions": [{"key": "sidecar.istio.io/inject", "operator": "In", "values": ["true"]},
+                                        {"key": "istio.io/rev", "operator": "DoesNotExist"}]}),
+        ),
+    ]
+}
+
+/// `istio-sidecar-injector[-<revision>]`: the revision's own injector webhooks.
+pub(crate) fn injector(version: &str, revision: &str) -> Value {
+    let default = revision == "default";
+    let (name, service) = if default {
+        ("istio-sidecar-injector".to_string(), "istiod".to_string())
+    } else {
+        (
+            format!("istio-sidecar-injector-{revision}"),
+            format!("istiod-{revision}"),
+        )
+    };
+    let mut webhooks = revision_webhooks(revision, &service);
+    if default {
+        webhooks.extend(default_webhooks(&service));
+    }
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": name, "labels": merge(merge(json!({"app": "sidecar-injector", "istio.io/rev": revision,
+            "operator.istio.io/component": "Pilot", "release": "istio"}), &istio_labels(version)), &owner_labels(version, revision))},
+        "webhooks": webhooks,
+    })
+}
+
+/// The revision tag `tag` pointing at `revision` (`istioctl tag set`, or the `default`
+/// tag `istioctl install` makes; chart `templates/revision-tags-mwc.yaml`): the webhook
+/// configuration and its Service. `installed`: made by the install (with its owner
+/// labels), not by `tag set` (which strips every `operator.istio.io` label).
+pub(crate) fn revision_tag(
+    version: &str,
+    tag: &str,
+    revision: &str,
+    installed: bool,
+) -> Vec<Value> {
+    let service = if revision == "default" {
+        "istiod".to_string()
+    } else {
+        format!("istiod-{revision}")
+    };
+    let mut webhooks = revision_webhooks(tag, &service);
+    if tag == "default" {
+        webhooks.extend(default_webhooks(&service));
+    }
+    let mut labels = merge(
+        json!({"istio.io/tag": tag, "istio.io/rev": revision, "app": "sidecar-injector", "release": "istio",
+               "app.kubernetes.io/name": "istiod"}),
+        &istio_labels(version),
+    );
+    if installed {
+        labels = merge(
+            merge(
+                labels,
+                &json!({"operator.istio.io/component": "Pilot",
+                                   "install.operator.istio.io/owning-resource-not-pruned": "true"}),
+            ),
+            &owner_labels(version, revision),
+        );
+    }
+    let selector = json!({"app": "istiod", "istio.io/rev": revision});
+    vec![
+        json!({
+            "apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": format!("istio-revision-tag-{tag}"), "labels": labels},
+            "webhooks": webhooks,
+        }),
+        json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": format!("istiod-revision-tag-{tag}"), "namespace": NS,
+                         "labels": merge(labels.clone(), &json!({"app": "istiod", "istio": "pilot"}))},
+            "spec": {
+                "ports": [
+                    {"port": 15010, "name": "grpc-xds", "protocol": "TCP"},
+                    {"port": 15012, "name": "https-dns", "protocol": "TCP"},
+                    {"port": 443, "name": "https-webhook", "targetPort": 15017, "protocol": "TCP"},
+                    {"port": 15014, "name": "http-monitoring", "protocol": "TCP"}
+                ],
+                "selector": selector,
+            }
+        }),
+    ]
+}
+
+/// What `istioctl` leaves of a revision's injector once the `default` tag took over
+/// (istioctl/pkg/tag/util.go `DeactivateIstioInjectionWebhook`): every webhook's
+/// selectors match `istio.io/deactivated: never-match`.
+pub(crate) fn deactivated(mut injector: Value) -> Value {
+    if let Some(hooks) = injector["webhooks"].as_array_mut() {
+        for h in hooks {
+            h["namespaceSelector"] =
+                json!({"matchLabels": {"istio.io/deactivated": "never-match"}});
+            h["objectSelector"] = json!({"matchLabels": {"istio.io/deactivated": "never-match"}});
+        }
+    }
+    injector
+}
+
+/// Objects that make an installed Istio of `version` and its Prometheus addon, as
+/// `istioctl install` leaves them: the `istio-system` Namespace, istiod (Deployment,
+/// Service, its injector webhooks deactivated), the `default` revision tag it creates,
+/// the ingress gateway and Prometheus (Deployments and Services).
 pub(crate) fn objects(version: &str) -> Vec<Value> {
     let mut out = vec![json!({
         "apiVersion": "v1", "kind": "Namespace",
         "metadata": {"name": NS, "labels": {"kubernetes.io/metadata.name": NS}}
     })];
     out.extend(istiod(version, "default"));
+    out.push(deactivated(injector(version, "default")));
+    out.extend(revision_tag(version, "default", "default", true));
     out.extend(ingress_gateway(version));
     out.extend(prometheus());
     out

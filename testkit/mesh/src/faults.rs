@@ -57,6 +57,10 @@ pub enum Fault {
     /// A MUTUAL gateway server accepts client certificates from any CA
     /// (`trust_chain_verification: ACCEPT_UNTRUSTED`).
     GatewayTrustsAnyCa,
+    /// Each control plane revision signs with its own root (a separate `cacerts` per
+    /// revision, or istiods in different namespaces): a canary's proxies and the old
+    /// ones do not trust each other's certificates.
+    RevisionsDoNotShareARoot,
     /// That workload's proxies answer their metrics endpoints with 503 (targets down).
     NoTelemetry { workload: String },
     /// DestinationRule traffic policies (TLS modes) are ignored: auto mTLS everywhere;
@@ -230,6 +234,10 @@ impl ConfigFaults {
 
     pub fn tls_close_without_alert(&self) -> bool {
         self.any(|f| matches!(f, Fault::TlsCloseWithoutAlert))
+    }
+
+    pub fn revisions_do_not_share_a_root(&self) -> bool {
+        self.any(|f| matches!(f, Fault::RevisionsDoNotShareARoot))
     }
 
     pub fn gateway_trusts_any_ca(&self) -> bool {

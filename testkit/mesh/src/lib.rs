@@ -130,7 +130,7 @@ pub(crate) struct Inner {
     pub(crate) fleet: envoy::Fleet,
     xds: Result<envoy::xds_server::XdsServer, String>,
     apps: Mutex<HashMap<String, AppServer>>,
-    ca: Result<ca::MeshCa, String>,
+    ca: Result<ca::CaSet, String>,
     listeners: listeners::Registry,
     prometheus: Mutex<Option<SocketAddr>>,
     rng: Mutex<u64>,
@@ -360,7 +360,7 @@ impl Mesh {
             .local_addr()
             .unwrap_or_else(|e| panic!("metrics server address: {e}"));
         let runtime = tokio::runtime::Handle::current();
-        let ca = ca::MeshCa::new(&options.trust_domain);
+        let ca = ca::CaSet::new(&options.trust_domain);
         let inner = Arc::new_cyclic(|weak| Inner {
             objects: objects.clone(),
             rng: Mutex::new(options.seed),
@@ -492,10 +492,26 @@ impl Mesh {
         control_plane::objects(version)
     }
 
-    /// istiod of `revision` at `version` (Deployment and Service), as `istioctl install
-    /// --set revision=<revision>` leaves it beside the running control plane.
+    /// istiod of `revision` at `version` (Deployment, Service and its injector
+    /// webhooks), as `istioctl install --set revision=<revision>` leaves it beside the
+    /// running control plane.
     pub fn istiod_revision(version: &str, revision: &str) -> Vec<Value> {
-        control_plane::istiod(version, revision)
+        let mut out = control_plane::istiod(version, revision);
+        out.push(control_plane::injector(version, revision));
+        out
+    }
+
+    /// The revision tag `tag` pointing at `revision`: its webhook configuration and
+    /// Service, as `istioctl tag set` (`installed: false`) or `istioctl install`
+    /// (`installed: true`, with the install's owner labels) makes them.
+    pub fn revision_tag(version: &str, tag: &str, revision: &str, installed: bool) -> Vec<Value> {
+        control_plane::revision_tag(version, tag, revision, installed)
+    }
+
+    /// A revision's injector webhooks with every selector made to match nothing, as
+    /// istioctl leaves the default revision's once the `default` tag takes over.
+    pub fn deactivated_injector(version: &str, revision: &str) -> Value {
+        control_plane::deactivated(control_plane::injector(version, revision))
     }
 
     /// Where the Prometheus pod's port 9090 leads.

@@ -292,6 +292,16 @@ impl Pod {
         canonical_service(&self.labels, &self.workload_name())
     }
 
+    /// The control plane revision serving the pod's proxy: the injector's
+    /// `istio.io/rev` annotation, a gateway's `istio.io/rev` label, else `default`.
+    pub fn revision(&self) -> String {
+        self.annotations
+            .get("istio.io/rev")
+            .or_else(|| self.labels.get("istio.io/rev"))
+            .cloned()
+            .unwrap_or_else(|| "default".into())
+    }
+
     pub fn principal(&self, trust_domain: &str) -> String {
         format!(
             "spiffe://{trust_domain}/ns/{}/sa/{}",

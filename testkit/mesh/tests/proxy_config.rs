@@ -126,6 +126,30 @@ async fn auto_mtls_marks_only_sidecar_endpoints() {
     assert!(workloads.contains(&"name;sentences;sentences-name;v1;Kubernetes"));
     assert!(workloads.contains(&"name-v2;sentences;sentences-name;v2;Kubernetes"));
 
+    // The workload certificate and the root it trusts, from SDS, as Envoy shows them.
+    let secrets: Vec<&Value> = dump["configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["@type"] == "type.googleapis.com/envoy.admin.v3.SecretsConfigDump")
+        .flat_map(|c| c["dynamic_active_secrets"].as_array().unwrap())
+        .collect();
+    let secret = |name: &str| {
+        secrets
+            .iter()
+            .find(|s| s["name"] == name)
+            .map(|s| &s["secret"])
+            .unwrap_or_else(|| panic!("no secret {name} in {secrets:?}"))
+    };
+    let root = &secret("ROOTCA")["validation_context"]["trusted_ca"];
+    assert!(
+        root["inline_bytes"].is_string() || root["inline_string"].is_string(),
+        "{root}"
+    );
+    let cert = &secret("default")["tls_certificate"];
+    assert!(cert["certificate_chain"].is_object(), "{cert}");
+    assert_eq!(cert["private_key"]["inline_string"], "[redacted]", "{cert}");
+
     // resource= returns typed items.
     let only = w
         .admin(

@@ -258,7 +258,7 @@ pub(crate) struct PushInputs<'a> {
     pub config: &'a Arc<World>,
     pub credentials: &'a World,
     pub pod: &'a Pod,
-    pub ca: &'a crate::ca::MeshCa,
+    pub ca: &'a crate::ca::CaSet,
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
     pub replica: usize,
@@ -294,6 +294,8 @@ fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
         return Ok(());
     }
     let faults = crate::faults::ConfigFaults::new(i.config.faults.clone());
+    let ca =
+        i.ca.for_revision(&i.pod.revision(), faults.revisions_do_not_share_a_root())?;
     let config = xds::build(&xds::BuildInputs {
         world: i.config,
         credentials: i.credentials,
@@ -302,7 +304,7 @@ fn push(proxy: &Proxy, i: &PushInputs<'_>) -> Result<(), String> {
         addresses: proxy.addresses,
         files: &proxy.files,
         faults: &faults,
-        ca: i.ca,
+        ca: &ca,
         root_namespace: i.root_namespace,
         trust_domain: i.trust_domain,
         replica: i.replica,
@@ -438,7 +440,7 @@ pub(crate) struct Pass<'a> {
     pub now: &'a World,
     pub config: &'a Arc<World>,
     pub credentials: &'a World,
-    pub ca: &'a crate::ca::MeshCa,
+    pub ca: &'a crate::ca::CaSet,
     pub root_namespace: &'a str,
     pub trust_domain: &'a str,
     pub runtime: &'a tokio::runtime::Handle,
