@@ -297,7 +297,7 @@ mod tests {
         let unreachable = ReleaseSource {
             url: "http://127.0.0.1:1/releases".into(),
             token: None,
-            cache_dir: std::env::temp_dir().join("harness-resolve-no-cache-used"),
+            cache_dir: None,
         };
         let run = resolve_run(None, None, &versions, &unreachable).unwrap();
         assert_eq!(run.istio.version, versions.istio.default);
@@ -314,7 +314,7 @@ mod tests {
         let unreachable = ReleaseSource {
             url: "http://127.0.0.1:1/releases".into(),
             token: None,
-            cache_dir: std::env::temp_dir().join("harness-resolve-no-cache-used"),
+            cache_dir: None,
         };
         let e = resolve_run(Some("1.31.x"), None, &versions, &unreachable).unwrap_err();
         assert_eq!(e.code, crate::exit::USAGE);

@@ -201,7 +201,7 @@ async fn a_release_archive_that_is_not_there_is_explained_from_the_release_list(
     let source = |url: &str| ReleaseSource {
         url: url.to_string(),
         token: None,
-        cache_dir: dir.path().to_path_buf(),
+        cache_dir: Some(dir.path().to_path_buf()),
     };
     let versions = harness::config::Versions::embedded();
 
@@ -252,7 +252,7 @@ async fn a_release_archive_that_is_not_there_is_explained_from_the_release_list(
         &ReleaseSource {
             url: format!("http://127.0.0.1:{port}/releases"),
             token: None,
-            cache_dir: empty_cache.path().to_path_buf(),
+            cache_dir: Some(empty_cache.path().to_path_buf()),
         },
         &versions,
         "1.31.99",

@@ -21,7 +21,7 @@ fn source(url: &str, cache: &std::path::Path, token: Option<&str>) -> ReleaseSou
     ReleaseSource {
         url: url.to_string(),
         token: token.map(str::to_string),
-        cache_dir: cache.to_path_buf(),
+        cache_dir: Some(cache.to_path_buf()),
     }
 }
 

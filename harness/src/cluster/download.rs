@@ -8,14 +8,107 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 
-/// `$XDG_CACHE_HOME/istio-mtls-harness`, else `~/.cache/istio-mtls-harness`.
-pub fn cache_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("istio-mtls-harness")
+/// `$XDG_CACHE_HOME/istio-mtls-harness`, else `$HOME/.cache/istio-mtls-harness`. Never
+/// a shared folder such as `/tmp`: what the harness downloads there it later runs, and
+/// another user could have put a binary in its place.
+pub fn cache_dir() -> Result<PathBuf, String> {
+    cache_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`cache_dir`] from the values of `XDG_CACHE_HOME` and `HOME`; a relative or empty
+/// value counts as unset, as the XDG spec says.
+pub fn cache_dir_from(
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf, String> {
+    let absolute = |v: std::ffi::OsString| Some(PathBuf::from(v)).filter(|p| p.is_absolute());
+    xdg_cache_home
+        .and_then(absolute)
+        .or_else(|| home.and_then(absolute).map(|h| h.join(".cache")))
+        .map(|base| base.join("istio-mtls-harness"))
+        .ok_or_else(|| {
+            "no cache folder: set XDG_CACHE_HOME or HOME to an absolute path (the harness \
+             keeps the binaries it downloads there and never falls back to a shared folder \
+             such as /tmp, where another user could put one in their place)"
+                .to_string()
+        })
+}
+
+/// The cache folder, made if missing (mode 0700), and refused unless it belongs to
+/// the user running the harness and nobody else can write to it.
+pub fn secure_cache_dir() -> Result<PathBuf, String> {
+    private_dir(cache_dir()?)
+}
+
+/// `dir`, made if missing (mode 0700), refused unless private to this user.
+pub fn private_dir(dir: PathBuf) -> Result<PathBuf, String> {
+    if !dir.exists() {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the cache folder {}: {e}", dir.display()))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("cannot restrict the cache folder {}: {e}", dir.display()))?;
+        }
+    }
+    check_private(&dir)?;
+    Ok(dir)
+}
+
+/// Refuses a folder another user owns or can write to.
+pub fn check_private(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(dir)
+            .map_err(|e| format!("cannot read the cache folder {}: {e}", dir.display()))?;
+        let me = rustix::process::getuid().as_raw();
+        if meta.uid() != me {
+            return Err(format!(
+                "the cache folder {} belongs to uid {}, not to uid {me} running the harness: refusing to run binaries from it (set XDG_CACHE_HOME to a folder of your own)",
+                dir.display(),
+                meta.uid()
+            ));
+        }
+        let mode = meta.mode() & 0o777;
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "the cache folder {} is writable by others (mode {mode:o}): refusing to run binaries from it (chmod go-w it, or set XDG_CACHE_HOME to a private folder)",
+                dir.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The digest recorded beside a verified file (`<file>.sha256`).
+pub fn record_of(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.sha256", path.display()))
+}
+
+/// Checks `program` against the digest recorded beside it when it was verified: a
+/// cached binary changed since (or never verified) is refused, naming both digests.
+pub fn verify_recorded(program: &Path) -> Result<(), String> {
+    let record = record_of(program);
+    let recorded = std::fs::read_to_string(&record).map_err(|e| {
+        format!(
+            "{} has no verified digest beside it ({}: {e}): refusing to run it",
+            program.display(),
+            record.display()
+        )
+    })?;
+    let actual = sha256_file(program)?;
+    if actual != recorded.trim() {
+        return Err(format!(
+            "{} changed since it was verified (recorded sha256 {}, now {actual}): refusing to run it; delete {} and {} to fetch it again",
+            program.display(),
+            recorded.trim(),
+            program.display(),
+            record.display()
+        ));
+    }
+    Ok(())
 }
 
 /// The digest of a published checksum file (`<hex>  <file>` or just `<hex>`).
@@ -84,7 +177,7 @@ pub async fn fetch_verified(
     checksum_url: &str,
     dest: &Path,
 ) -> Result<PathBuf, FetchError> {
-    let record = PathBuf::from(format!("{}.sha256", dest.display()));
+    let record = record_of(dest);
     if dest.exists()
         && let Ok(recorded) = std::fs::read_to_string(&record)
         && sha256_file(dest)? == recorded.trim()
@@ -190,5 +283,81 @@ mod tests {
         );
         assert_eq!(parse_checksum(&digest.to_uppercase()).unwrap(), digest);
         assert!(parse_checksum("<html>Not Found</html>").is_err());
+    }
+
+    #[test]
+    fn without_xdg_cache_home_and_home_there_is_no_cache_and_no_fallback_to_tmp() {
+        let e = cache_dir_from(None, None).unwrap_err();
+        assert!(
+            e.contains("XDG_CACHE_HOME") && e.contains("HOME") && e.contains("/tmp"),
+            "{e}"
+        );
+        // Relative or empty values are as good as unset.
+        assert!(cache_dir_from(Some("".into()), Some("relative/home".into())).is_err());
+        assert_eq!(
+            cache_dir_from(None, Some("/home/u".into())).unwrap(),
+            PathBuf::from("/home/u/.cache/istio-mtls-harness")
+        );
+        assert_eq!(
+            cache_dir_from(Some("/c".into()), Some("/home/u".into())).unwrap(),
+            PathBuf::from("/c/istio-mtls-harness")
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_others_can_write_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().unwrap();
+        let made = private_dir(base.path().join("cache")).unwrap();
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+        for shared in [0o775, 0o757, 0o1777] {
+            std::fs::set_permissions(&made, std::fs::Permissions::from_mode(shared)).unwrap();
+            let e = private_dir(made.clone()).unwrap_err();
+            assert!(
+                e.contains("writable by others") && e.contains("chmod"),
+                "{e}"
+            );
+        }
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(private_dir(made).is_ok());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_folder_of_another_user_is_refused() {
+        // `/` belongs to root; run as root, the folder of another uid is needed.
+        let me = rustix::process::getuid().as_raw();
+        let foreign = if me == 0 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().to_path_buf();
+            rustix::fs::chown(&path, Some(rustix::process::Uid::from_raw(65534)), None).unwrap();
+            (Some(dir), path)
+        } else {
+            (None, PathBuf::from("/"))
+        };
+        let e = check_private(&foreign.1).unwrap_err();
+        assert!(
+            e.contains("belongs to uid") && e.contains(&format!("uid {me}")),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_cached_binary_changed_since_it_was_verified_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let binary = dir.path().join("istioctl");
+        std::fs::write(&binary, b"#!/bin/sh\necho verified\n").unwrap();
+        let e = verify_recorded(&binary).unwrap_err();
+        assert!(e.contains("no verified digest"), "{e}");
+        std::fs::write(record_of(&binary), sha256_file(&binary).unwrap()).unwrap();
+        verify_recorded(&binary).unwrap();
+        std::fs::write(&binary, b"#!/bin/sh\necho planted\n").unwrap();
+        let e = verify_recorded(&binary).unwrap_err();
+        assert!(
+            e.contains("changed since it was verified") && e.contains("delete"),
+            "{e}"
+        );
     }
 }

@@ -180,9 +180,17 @@ pub fn stop_running() -> Vec<u32> {
 
 /// Runs a tool that an interruption stops.
 pub async fn run(program: &Path, args: &[&str], deadline: Duration) -> Result<String, String> {
-    TOOLS
-        .run_with(program, args, deadline, OnInterrupt::Stop)
-        .await
+    run_with(program, args, deadline, OnInterrupt::Stop).await
+}
+
+/// A binary from the cache folder runs only if it still has the digest recorded when
+/// it was verified (a download against its published checksum, or extracted from a
+/// verified archive): checked right before each run.
+pub fn check_cached(program: &Path) -> Result<(), String> {
+    match super::download::cache_dir() {
+        Ok(cache) if program.starts_with(&cache) => super::download::verify_recorded(program),
+        _ => Ok(()),
+    }
 }
 
 /// Runs a tool with the given behaviour on interruption.
@@ -192,5 +200,6 @@ pub async fn run_with(
     deadline: Duration,
     on_interrupt: OnInterrupt,
 ) -> Result<String, String> {
+    check_cached(program)?;
     TOOLS.run_with(program, args, deadline, on_interrupt).await
 }

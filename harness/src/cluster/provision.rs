@@ -79,7 +79,8 @@ pub async fn setup(
     timeline: &Timeline,
 ) -> Result<Live, EnvError> {
     let uses_kind = config.kubeconfig.is_none() && config.context.is_none();
-    let cache = super::download::cache_dir();
+    // Checked where a download needs it: a run that downloads nothing needs none.
+    let cache = super::download::secure_cache_dir();
     let requested = config.install_version().to_string();
     // The release (istioctl and the addon): downloaded in the background while kind
     // creates a cluster (which certainly needs Istio), else only when needed.
@@ -90,11 +91,9 @@ pub async fn setup(
         let timeline = timeline.clone();
         tokio::spawn(async move {
             timeline
-                .time(
-                    "download the Istio release",
-                    Some("cluster"),
-                    tools::istio(&versions, &version, &cache),
-                )
+                .time("download the Istio release", Some("cluster"), async move {
+                    tools::istio(&versions, &version, &cache?).await
+                })
                 .await
         })
     };
@@ -110,7 +109,9 @@ pub async fn setup(
             .await
             .map_err(env(Phase::Preflight))?;
         let kind_bin = timeline
-            .time("tools: kind", None, tools::kind(&config.versions, &cache))
+            .time("tools: kind", None, async {
+                tools::kind(&config.versions, cache.as_ref().map_err(Clone::clone)?).await
+            })
             .await
             .map_err(env(Phase::Tools))?;
         let kubeconfig = config.reports_dir.join("kubeconfig");
@@ -401,6 +402,22 @@ pub async fn setup(
     };
     let gateway_http = reach_gateway(config.ingress_address, 80, "HTTP").await?;
     let gateway_tls = reach_gateway(config.ingress_tls_address, 443, "HTTPS").await?;
+    let gateway_tls_pods = match config.ingress_tls_address {
+        Some(_) => None,
+        None => Some(portforward::Workload {
+            client: streams.clone(),
+            namespace: config.ingress_namespace.clone(),
+            selector: gateway_selector.clone(),
+            pod_port: portforward::target_port(
+                &client,
+                &config.ingress_namespace,
+                istio::INGRESS_GATEWAY,
+                443,
+            )
+            .await
+            .map_err(env(Phase::PortForward))?,
+        }),
+    };
     let prometheus_url = match &config.prometheus_url {
         Some(url) => url.clone(),
         None => {
@@ -432,6 +449,7 @@ pub async fn setup(
     );
     live.gateway_http = gateway_http;
     live.gateway_tls = gateway_tls;
+    live.gateway_tls_pods = gateway_tls_pods;
     live.applier = applier;
     live.streams = streams;
     live.cluster_args = cluster_args;

@@ -56,7 +56,8 @@ pub struct ReleaseSource {
     pub url: String,
     /// Never printed.
     pub token: Option<String>,
-    pub cache_dir: PathBuf,
+    /// Where the last list read is kept; `None` without a cache folder (no `HOME`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl ReleaseSource {
@@ -67,17 +68,19 @@ impl ReleaseSource {
         ReleaseSource {
             url: non_empty(URL_ENV).unwrap_or_else(|| releases_url.to_string()),
             token: non_empty(TOKEN_ENV),
-            cache_dir: super::download::cache_dir(),
+            cache_dir: super::download::cache_dir().ok(),
         }
     }
 
     /// The cached copy of this URL's list (one file per URL, so a mirror's list never
     /// stands in for another's).
-    pub fn cache_file(&self) -> PathBuf {
+    pub fn cache_file(&self) -> Option<PathBuf> {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.url.as_bytes());
         let short: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
-        self.cache_dir.join(format!("istio-releases-{short}.json"))
+        self.cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("istio-releases-{short}.json")))
     }
 }
 
@@ -127,7 +130,10 @@ pub async fn fetch(source: &ReleaseSource, floor: Minor) -> Result<ReleaseList, 
                     from_cache: Some(format!(
                         "{why}; using the copy cached {} ago ({})",
                         describe_age(age),
-                        source.cache_file().display()
+                        source
+                            .cache_file()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_default()
                     )),
                 }),
                 None => Err(format!("{why}, and no copy of it is cached")),
@@ -259,13 +265,17 @@ fn describe_status(status: reqwest::StatusCode, headers: &reqwest::header::Heade
 }
 
 fn write_cache(source: &ReleaseSource, releases: &[Release]) -> Result<(), String> {
-    let path = source.cache_file();
+    let (Some(dir), Some(path)) = (&source.cache_dir, source.cache_file()) else {
+        return Err(
+            "no cache folder (XDG_CACHE_HOME or HOME): the Istio release list is not cached".into(),
+        );
+    };
     let text = serde_json::to_vec(&CacheFile {
         url: source.url.clone(),
         releases: releases.to_vec(),
     })
     .map_err(|e| format!("cannot serialise the release list: {e}"))?;
-    std::fs::create_dir_all(&source.cache_dir)
+    std::fs::create_dir_all(dir)
         .and_then(|_| {
             let tmp = path.with_extension("part");
             std::fs::write(&tmp, &text)?;
@@ -282,7 +292,7 @@ fn write_cache(source: &ReleaseSource, releases: &[Release]) -> Result<(), Strin
 /// The cached list of this URL and how old it is; `None` when there is none that
 /// reads back.
 fn read_cache(source: &ReleaseSource) -> Option<(Vec<Release>, Duration)> {
-    let path = source.cache_file();
+    let path = source.cache_file()?;
     let text = std::fs::read(&path).ok()?;
     let cached: CacheFile = serde_json::from_slice(&text).ok()?;
     if cached.url != source.url || cached.releases.is_empty() {

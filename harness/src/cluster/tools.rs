@@ -104,8 +104,14 @@ pub async fn istio_from(
     }
     let prometheus_addon = dir.join("samples/addons/prometheus.yaml");
     let bundled = dir.join("bin/istioctl");
-    if !prometheus_addon.exists() || !bundled.exists() {
+    let record = super::download::record_of(&bundled);
+    if !prometheus_addon.exists() || !bundled.exists() || !record.exists() {
         extract(&archive, &dir, version)?;
+        // istioctl comes out of the verified archive: its digest now is the one to
+        // check before every run.
+        let digest = super::download::sha256_file(&bundled)?;
+        std::fs::write(&record, digest)
+            .map_err(|e| format!("cannot write {}: {e}", record.display()))?;
     }
     let istioctl = match on_path("istioctl") {
         Some(path)

@@ -182,7 +182,7 @@ async fn istioctl(config: &RunConfig) -> Result<std::path::PathBuf, EnvError> {
     let release = tools::istio(
         &config.versions,
         &config.istio_version,
-        &crate::cluster::download::cache_dir(),
+        &crate::cluster::download::secure_cache_dir().map_err(EnvError::at(Phase::Tools))?,
     )
     .await
     .map_err(EnvError::at(Phase::Tools))?;

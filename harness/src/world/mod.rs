@@ -49,6 +49,7 @@ pub struct ClusterWorld {
 /// `kind delete cluster`, bounded, without an async runtime (it also runs from the
 /// interrupt handler, right before the process exits).
 fn delete_kind_cluster(owned: &OwnedCluster) -> Result<(), String> {
+    crate::cluster::process::check_cached(&owned.kind)?;
     let mut child = std::process::Command::new(&owned.kind)
         .args(["delete", "cluster", "--name", &owned.name])
         .stdin(std::process::Stdio::null())

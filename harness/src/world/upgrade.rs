@@ -22,7 +22,7 @@ pub async fn upgrade(
     let release = crate::cluster::tools::istio(
         &config.versions,
         version,
-        &crate::cluster::download::cache_dir(),
+        &crate::cluster::download::secure_cache_dir().map_err(env(Phase::Tools))?,
     )
     .await
     .map_err(env(Phase::Tools))?;
