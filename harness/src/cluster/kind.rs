@@ -126,3 +126,35 @@ pub async fn node_image(name: &str) -> Option<String> {
     .map(|s| s.trim().to_string())
     .filter(|s| !s.is_empty())
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// The kubeconfig holds the cluster's admin credentials: whatever mode kind (or an
+    /// earlier run) left on the file, the harness's copy is 0600.
+    #[tokio::test]
+    async fn the_exported_kubeconfig_is_readable_by_its_owner_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let kind = dir.path().join("kind");
+        std::fs::write(
+            &kind,
+            "#!/bin/sh\necho 'apiVersion: v1\nkind: Config\nusers:\n- name: kind-x\n  user:\n    client-key-data: c2VjcmV0'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&kind, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let kubeconfig = dir.path().join("reports/kubeconfig");
+        std::fs::create_dir_all(kubeconfig.parent().unwrap()).unwrap();
+        std::fs::write(&kubeconfig, "left by kind").unwrap();
+        std::fs::set_permissions(&kubeconfig, std::fs::Permissions::from_mode(0o644)).unwrap();
+        export_kubeconfig(&kind, "x", &kubeconfig).await.unwrap();
+        let mode = std::fs::metadata(&kubeconfig).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            std::fs::read_to_string(&kubeconfig)
+                .unwrap()
+                .contains("client-key-data")
+        );
+    }
+}

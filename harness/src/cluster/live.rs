@@ -2,7 +2,7 @@
 //! to reach the ingress gateway and Prometheus.
 
 use super::apply::Applier;
-use super::portforward::Forward;
+use super::portforward::{Forward, Workload};
 use crate::probe::http::Target;
 use kube::Client;
 
@@ -17,6 +17,10 @@ pub struct Live {
     pub gateway_http: Target,
     /// The gateway's HTTPS port (service port 443).
     pub gateway_tls: Target,
+    /// The gateway's pods behind `gateway_tls`, when it is a port-forward (not an
+    /// address given on the command line): checks that must hear every replica open a
+    /// forward to each.
+    pub gateway_tls_pods: Option<Workload>,
     pub prometheus_url: String,
     /// Held for the run: dropping a forward stops it.
     pub forwards: Vec<Forward>,
@@ -49,6 +53,7 @@ impl Live {
             cluster_args: Vec::new(),
             gateway_http: Target::direct(gateway_http),
             gateway_tls: Target::direct(gateway_tls),
+            gateway_tls_pods: None,
             prometheus_url: prometheus_url.to_string(),
             forwards: Vec::new(),
             background: Vec::new(),

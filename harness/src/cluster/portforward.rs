@@ -2,8 +2,10 @@
 //! listener on an ephemeral port; each accepted connection opens a forward to a ready
 //! pod chosen at that moment, so a restarted or replaced pod is picked up by itself.
 //! Towards the ingress gateway, connections go to its ready replicas in turn, so every
-//! replica is probed (a stale one must not hide behind the first); towards Prometheus,
-//! always to the first (each replica has its own data).
+//! replica serves some of the traffic; towards Prometheus, always to the first (each
+//! replica has its own data). A check that must see every replica answer (the TLS
+//! checks interleave two clients, which taking turns would split between the replicas)
+//! opens one forward pinned to each ready replica ([`each_ready`]).
 //!
 //! The local connection is accepted before the forward exists, so a forward that cannot
 //! be opened (no ready pod, the API server refuses, the pod's port is closed) or that
@@ -101,12 +103,41 @@ pub async fn ready_pod(client: &Client, namespace: &str, selector: &str) -> Resu
 }
 
 /// Which ready pod a new connection goes to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Pick {
     /// The first (by name): one server's view, as for Prometheus.
     First,
     /// The next one in turn: every replica serves some of the connections.
     InTurn,
+    /// This pod, as long as it is ready.
+    Pod(String),
+}
+
+/// How to open forwards to the ready pods of a workload on one of their ports.
+#[derive(Clone)]
+pub struct Workload {
+    pub client: Client,
+    pub namespace: String,
+    pub selector: String,
+    pub pod_port: u16,
+}
+
+/// One forward pinned to each ready pod of `workload`, by pod name.
+pub async fn each_ready(workload: &Workload) -> Result<Vec<(String, Forward)>, String> {
+    let pods = ready_pods(&workload.client, &workload.namespace, &workload.selector).await?;
+    let mut forwards = Vec::new();
+    for pod in pods {
+        let forward = start(
+            workload.client.clone(),
+            &workload.namespace,
+            &workload.selector,
+            workload.pod_port,
+            Pick::Pod(pod.clone()),
+        )
+        .await?;
+        forwards.push((pod, forward));
+    }
+    Ok(forwards)
 }
 
 /// Forwards 127.0.0.1:<ephemeral> to `port` of the ready pods matching `selector`,
@@ -126,7 +157,10 @@ pub async fn start(
     let local = listener
         .local_addr()
         .map_err(|e| format!("the port-forward's listener has no address: {e}"))?;
-    let description = format!("{local} → {namespace}/{selector}:{port}");
+    let description = match &pick {
+        Pick::Pod(pod) => format!("{local} → {namespace}/{pod}:{port}"),
+        _ => format!("{local} → {namespace}/{selector}:{port}"),
+    };
     let health = Arc::new(PathHealth::default());
     let target = Target {
         client,
@@ -173,11 +207,20 @@ impl Target {
             Ok(pods) => pods,
             Err(e) => return self.health.record(format!("port-forward: {e}")),
         };
-        let index = match self.pick {
+        let index = match &self.pick {
             Pick::First => 0,
             Pick::InTurn => {
                 self.turn.fetch_add(1, std::sync::atomic::Ordering::SeqCst) % ready.len()
             }
+            Pick::Pod(pod) => match ready.iter().position(|p| p == pod) {
+                Some(index) => index,
+                None => {
+                    return self.health.record(format!(
+                        "port-forward: {namespace}/{pod} is no longer ready (ready now: {})",
+                        ready.join(", ")
+                    ));
+                }
+            },
         };
         let pod = ready.swap_remove(index);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);

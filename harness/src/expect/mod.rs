@@ -8,6 +8,7 @@
 //! in `each!`.
 
 mod convergence;
+mod each_replica;
 mod handshake;
 pub mod mtls;
 mod phase;

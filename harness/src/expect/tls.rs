@@ -12,13 +12,14 @@
 //! About 480 lines with its tests: the rejection rule is judged here against scripted
 //! probes of the wrong worlds review found (an HTTP answer among alerts), beside the rule.
 
-use super::{Env, secs, traffic};
+use super::{Env, each_replica, secs, traffic};
 use crate::config::HOST;
 use crate::deadlines;
 use crate::pki::{Pki, files};
 use crate::probe::Probe;
 use crate::probe::class::ResultClass;
 use crate::probe::classify::Observation;
+use crate::probe::http::Target;
 use crate::probe::tally::Tally;
 use crate::probe::tls::{self as tls_probe, ClientIdentity, TlsProbe, TlsVersions};
 use crate::suite::duration::HumanDuration;
@@ -80,11 +81,14 @@ pub fn curl_line(pki: &Pki, address: std::net::SocketAddr, identity: ClientIdent
     )
 }
 
-/// The probe for `identity`, with the run's PKI.
-fn probe<'a>(env: &Env<'a>, identity: ClientIdentity) -> Result<(TlsProbe, &'a Pki), String> {
-    let pki = env
-        .pki
-        .ok_or("no PKI was issued in this run: an earlier step must `issue-pki`")?;
+fn pki<'a>(env: &Env<'a>) -> Result<&'a Pki, String> {
+    env.pki
+        .ok_or_else(|| "no PKI was issued in this run: an earlier step must `issue-pki`".into())
+}
+
+/// The probe for `identity` towards `target`, with the run's PKI.
+fn probe(env: &Env<'_>, identity: ClientIdentity, target: Target) -> Result<TlsProbe, String> {
+    let pki = pki(env)?;
     let client = match identity {
         ClientIdentity::Trusted => Some((pki.client_cert.as_str(), pki.client_key.as_str())),
         ClientIdentity::Untrusted => Some((
@@ -94,14 +98,22 @@ fn probe<'a>(env: &Env<'a>, identity: ClientIdentity) -> Result<(TlsProbe, &'a P
         ClientIdentity::None => None,
     };
     let config = tls_probe::client_config(&pki.ca_cert, client, TlsVersions::Any)?;
-    let probe = TlsProbe::new(
+    TlsProbe::new(
         HOST,
-        env.cluster.gateway_tls.clone(),
+        target,
         config,
         identity,
         std::sync::Arc::clone(&env.suite.app.grammar),
-    )?;
-    Ok((probe, pki))
+    )
+}
+
+/// Every ready gateway replica (or the given address), or why there is none.
+async fn replicas(env: &Env<'_>) -> Result<Vec<each_replica::Replica>, String> {
+    each_replica::replicas(
+        env.cluster.gateway_tls_pods.as_ref(),
+        &env.cluster.gateway_tls,
+    )
+    .await
 }
 
 /// How an attempt that should have been refused ended instead, for the evidence.
@@ -273,8 +285,12 @@ fn with_curl(
     pki: &Pki,
     identity: ClientIdentity,
 ) -> Judgement {
+    let turns = match env.cluster.gateway_tls_pods {
+        Some(_) => " (this forward takes the gateway replicas in turn: repeat it to reach each)",
+        None => "",
+    };
     judgement.evidence.details.push(format!(
-        "reproduce: {}",
+        "reproduce: {}{turns}",
         curl_line(pki, env.cluster.gateway_tls.address, identity)
     ));
     judgement
@@ -305,13 +321,17 @@ impl TlsAccepts {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        match probe(env, self.client) {
-            Ok((p, pki)) => {
-                let judgement = traffic::flows(&p, self.consecutive, &[], self.deadline.0).await;
-                with_curl(judgement, env, pki, self.client)
-            }
-            Err(e) => Judgement::errored(e, Duration::ZERO),
-        }
+        let (pki, replicas) = match (pki(env), replicas(env).await) {
+            (Ok(pki), Ok(replicas)) => (pki, replicas),
+            (Err(e), _) | (_, Err(e)) => return Judgement::errored(e, Duration::ZERO),
+        };
+        let (identity, k, deadline) = (self.client, self.consecutive, self.deadline.0);
+        let judgement = each_replica::judge(replicas, |replica| {
+            let p = probe(env, identity, replica.target.clone())?;
+            Ok(async move { traffic::flows(&p, k, &[], deadline).await })
+        })
+        .await;
+        with_curl(judgement, env, pki, identity)
     }
 }
 
@@ -364,18 +384,18 @@ impl TlsRejects {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        match probe(env, self.client) {
-            Ok((p, pki)) => {
-                let control = match probe(env, ClientIdentity::Trusted) {
-                    Ok((c, _)) => c,
-                    Err(e) => return Judgement::errored(e, Duration::ZERO),
-                };
-                let judgement =
-                    rejections(&p, &control, self.client, self.consecutive, self.deadline.0).await;
-                with_curl(judgement, env, pki, self.client)
-            }
-            Err(e) => Judgement::errored(e, Duration::ZERO),
-        }
+        let (pki, replicas) = match (pki(env), replicas(env).await) {
+            (Ok(pki), Ok(replicas)) => (pki, replicas),
+            (Err(e), _) | (_, Err(e)) => return Judgement::errored(e, Duration::ZERO),
+        };
+        let (identity, k, deadline) = (self.client, self.consecutive, self.deadline.0);
+        let judgement = each_replica::judge(replicas, |replica| {
+            let p = probe(env, identity, replica.target.clone())?;
+            let control = probe(env, ClientIdentity::Trusted, replica.target.clone())?;
+            Ok(async move { rejections(&p, &control, identity, k, deadline).await })
+        })
+        .await;
+        with_curl(judgement, env, pki, identity)
     }
 }
 
