@@ -111,6 +111,23 @@ fn setup_only_lines(schedule: &Schedule) -> Vec<String> {
 }
 
 pub fn run(cli: Cli) -> u8 {
+    // The runtime and the signal handlers before anything else: from here on, a signal
+    // at any moment ends a run with its reports written.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            return fail(HarnessError::environment(format!(
+                "cannot start the async runtime: {e}"
+            )));
+        }
+    };
+    let shared = Shared::default();
+    let writes_reports = !(cli.list || cli.dry_run || cli.print_matrix);
+    watch_for_interrupt(&runtime, &shared, cli.reports_dir.clone(), writes_reports);
+    let reports = writes_reports.then(|| cli.reports_dir.clone());
     let versions = crate::config::Versions::embedded();
     let releases = ReleaseSource::from_env(&versions.istio.releases_url);
     if cli.print_matrix {
@@ -128,6 +145,17 @@ pub fn run(cli: Cli) -> u8 {
         Ok(s) => s,
         Err(e) => return fail(HarnessError::usage(e)),
     };
+    // One run per reports folder, taken before anything is written there.
+    let _lock = if cli.list {
+        None
+    } else {
+        match check_outputs(&cli).and_then(|()| {
+            crate::report::lock::acquire(&cli.reports_dir).map_err(HarnessError::environment)
+        }) {
+            Ok(lock) => Some(lock),
+            Err(e) => return fail(e),
+        }
+    };
     let resolved = match crate::resolve::resolve_run(
         cli.istio_version.as_deref(),
         cli.upgrade_from.as_deref(),
@@ -135,7 +163,30 @@ pub fn run(cli: Cli) -> u8 {
         &releases,
     ) {
         Ok(r) => r,
-        Err(e) => return fail(e),
+        Err(e) => {
+            // Reported like a setup failure: every selected step not run, and why.
+            let requested =
+                crate::config::requested(cli.upgrade_from.as_deref(), cli.istio_version.as_deref());
+            // The steps as named by what was asked for (`mesh@1.30::…` in an upgrade).
+            let version = cli
+                .istio_version
+                .as_deref()
+                .unwrap_or(&versions.istio.default);
+            let upgrade = cli
+                .upgrade_from
+                .as_deref()
+                .map(|from| (from, version, cli.upgrade_mode));
+            let not_run = Schedule::new(&suites, version, upgrade, &cli.selection())
+                .not_run(&format!("not run: {}", exit::one_line(&e.message)));
+            return ended_before_setup(
+                e,
+                "resolve",
+                requested,
+                not_run,
+                reports.as_deref(),
+                &shared,
+            );
+        }
     };
     let cli = resolved.apply(cli);
     let config = match RunConfig::from_cli(&cli) {
@@ -151,9 +202,6 @@ pub fn run(cli: Cli) -> u8 {
     };
     if cli.list {
         return list(&schedule);
-    }
-    if let Err(e) = check_outputs(&cli, &config) {
-        return fail(e);
     }
     if cli.dry_run {
         let provisioning = crate::cluster::provision_plan::provisioning_plan(&config);
@@ -171,23 +219,18 @@ pub fn run(cli: Cli) -> u8 {
             config.context.as_deref(),
         );
         if let Err(e) = checked {
-            return fail(HarnessError::usage(e));
+            let not_run = schedule.not_run(&format!("not run: {}", exit::one_line(&e)));
+            return ended_before_setup(
+                HarnessError::usage(e),
+                "kubeconfig",
+                config.istio_requested.clone(),
+                not_run,
+                reports.as_deref(),
+                &shared,
+            );
         }
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            return fail(HarnessError::environment(format!(
-                "cannot start the async runtime: {e}"
-            )));
-        }
-    };
-    let shared = Shared::default();
     runner::lock(&shared.properties).istio_requested = config.istio_requested.clone();
-    watch_for_interrupt(&runtime, &shared, &config);
     let world: Box<dyn World> = Box::new(
         ClusterWorld::new(
             config.clone(),
@@ -230,13 +273,14 @@ pub fn run_with_world(
         if *taken {
             Ok(())
         } else {
-            clear_previous_reports(config)
+            clear_previous_reports(&config.reports_dir)
         }
     };
     if let Err(e) = cleared {
         eprintln!("error: {e}");
         return exit::ENVIRONMENT;
     }
+    let setup_started = std::time::Instant::now();
     let setup = {
         let _wait = progress.wait("setting up the cluster");
         world.setup(&schedule.suites())
@@ -249,7 +293,13 @@ pub fn run_with_world(
             record.setup_failures.push(SetupFailure {
                 phase: format!("setup::{}", e.phase),
                 message: e.message.clone(),
+                elapsed: setup_started.elapsed(),
             });
+            record.suites = schedule.not_run(&format!(
+                "not run: setup failed ({}): {}",
+                e.phase,
+                exit::one_line(&e.message)
+            ));
         }
         // Not under the record's lock: an interruption during the cleanup (a kind
         // delete takes a while) reads the record for its report.
@@ -260,6 +310,7 @@ pub fn run_with_world(
                 record.setup_failures.push(SetupFailure {
                     phase: format!("setup::{}", cleanup.phase),
                     message: cleanup.message,
+                    elapsed: std::time::Duration::ZERO,
                 });
             }
             record.clone()
@@ -302,8 +353,7 @@ pub fn run_with_world(
 /// A rerun into the same folder never mixes runs, and a report that cannot be written
 /// never leaves the previous run's in its place: its diagnostics, junit.xml and
 /// summary.md go before anything else.
-fn clear_previous_reports(config: &RunConfig) -> Result<(), String> {
-    let dir = &config.reports_dir;
+fn clear_previous_reports(dir: &std::path::Path) -> Result<(), String> {
     let diagnostics = dir.join("diagnostics");
     if diagnostics.exists() {
         std::fs::remove_dir_all(&diagnostics).map_err(|e| {
@@ -337,14 +387,43 @@ fn write_report_unless_interrupted(
     shared: &Shared,
 ) -> bool {
     let taken = runner::lock(&shared.interrupted_reports);
-    *taken || write_report(record, config)
+    *taken || write_report(record, &config.reports_dir)
+}
+
+/// A run that ends before its setup starts (the version cannot be resolved, the
+/// kubeconfig cannot be used) still leaves its reports: the failure as the setup case,
+/// every selected step not run.
+fn ended_before_setup(
+    e: HarnessError,
+    phase: &str,
+    requested: String,
+    not_run: Vec<(String, Vec<crate::runner::record::StepRecord>)>,
+    reports: Option<&std::path::Path>,
+    shared: &Shared,
+) -> u8 {
+    if let Some(dir) = reports {
+        let mut record = runner::lock(&shared.record);
+        record.properties.istio_requested = requested;
+        record.setup_failures.push(SetupFailure {
+            phase: format!("setup::{phase}"),
+            message: e.message.clone(),
+            elapsed: std::time::Duration::ZERO,
+        });
+        record.suites = not_run;
+        let record = record.clone();
+        let taken = runner::lock(&shared.interrupted_reports);
+        if !*taken && clear_previous_reports(dir).is_ok() {
+            write_report(&record, dir);
+        }
+    }
+    fail(e)
 }
 
 /// JUnit and the Markdown summary (also into `$GITHUB_STEP_SUMMARY` when set); whether
 /// every one of them was written.
-pub fn write_report(record: &RunRecord, config: &RunConfig) -> bool {
+pub fn write_report(record: &RunRecord, reports_dir: &std::path::Path) -> bool {
     let mut written = true;
-    match junit::write(record, &config.reports_dir) {
+    match junit::write(record, reports_dir) {
         Ok(path) => eprintln!("JUnit report: {}", path.display()),
         Err(e) => {
             written = false;
@@ -354,7 +433,7 @@ pub fn write_report(record: &RunRecord, config: &RunConfig) -> bool {
     let step_summary = std::env::var_os("GITHUB_STEP_SUMMARY")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from);
-    match crate::report::summary::write(record, &config.reports_dir, step_summary.as_deref()) {
+    match crate::report::summary::write(record, reports_dir, step_summary.as_deref()) {
         Ok(path) => eprintln!("summary: {}", path.display()),
         Err(e) => {
             written = false;
@@ -366,8 +445,8 @@ pub fn write_report(record: &RunRecord, config: &RunConfig) -> bool {
 
 /// Before anything is touched: the reports folder can be written, and so can
 /// `--logfile`. Exit 3 naming the path otherwise.
-fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
-    let dir = &config.reports_dir;
+fn check_outputs(cli: &Cli) -> Result<(), HarnessError> {
+    let dir = &cli.reports_dir;
     let probe = dir.join(format!(".write-test.{}", std::process::id()));
     std::fs::create_dir_all(dir)
         .and_then(|_| std::fs::write(&probe, b""))
@@ -397,9 +476,13 @@ fn check_outputs(cli: &Cli, config: &RunConfig) -> Result<(), HarnessError> {
 /// found so far (the running step marked interrupted, with the run's properties), undo
 /// what the run owns (a kind cluster it created, unless --keep-cluster), then exit
 /// 130 or 143.
-fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, config: &RunConfig) {
+fn watch_for_interrupt(
+    runtime: &tokio::runtime::Runtime,
+    shared: &Shared,
+    reports_dir: std::path::PathBuf,
+    write_reports: bool,
+) {
     let shared = shared.clone();
-    let config = config.clone();
     // Registered here, before setup starts: registering inside the task left a window
     // in which a signal killed the process without a report.
     let signals = {
@@ -412,11 +495,16 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
         // First, before anything else can start one: tools still running (a `kind
         // create cluster`) would outlive the exit and undo the deletion below.
         crate::cluster::process::stop_running();
+        if !write_reports {
+            // `--list`, `--dry-run`, `--print-matrix`: nothing ran, nothing to report.
+            crate::report::lock::release(&reports_dir);
+            std::process::exit(i32::from(code));
+        }
         {
             let mut taken = runner::lock(&shared.interrupted_reports);
             *taken = true;
             let record = shared.interrupted_snapshot(signal);
-            write_report(&record, &config);
+            write_report(&record, &reports_dir);
         }
 
         let cleanup = runner::lock(&shared.interrupt_cleanup).take();
@@ -444,14 +532,20 @@ fn watch_for_interrupt(runtime: &tokio::runtime::Runtime, shared: &Shared, confi
             }) => format!("; kept {what} (--keep-cluster): delete it with `{hint}`"),
         };
         eprintln!("interrupted ({signal}): JUnit and summary written{what}");
+        crate::report::lock::release(&reports_dir);
         std::process::exit(i32::from(code));
     });
 }
 
-/// SIGINT and SIGTERM, listened for from the moment they are registered.
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal or SSH session), listened for from
+/// the moment they are registered.
 struct Signals {
     #[cfg(unix)]
-    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    streams: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
 }
 
 impl Signals {
@@ -461,7 +555,13 @@ impl Signals {
         {
             use tokio::signal::unix::{SignalKind, signal};
             let streams = signal(SignalKind::interrupt())
-                .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+                .and_then(|int| {
+                    Ok((
+                        int,
+                        signal(SignalKind::terminate())?,
+                        signal(SignalKind::hangup())?,
+                    ))
+                })
                 .ok();
             Signals { streams }
         }
@@ -469,13 +569,14 @@ impl Signals {
         Signals {}
     }
 
-    /// The first of SIGINT and SIGTERM, with the exit code it ends the run with.
+    /// The first of SIGINT, SIGTERM and SIGHUP, with the exit code it ends the run with.
     async fn wait(self) -> (&'static str, u8) {
         #[cfg(unix)]
-        if let Some((mut int, mut term)) = self.streams {
+        if let Some((mut int, mut term, mut hup)) = self.streams {
             return tokio::select! {
                 _ = int.recv() => ("Ctrl-C", exit::INTERRUPTED),
                 _ = term.recv() => ("SIGTERM", exit::TERMINATED),
+                _ = hup.recv() => ("SIGHUP", exit::HUNG_UP),
             };
         }
         let _ = tokio::signal::ctrl_c().await;

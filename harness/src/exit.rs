@@ -9,6 +9,8 @@ pub const OUTCOME_FAILED: u8 = 1;
 pub const USAGE: u8 = 2;
 /// Environment or setup: no Docker, cluster unreachable, tool missing, checksum mismatch.
 pub const ENVIRONMENT: u8 = 3;
+/// The terminal or session went away (128 + SIGHUP).
+pub const HUNG_UP: u8 = 129;
 /// Interrupted with Ctrl-C (128 + SIGINT).
 pub const INTERRUPTED: u8 = 130;
 /// Terminated with SIGTERM, as CI cancels a job (128 + SIGTERM).

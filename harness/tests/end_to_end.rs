@@ -741,7 +741,8 @@ fn cluster_already_at_target(prometheus: &Path) {
             "{results:#?}"
         );
         assert!(
-            results.iter().all(|(n, _)| n.starts_with("setup::")),
+            results.iter().all(|(n, s)| n.starts_with("setup::")
+                || s.starts_with("skipped: not run: setup failed")),
             "nothing ran: {results:#?}"
         );
         assert!(
@@ -1928,7 +1929,10 @@ fn gateway_on_another_version(prometheus: &Path) {
                 && s.contains(&format!(":{OLD}"))),
             "{results:#?}"
         );
-        assert!(results.iter().all(|(n, _)| n.starts_with("setup::")));
+        assert!(
+            results.iter().all(|(n, s)| n.starts_with("setup::")
+                || s.starts_with("skipped: not run: setup failed"))
+        );
     });
 }
 

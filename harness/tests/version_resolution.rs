@@ -164,9 +164,14 @@ fn a_run_records_what_was_asked_for_beside_what_was_installed() {
         Some("1.31.2"),
         "{xml}"
     );
+    assert_eq!(
+        property("istio.installed"),
+        None,
+        "nothing installed: {xml}"
+    );
     let summary = std::fs::read_to_string(reports.path().join("summary.md")).unwrap();
     assert!(
-        summary.contains("Istio 1.31.2 (requested: 1.31) · Kubernetes"),
+        summary.contains("Istio 1.31.2 (requested: 1.31, nothing installed) · Kubernetes"),
         "{summary}"
     );
 }

@@ -289,7 +289,10 @@ pub async fn setup(
     let (installed_now, addon_applied) = tokio::join!(install, addon);
     installed_now?;
     addon_applied?;
-    set(properties, |p| p.istio_version = requested.clone());
+    set(properties, |p| {
+        p.istio_version = requested.clone();
+        p.istio_installed = Some(installed.clone().unwrap_or_else(|| requested.clone()));
+    });
     {
         let _wait = progress.wait("waiting for istiod, the ingress gateway and Prometheus");
         // Every control plane: a cluster kept after a canary run has only `istiod-<rev>`.

@@ -30,10 +30,12 @@ pub fn build(record: &RunRecord) -> Report {
             status.set_type("environment");
             let mut case = TestCase::new(name, status);
             case.set_classname("setup");
-            case.set_time(Duration::ZERO);
+            case.set_time(failure.elapsed);
+            total += failure.elapsed;
             case.set_system_out(failure.message.clone());
             suite.add_test_case(case);
         }
+        suite.set_time(record.setup_failures.iter().map(|f| f.elapsed).sum());
         report.add_test_suite(suite);
     }
     for (label, steps) in &record.suites {

@@ -1,6 +1,7 @@
 //! Reports of a run: JUnit, and the files every report writer shares.
 
 pub mod junit;
+pub mod lock;
 pub mod summary;
 
 use std::io::Write;

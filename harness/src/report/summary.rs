@@ -105,10 +105,47 @@ pub fn edge_table(rows: &[EdgeRow]) -> String {
     out
 }
 
+/// The run in one line: how many of the selected steps ran and how they ended.
+pub fn headline(record: &RunRecord) -> String {
+    let steps: Vec<&StepRecord> = record.suites.iter().flat_map(|(_, s)| s).collect();
+    let count = |f: fn(&StepStatus) -> bool| steps.iter().filter(|s| f(&s.status)).count();
+    let passed = count(|s| matches!(s, StepStatus::Passed));
+    let failed = count(|s| matches!(s, StepStatus::Failed { .. }));
+    let errored = count(|s| matches!(s, StepStatus::Errored { .. }));
+    let ran = passed + failed + errored;
+    let interrupted = record
+        .setup_failures
+        .iter()
+        .any(|f| f.phase.ends_with("interrupted"));
+    let opening = if interrupted {
+        "interrupted"
+    } else if !record.setup_failures.is_empty() && ran == 0 {
+        "setup failed"
+    } else if failed > 0 {
+        "failed"
+    } else if errored > 0 || !record.setup_failures.is_empty() {
+        "errors"
+    } else if ran < steps.len() {
+        "partial"
+    } else {
+        "passed"
+    };
+    format!(
+        "{opening}: {ran} of {} steps ran ({passed} passed, {failed} failed, {errored} errors, {} not run)",
+        steps.len(),
+        steps.len() - ran
+    )
+}
+
 pub fn render(record: &RunRecord) -> String {
     let p = &record.properties;
+    let installed = match &p.istio_installed {
+        Some(v) => format!(", installed: {v}"),
+        None => ", nothing installed".into(),
+    };
     let mut out = format!(
-        "## Istio mTLS conformance\n\nIstio {} (requested: {}) · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
+        "**{}**\n\n## Istio mTLS conformance\n\nIstio {} (requested: {}{installed}) · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
+        headline(record),
         p.istio_version,
         p.istio_requested,
         p.kubernetes_version,

@@ -95,6 +95,7 @@ impl Shared {
             message: format!(
                 "the run was interrupted ({signal}); steps after the interruption did not run"
             ),
+            elapsed: std::time::Duration::ZERO,
         });
         record
     }
@@ -219,6 +220,7 @@ fn carry_out(
                     lock(&shared.record).setup_failures.push(SetupFailure {
                         phase: format!("teardown::{}", suite.name),
                         message: e.to_string(),
+                        elapsed: std::time::Duration::ZERO,
                     });
                 }
                 result.status = run.status;
@@ -512,6 +514,7 @@ fn trials(
                         lock(&shared.record).setup_failures.push(SetupFailure {
                             phase: format!("teardown::{label}"),
                             message: e.to_string(),
+                            elapsed: std::time::Duration::ZERO,
                         });
                     }
                     completion(&status)
@@ -540,6 +543,7 @@ pub fn run(
                 lock(&shared.record).setup_failures.push(SetupFailure {
                     phase: "setup::canary".into(),
                     message: e,
+                    elapsed: std::time::Duration::ZERO,
                 });
                 None
             }
@@ -562,6 +566,7 @@ pub fn run(
         lock(&shared.record).setup_failures.push(SetupFailure {
             phase: format!("setup::{}", e.phase),
             message: e.message,
+            elapsed: std::time::Duration::ZERO,
         });
     }
     conclusion

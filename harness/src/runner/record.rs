@@ -87,6 +87,8 @@ pub struct SetupFailure {
     /// The synthetic test case's name, e.g. `setup::provision`.
     pub phase: String,
     pub message: String,
+    /// How long it ran before it failed.
+    pub elapsed: Duration,
 }
 
 /// Facts about the system under test, as JUnit properties.
@@ -96,6 +98,8 @@ pub struct RunProperties {
     pub istio_version: String,
     /// What the user asked for (`1.31`, `latest`, `default`) before it was resolved.
     pub istio_requested: String,
+    /// The Istio setup installed or found on the cluster; `None` until then.
+    pub istio_installed: Option<String>,
     pub kubernetes_version: String,
     pub kind_node_image: String,
     pub cluster_name: String,
@@ -108,6 +112,7 @@ impl Default for RunProperties {
             harness_version: env!("CARGO_PKG_VERSION").to_string(),
             istio_version: unknown(),
             istio_requested: unknown(),
+            istio_installed: None,
             kubernetes_version: unknown(),
             kind_node_image: unknown(),
             cluster_name: unknown(),
@@ -116,15 +121,22 @@ impl Default for RunProperties {
 }
 
 impl RunProperties {
-    pub fn pairs(&self) -> [(&'static str, &str); 6] {
-        [
-            ("harness.version", &self.harness_version),
+    /// `istio.installed` only once something was installed or found.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let mut pairs = vec![
+            ("harness.version", self.harness_version.as_str()),
             ("istio.version", &self.istio_version),
             ("istio.requested", &self.istio_requested),
-            ("kubernetes.version", &self.kubernetes_version),
+        ];
+        if let Some(installed) = &self.istio_installed {
+            pairs.push(("istio.installed", installed));
+        }
+        pairs.extend([
+            ("kubernetes.version", self.kubernetes_version.as_str()),
             ("kind.node_image", &self.kind_node_image),
             ("cluster.name", &self.cluster_name),
-        ]
+        ]);
+        pairs
     }
 }
 

@@ -12,6 +12,7 @@
 //! canary (`upgrade::canary-mixed`, then `upgrade::canary-complete`); a selected stage
 //! has the stages before it carried out first, as setup.
 
+use super::record::{StepRecord, StepStatus};
 use crate::cli::UpgradeMode;
 use crate::suite::Suite;
 use std::sync::Arc;
@@ -301,6 +302,38 @@ impl Schedule {
             .filter(|i| Self::is_selected(i))
             .map(|i| self.name(i))
             .collect()
+    }
+
+    /// Every selected trial as not run, for `reason`, grouped by suite label in run
+    /// order: what the report lists when setup fails before any trial.
+    pub fn not_run(&self, reason: &str) -> Vec<(String, Vec<StepRecord>)> {
+        let mut suites: Vec<(String, Vec<StepRecord>)> = Vec::new();
+        for item in self.items.iter().filter(|i| Self::is_selected(i)) {
+            let ignored = StepStatus::Ignored {
+                reason: reason.to_string(),
+            };
+            let (label, record) = match item {
+                Item::Step {
+                    pass, suite, index, ..
+                } => {
+                    let label = self.label(*pass, suite);
+                    let record = StepRecord::without_run(&label, &suite.steps[*index], ignored);
+                    (label, record)
+                }
+                Item::Upgrade {
+                    from, to, stage, ..
+                } => {
+                    let mut record = StepRecord::new(UPGRADE_SUITE, stage.slug(from, to), ignored);
+                    record.title = stage.title(from, to);
+                    (UPGRADE_SUITE.to_string(), record)
+                }
+            };
+            match suites.last_mut() {
+                Some((last, steps)) if *last == label => steps.push(record),
+                _ => suites.push((label, vec![record])),
+            }
+        }
+        suites
     }
 
     /// Every trial name, selected or not.

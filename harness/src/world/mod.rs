@@ -293,7 +293,9 @@ impl World for ClusterWorld {
         let live = self.live()?;
         let _wait = progress.wait(&format!("upgrading Istio to {version}"));
         runtime.block_on(upgrade::upgrade(live, &config, version, judged, log))?;
-        lock(&self.properties).istio_version = format!("{} → {version}", config.install_version());
+        let mut properties = lock(&self.properties);
+        properties.istio_version = format!("{} → {version}", config.install_version());
+        properties.istio_installed = Some(version.to_string());
         Ok(())
     }
 
