@@ -37,6 +37,7 @@ pub mod telemetry;
 pub mod verdict;
 pub mod version;
 pub mod wait;
+pub mod words;
 pub mod world;
 
 /// Makes ring the process-wide rustls provider unless one is installed already. `main`

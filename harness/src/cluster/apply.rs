@@ -185,17 +185,20 @@ impl Applier {
         )
         .await
         .map(|_| ())
-        .map_err(|e| format!("cannot apply {}: {e}", describe(obj)))
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot apply {}: {e}", describe(obj))
+        })
     }
 
     /// Creates the object when it does not exist; an existing one is left as it is.
     /// Returns whether it was created.
     pub async fn ensure(&mut self, obj: &DynamicObject) -> Result<bool, String> {
         let (api, name) = self.api_for(obj, true).await.map_err(|e| e.to_string())?;
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", describe(obj)))?;
+        let existing = api.get_opt(&name).await.map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot read {}: {e}", describe(obj))
+        })?;
         if existing.is_some() {
             return Ok(false);
         }
@@ -207,7 +210,10 @@ impl Applier {
             Ok(_) => Ok(true),
             // Created meanwhile by someone else: it exists, which is all `ensure` asks.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
-            Err(e) => Err(format!("cannot create {}: {e}", describe(obj))),
+            Err(e) => {
+                let e = crate::words::Said::said(&e);
+                Err(format!("cannot create {}: {e}", describe(obj)))
+            }
         }
     }
 
@@ -219,10 +225,10 @@ impl Applier {
             Err(ApplyError::NotServed(_)) => return Ok(None),
             Err(e) => return Err(e.to_string()),
         };
-        let existing = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| format!("cannot read {}: {e}", describe(obj)))?;
+        let existing = api.get_opt(&name).await.map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot read {}: {e}", describe(obj))
+        })?;
         Ok(existing.map(|o| maker_of(&o.metadata)))
     }
 
@@ -241,7 +247,10 @@ impl Applier {
         match api.delete(&name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 => return Ok(false),
-            Err(e) => return Err(format!("cannot delete {}: {e}", describe(obj))),
+            Err(e) => {
+                let e = crate::words::Said::said(&e);
+                return Err(format!("cannot delete {}: {e}", describe(obj)));
+            }
         }
         let gone = wait::until(deadline, deadlines::POLL, || async {
             match api.get_opt(&name).await {

@@ -35,6 +35,11 @@ pub fn check_kubeconfig(path: Option<&Path>, context: Option<&str>) -> Result<()
         .iter()
         .map(|c| c.name.as_str())
         .collect();
+    if names.is_empty() {
+        return Err(format!(
+            "{which} has no contexts (is it empty?); pass --kubeconfig with the file of an existing cluster, or omit --kubeconfig and --context to let the harness create a kind cluster"
+        ));
+    }
     let wanted = match context.or(kubeconfig.current_context.as_deref()) {
         Some(c) => c,
         None => {
@@ -76,14 +81,14 @@ fn read_kubeconfig(path: Option<&Path>) -> Result<Kubeconfig, String> {
                 format!(
                     "kubeconfig {} is malformed ({}); fix the file or pass another with --kubeconfig",
                     path.display(),
-                    one_line(&e.to_string())
+                    crate::words::unquoted_paths(&one_line(&e.to_string()))
                 )
             })
         }
         None => Kubeconfig::read().map_err(|e| {
             format!(
                 "cannot read a kubeconfig from KUBECONFIG or ~/.kube/config ({}); pass --kubeconfig FILE",
-                one_line(&e.to_string())
+                crate::words::unquoted_paths(&one_line(&e.to_string()))
             )
         }),
     }
@@ -119,7 +124,7 @@ pub async fn clients(path: Option<&Path>, context: Option<&str>) -> Result<Clien
                 context
                     .map(|c| format!(" with context `{c}`"))
                     .unwrap_or_default(),
-                one_line(&e.to_string())
+                crate::words::unquoted_paths(&one_line(&e.to_string()))
             )
         })?;
     let identity = format!(
@@ -202,8 +207,7 @@ pub fn explain(error: &kube::Error, identity: &str) -> String {
                 "signed by a CA the kubeconfig does not hold".to_string()
             }
             rustls::CertificateError::BadSignature => "its signature does not verify".to_string(),
-            // The rest (names, expiry) have readable texts of their own.
-            other => other.to_string(),
+            other => crate::words::certificate_problem(other),
         };
         return format!(
             "the API server's certificate is not trusted ({why}) for {identity}; the kubeconfig belongs to another cluster, or the cluster was recreated"
@@ -211,6 +215,11 @@ pub fn explain(error: &kube::Error, identity: &str) -> String {
     }
     if let Some(tls) = tls {
         return format!("TLS with the API server failed ({tls}) for {identity}");
+    }
+    if let kube::Error::SerdeError(e) = error {
+        return format!(
+            "the server at {identity} answered, but not as a Kubernetes API server (its answer is not the JSON an API server sends: {e}); check the kubeconfig's server address"
+        );
     }
     for e in &layers {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {

@@ -16,7 +16,10 @@ pub async fn all(client: &Client) -> Result<Vec<serde_json::Value>, String> {
     let list = Api::<DynamicObject>::all_with(client.clone(), &resource)
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("cannot list DestinationRules in all namespaces: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list DestinationRules in all namespaces: {e}")
+        })?;
     list.items
         .iter()
         .map(|o| {

@@ -33,6 +33,6 @@ pub async fn injected_proxy(
     let admitted = Api::<Pod>::namespaced(client.clone(), namespace)
         .create(&dry_run, &pod)
         .await
-        .map_err(|e| format!("a dry-run pod create in {namespace} (to see what the injector gives new pods) failed: {e}"))?;
+        .map_err(|e| { let e = crate::words::Said::said(&e); format!("a dry-run pod create in {namespace} (to see what the injector gives new pods) failed: {e}") })?;
     Ok(proxy_image(&admitted))
 }

@@ -158,7 +158,10 @@ pub async fn control_planes(client: &Client) -> Result<Vec<ControlPlane>, String
     let list = api
         .list(&kube::api::ListParams::default().labels(ISTIOD_SELECTOR))
         .await
-        .map_err(|e| format!("cannot list the istiod deployments in {ISTIO_NAMESPACE}: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list the istiod deployments in {ISTIO_NAMESPACE}: {e}")
+        })?;
     let mut planes: Vec<ControlPlane> = list
         .items
         .into_iter()

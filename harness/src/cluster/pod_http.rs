@@ -23,10 +23,10 @@ pub async fn get_json(
 ) -> Result<serde_json::Value, String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let exchange = async {
-        let mut forwarder = pods
-            .portforward(pod, &[port])
-            .await
-            .map_err(|e| format!("cannot port-forward to {namespace}/{pod}:{port}: {e}"))?;
+        let mut forwarder = pods.portforward(pod, &[port]).await.map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot port-forward to {namespace}/{pod}:{port}: {e}")
+        })?;
         let mut stream = forwarder
             .take_stream(port)
             .ok_or_else(|| format!("no stream for {namespace}/{pod}:{port}"))?;

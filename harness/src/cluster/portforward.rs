@@ -82,7 +82,10 @@ pub async fn ready_pods(
     let list = pods
         .list(&ListParams::default().labels(selector))
         .await
-        .map_err(|e| format!("cannot list pods `{selector}` in {namespace}: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list pods `{selector}` in {namespace}: {e}")
+        })?;
     let mut ready: Vec<String> = list
         .items
         .iter()
@@ -358,10 +361,10 @@ pub async fn target_port(
     use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let api: Api<Service> = Api::namespaced(client.clone(), namespace);
-    let svc = api
-        .get(service)
-        .await
-        .map_err(|e| format!("cannot read service {namespace}/{service}: {e}"))?;
+    let svc = api.get(service).await.map_err(|e| {
+        let e = crate::words::Said::said(&e);
+        format!("cannot read service {namespace}/{service}: {e}")
+    })?;
     let ports = svc.spec.and_then(|s| s.ports).unwrap_or_default();
     let entry = ports
         .iter()

@@ -231,10 +231,10 @@ pub async fn selector_of(
     deployment: &str,
 ) -> Result<String, String> {
     let api: Api<Deployment> = Api::namespaced(client.clone(), namespace);
-    let d = api
-        .get(deployment)
-        .await
-        .map_err(|e| format!("cannot read deployment {namespace}/{deployment}: {e}"))?;
+    let d = api.get(deployment).await.map_err(|e| {
+        let e = crate::words::Said::said(&e);
+        format!("cannot read deployment {namespace}/{deployment}: {e}")
+    })?;
     let labels = d
         .spec
         .and_then(|s| s.selector.match_labels)
@@ -258,7 +258,10 @@ pub async fn pods_of(
     let list = pods
         .list(&ListParams::default().labels(&selector))
         .await
-        .map_err(|e| format!("cannot list pods of {namespace}/{deployment}: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list pods of {namespace}/{deployment}: {e}")
+        })?;
     Ok(list
         .items
         .into_iter()
@@ -285,7 +288,10 @@ pub async fn restart(
     )
     .await
     .map(|_| ())
-    .map_err(|e| format!("cannot restart deployment {namespace}/{deployment}: {e}"))
+    .map_err(|e| {
+        let e = crate::words::Said::said(&e);
+        format!("cannot restart deployment {namespace}/{deployment}: {e}")
+    })
 }
 
 /// The names of the deployments in a namespace.
@@ -294,7 +300,10 @@ pub async fn deployments(client: &Client, namespace: &str) -> Result<Vec<String>
     Ok(api
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("cannot list deployments in {namespace}: {e}"))?
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list deployments in {namespace}: {e}")
+        })?
         .items
         .into_iter()
         .filter_map(|d| d.metadata.name)
@@ -323,10 +332,10 @@ pub async fn proxy_images(
         Some(s) => ListParams::default().labels(s),
         None => ListParams::default(),
     };
-    let pods = api
-        .list(&params)
-        .await
-        .map_err(|e| format!("cannot list pods in {namespace}: {e}"))?;
+    let pods = api.list(&params).await.map_err(|e| {
+        let e = crate::words::Said::said(&e);
+        format!("cannot list pods in {namespace}: {e}")
+    })?;
     Ok(pods
         .items
         .iter()

@@ -57,11 +57,17 @@ async fn targets(env: &Env<'_>) -> Result<Targets, String> {
     let app = Api::<Pod>::namespaced(client.clone(), &env.config.app_namespace)
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("cannot list pods in {}: {e}", env.config.app_namespace))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list pods in {}: {e}", env.config.app_namespace)
+        })?;
     let gateway = Api::<Pod>::namespaced(client.clone(), &env.config.ingress_namespace)
         .list(&ListParams::default().labels(istio::INGRESS_GATEWAY_SELECTOR))
         .await
-        .map_err(|e| format!("cannot list the ingress gateway's pods: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list the ingress gateway's pods: {e}")
+        })?;
     Ok(Targets::Pods(
         targets_of(app.items, workloads::sidecar)
             .chain(targets_of(gateway.items, workloads::proxy))

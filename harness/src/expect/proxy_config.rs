@@ -131,7 +131,10 @@ pub async fn cluster_towards(env: &Env<'_>, to: &str) -> Result<String, String> 
     let deployment = Api::<Deployment>::namespaced(client.clone(), namespace)
         .get(to)
         .await
-        .map_err(|e| format!("cannot read deployment {namespace}/{to}: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot read deployment {namespace}/{to}: {e}")
+        })?;
     let pod_labels = deployment
         .spec
         .and_then(|s| s.template.metadata)
@@ -140,7 +143,10 @@ pub async fn cluster_towards(env: &Env<'_>, to: &str) -> Result<String, String> 
     let services = Api::<Service>::namespaced(client.clone(), namespace)
         .list(&ListParams::default())
         .await
-        .map_err(|e| format!("cannot list services in {namespace}: {e}"))?;
+        .map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot list services in {namespace}: {e}")
+        })?;
     let service = services
         .items
         .into_iter()

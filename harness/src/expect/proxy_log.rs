@@ -58,10 +58,10 @@ async fn logs(env: &Env<'_>, workload: &str) -> Result<BTreeMap<String, Vec<Stri
             container: Some(SIDECAR_CONTAINER.to_string()),
             ..LogParams::default()
         };
-        let text = api
-            .logs(&name, &params)
-            .await
-            .map_err(|e| format!("cannot read the istio-proxy log of {namespace}/{name}: {e}"))?;
+        let text = api.logs(&name, &params).await.map_err(|e| {
+            let e = crate::words::Said::said(&e);
+            format!("cannot read the istio-proxy log of {namespace}/{name}: {e}")
+        })?;
         out.insert(name, text.lines().map(str::to_string).collect());
     }
     Ok(out)

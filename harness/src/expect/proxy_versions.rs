@@ -195,7 +195,10 @@ pub(super) async fn pods_and_rollout(
         let pods = Api::<Pod>::namespaced(client.clone(), &namespace)
             .list(&ListParams::default().labels(istio::INGRESS_GATEWAY_SELECTOR))
             .await
-            .map_err(|e| format!("cannot list the ingress gateway's pods in {namespace}: {e}"))?
+            .map_err(|e| {
+                let e = crate::words::Said::said(&e);
+                format!("cannot list the ingress gateway's pods in {namespace}: {e}")
+            })?
             .items
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())

@@ -162,7 +162,7 @@ pub fn tls_signal(error: &(dyn std::error::Error + 'static)) -> Option<TlsSignal
         .map(|tls| match tls {
             rustls::Error::AlertReceived(alert) => TlsSignal::Alert(format!("{alert:?}")),
             rustls::Error::InvalidCertificate(why) => {
-                TlsSignal::ServerUntrusted(format!("{why:?}"))
+                TlsSignal::ServerUntrusted(crate::words::certificate_problem(why))
             }
             other => TlsSignal::Other(other.to_string()),
         })

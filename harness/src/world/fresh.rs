@@ -31,10 +31,10 @@ pub async fn remove_namespace(
     progress: &Progress,
 ) -> Result<bool, String> {
     let api: Api<Namespace> = Api::all(live.client.clone());
-    let Some(existing) = api
-        .get_opt(name)
-        .await
-        .map_err(|e| format!("cannot read namespace {name}: {e}"))?
+    let Some(existing) = api.get_opt(name).await.map_err(|e| {
+        let e = crate::words::Said::said(&e);
+        format!("cannot read namespace {name}: {e}")
+    })?
     else {
         return Ok(false);
     };
@@ -42,7 +42,10 @@ pub async fn remove_namespace(
         match api.delete(name, &DeleteParams::background()).await {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(true),
-            Err(e) => return Err(format!("cannot delete namespace {name}: {e}")),
+            Err(e) => {
+                let e = crate::words::Said::said(&e);
+                return Err(format!("cannot delete namespace {name}: {e}"));
+            }
         }
     }
     let wait = progress.wait(&format!("waiting for namespace {name} to be gone"));
