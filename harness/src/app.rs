@@ -70,23 +70,38 @@ pub fn schedule(
     Ok(schedule)
 }
 
-/// `--list`: one line per trial that would run, as libtest prints them. A closed
-/// standard output (`--list | head`) ends the listing quietly. What is carried out
-/// only as setup of those trials (earlier steps' actions, upgrade stages) goes to
-/// standard error, so the list stays what libtest tools parse.
+/// `--list`: one line per trial that would run, then libtest's count line, as libtest
+/// prints them. What is carried out only as setup of those trials (earlier steps'
+/// actions, upgrade stages) goes to standard error, so the list stays what libtest
+/// tools parse. A closed or full standard output is an error (see [`print_all`]).
 fn list(schedule: &Schedule) -> u8 {
     for line in setup_only_lines(schedule) {
         eprintln!("{line}");
     }
+    let names = schedule.selected_names();
+    let mut text = String::new();
+    for name in &names {
+        text.push_str(&format!("{name}: test\n"));
+    }
+    let tests = match names.len() {
+        1 => "1 test".to_string(),
+        n => format!("{n} tests"),
+    };
+    text.push_str(&format!("\n{tests}, 0 benchmarks\n"));
+    print_all(&text)
+}
+
+/// `text` on standard output; a closed or full output is an error of one line (exit
+/// 3), never a panic and never a silent success.
+fn print_all(text: &str) -> u8 {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    for name in schedule.selected_names() {
-        if writeln!(out, "{name}: test").is_err() {
-            return exit::SUCCESS;
-        }
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => exit::SUCCESS,
+        Err(e) => fail(HarnessError::environment(format!(
+            "cannot write to standard output ({e}); nothing was lost but this listing"
+        ))),
     }
-    let _ = out.flush();
-    exit::SUCCESS
 }
 
 /// One line per item carried out without being judged, in run order.
@@ -203,16 +218,6 @@ pub fn run(cli: Cli) -> u8 {
     if cli.list {
         return list(&schedule);
     }
-    if cli.dry_run {
-        let provisioning = crate::cluster::provision_plan::provisioning_plan(&config);
-        return match crate::plan::write(&config, &schedule, &provisioning) {
-            Ok(plan) => {
-                print!("{}", plan.text);
-                exit::SUCCESS
-            }
-            Err(e) => fail(HarnessError::environment(e)),
-        };
-    }
     if config.kubeconfig.is_some() || config.context.is_some() {
         let checked = crate::cluster::connect::check_kubeconfig(
             config.kubeconfig.as_deref(),
@@ -229,6 +234,15 @@ pub fn run(cli: Cli) -> u8 {
                 &shared,
             );
         }
+    }
+    // A dry run checks what a run checks before touching a cluster (the kubeconfig
+    // above; image, addresses and URLs when the configuration was read).
+    if cli.dry_run {
+        let provisioning = crate::cluster::provision_plan::provisioning_plan(&config);
+        return match crate::plan::write(&config, &schedule, &provisioning) {
+            Ok(plan) => print_all(&plan.text),
+            Err(e) => fail(HarnessError::environment(e)),
+        };
     }
     runner::lock(&shared.properties).istio_requested = config.istio_requested.clone();
     let world: Box<dyn World> = Box::new(

@@ -61,20 +61,28 @@ pub enum Color {
                   a FILTER without the version selects the step in both passes). A selected step has the \
                   actions of the earlier steps of its suite carried out first.\n\
                   Exit codes: 0 all passed, 1 an outcome failed, 2 bad usage or input, \
-                  3 environment or setup error, 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).\n\
-                  Environment: HARNESS_ISTIO_RELEASES_URL replaces the Istio release list \
-                  (istio.releases_url in clusters/versions.yaml; a mirror serving GitHub's \
-                  releases JSON) that minors and `latest` resolve against; GITHUB_TOKEN is \
-                  sent to it when set; HARNESS_ISTIO_DOWNLOAD_URL replaces the Istio release \
-                  archive URL (istio.download_url: a template with {version} and {platform}, \
-                  e.g. a mirror for air-gapped use; the .sha256 beside it is still required); \
-                  XDG_CACHE_HOME holds the downloads and the last list read."
+                  3 environment or setup error, 129 hung up (SIGHUP), 130 interrupted (Ctrl-C), \
+                  143 terminated (SIGTERM).\n\n\
+                  Environment:\n  \
+                  KUBECONFIG: the kubeconfig when --kubeconfig is not given (else ~/.kube/config)\n  \
+                  DOCKER_HOST: the Docker engine kind uses (unix:// only; default /var/run/docker.sock)\n  \
+                  PATH: where istioctl and kind of the pinned versions are looked for first\n  \
+                  XDG_CACHE_HOME, HOME: the cache of verified downloads ($XDG_CACHE_HOME/istio-mtls-harness, \
+                  else $HOME/.cache/istio-mtls-harness; never a shared folder)\n  \
+                  HARNESS_ISTIO_RELEASES_URL: the Istio release list minors and `latest` resolve against \
+                  (GitHub's releases JSON; istio.releases_url in clusters/versions.yaml)\n  \
+                  GITHUB_TOKEN: sent to the release list when set\n  \
+                  HARNESS_ISTIO_DOWNLOAD_URL: the Istio release archive URL: a template with {version} and \
+                  {platform}, e.g. a mirror for air-gapped use (the .sha256 beside it is still required)\n  \
+                  GITHUB_STEP_SUMMARY: a file the Markdown summary is appended to (GitHub Actions)\n  \
+                  RUST_LOG: debug logs of the harness's plumbing, e.g. harness=debug"
 )]
 pub struct Cli {
     // ---- selection -------------------------------------------------------------
-    /// Run only the steps whose name contains FILTER (see --exact).
+    /// Run only the steps whose name contains a FILTER (several: any of them; see
+    /// --exact).
     #[arg(value_name = "FILTER", help_heading = "Selection")]
-    pub filter: Option<String>,
+    pub filters: Vec<String>,
 
     /// Skip the steps whose name contains FILTER (repeatable).
     #[arg(long, value_name = "FILTER", help_heading = "Selection")]
@@ -286,7 +294,7 @@ impl Cli {
 
     pub fn selection(&self) -> Selection {
         Selection {
-            filter: self.filter.clone(),
+            filters: self.filters.clone(),
             skip: self.skip.clone(),
             exact: self.exact,
         }

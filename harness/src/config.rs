@@ -7,11 +7,11 @@
 use crate::cli::{Cli, UpgradeMode};
 use crate::cluster::platform::Platform;
 use crate::exit::HarnessError;
+use crate::reference::HostPort;
 use crate::suite::template::Variables;
 use crate::version::{IstioVersion, Minor};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 /// The host name the exercise routes through the gateway.
@@ -218,8 +218,8 @@ pub struct RunConfig {
     pub app_namespace: String,
     pub ingress_namespace: String,
     pub image: String,
-    pub ingress_address: Option<SocketAddr>,
-    pub ingress_tls_address: Option<SocketAddr>,
+    pub ingress_address: Option<HostPort>,
+    pub ingress_tls_address: Option<HostPort>,
     pub prometheus_url: Option<String>,
     /// The scrape interval set in the Prometheus addon the harness installs.
     pub scrape_interval: std::time::Duration,
@@ -234,19 +234,14 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn parse_address(flag: &str, text: &Option<String>) -> Result<Option<SocketAddr>, HarnessError> {
-    match text {
-        None => Ok(None),
-        Some(text) => {
-            use std::net::ToSocketAddrs;
-            let mut addrs = text.to_socket_addrs().map_err(|e| {
-                HarnessError::usage(format!("{flag} `{text}` is not HOST:PORT ({e})"))
-            })?;
-            addrs.next().map(Some).ok_or_else(|| {
-                HarnessError::usage(format!("{flag} `{text}` resolves to no address"))
-            })
-        }
-    }
+/// `HOST:PORT` by its syntax; the name is resolved when the harness connects.
+fn parse_address(flag: &str, text: &Option<String>) -> Result<Option<HostPort>, HarnessError> {
+    text.as_deref()
+        .map(|t| {
+            HostPort::parse(t)
+                .map_err(|e| HarnessError::usage(format!("{flag} `{t}` is not HOST:PORT: {e}")))
+        })
+        .transpose()
 }
 
 impl RunConfig {
@@ -299,16 +294,16 @@ impl RunConfig {
             .image
             .clone()
             .unwrap_or_else(|| versions.app.image.clone());
-        if image.trim().is_empty() || image.contains(char::is_whitespace) {
+        if let Err(e) = crate::reference::check_image(&image) {
             return Err(HarnessError::usage(format!(
-                "--image `{image}` is not an image reference"
+                "--image `{image}` is not an image reference: {e}"
             )));
         }
         if let Some(url) = &cli.prometheus_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
+            && let Err(e) = crate::reference::check_prometheus_url(url)
         {
             return Err(HarnessError::usage(format!(
-                "--prometheus-url `{url}` must start with http:// or https://"
+                "--prometheus-url `{url}`: {e}"
             )));
         }
         let scrape_interval = crate::suite::duration::HumanDuration::parse(&cli.scrape_interval)

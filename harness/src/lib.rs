@@ -29,6 +29,7 @@ pub mod pki;
 pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod reference;
 pub mod report;
 pub mod resolve;
 pub mod runner;

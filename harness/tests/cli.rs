@@ -533,8 +533,11 @@ fn list_validates_like_a_run_and_prints_the_real_trial_names() {
         "1.31.2",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(text.ends_with("\n\n21 tests, 0 benchmarks\n"), "{text}");
+    let listed: Vec<String> = text
         .lines()
+        .filter(|l| l.ends_with(": test"))
         .map(str::to_string)
         .collect();
     assert_eq!(listed.len(), 21, "{listed:?}");
@@ -558,7 +561,11 @@ fn list_validates_like_a_run_and_prints_the_real_trial_names() {
                 .map(str::to_string)
                 .collect::<Vec<_>>()
         };
-        (lines(&out.stdout), lines(&out.stderr))
+        let listed: Vec<String> = lines(&out.stdout)
+            .into_iter()
+            .filter(|l| l.ends_with(": test"))
+            .collect();
+        (listed, lines(&out.stderr))
     };
     // A filter without the pass label selects the step in both passes (and the upgrade
     // runs between them as its setup).
@@ -670,35 +677,64 @@ fn help_starts_with_the_harness_options_grouped_and_argument_errors_are_one_line
 }
 
 #[test]
-fn list_into_a_closed_pipe_does_not_panic() {
-    use std::io::Read;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_harness"))
-        .args([
+fn list_and_dry_run_into_a_closed_or_full_output_fail_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    for args in [
+        &[
             "--list",
             "--upgrade-from",
             "1.30.5",
             "--istio-version",
             "1.31.2",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Read one byte, then close our end (what `| head -c1` does).
-    let mut stdout = child.stdout.take().unwrap();
-    let mut one = [0u8; 1];
-    stdout.read_exact(&mut one).unwrap();
-    drop(stdout);
-    let status = child.wait().unwrap();
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(!err.contains("panicked"), "{err}");
-    assert_eq!(status.code(), Some(0), "{err}");
+        ][..],
+        &[
+            "--dry-run",
+            "--istio-version",
+            "1.31.2",
+            "--reports-dir",
+            reports.to_str().unwrap(),
+        ][..],
+    ] {
+        // A pipe whose reading end is closed (`| head` gone), and a full device.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let full = std::fs::OpenOptions::new()
+            .write(true)
+            .open("/dev/full")
+            .unwrap();
+        for (what, stdout) in [
+            ("closed", std::process::Stdio::from(writer)),
+            ("full", std::process::Stdio::from(full)),
+        ] {
+            let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+                .args(args)
+                .env_remove("KUBECONFIG")
+                .stdout(stdout)
+                .stderr(std::process::Stdio::piped())
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr).to_string();
+            assert!(!err.contains("panicked"), "{what} {args:?}: {err}");
+            assert_eq!(out.status.code(), Some(3), "{what} {args:?}: {err}");
+            let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+            assert!(
+                errors.len() == 1 && errors[0].contains("cannot write to standard output"),
+                "{what} {args:?}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn list_ends_with_libtests_count_line_and_takes_several_filters() {
+    let out = harness(&["--list", "mesh::01", "ingress::02"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(
+        text,
+        "mesh::01-no-sidecars: test\ningress::02-mutual-gateway-accepts-client-certificate: test\n\n2 tests, 0 benchmarks\n"
+    );
 }
 
 #[test]
@@ -1041,7 +1077,7 @@ fn list_shows_the_two_canary_trials_between_the_passes() {
     let out = harness(&args);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "upgrade::canary-mixed: test\nupgrade::canary-complete: test\n"
+        "upgrade::canary-mixed: test\nupgrade::canary-complete: test\n\n2 tests, 0 benchmarks\n"
     );
     let out = harness(&[
         "--list",
@@ -1053,7 +1089,7 @@ fn list_shows_the_two_canary_trials_between_the_passes() {
     ]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "upgrade::1.30.5-to-1.31.2: test\n"
+        "upgrade::1.30.5-to-1.31.2: test\n\n1 test, 0 benchmarks\n"
     );
     // Canary without an upgrade is a usage error.
     let out = harness(&["--list", "--upgrade-mode", "canary"]);
@@ -1126,4 +1162,118 @@ fn dry_run_shows_the_canary_sequence_with_the_exact_commands_and_labels_in_order
             && plan.contains("canary-upgrade::02-old-to-new: age and name-v2 on the new revision; old-revision sentences calls them over mTLS [setup only: not judged]"),
         "{plan}"
     );
+}
+
+#[test]
+fn help_wraps_to_the_terminal_and_names_every_environment_variable() {
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("--help")
+        .env("COLUMNS", "80")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout).to_string();
+    let long: Vec<&str> = help.lines().filter(|l| l.chars().count() > 80).collect();
+    assert!(long.is_empty(), "lines wider than the terminal: {long:#?}");
+    for var in [
+        "KUBECONFIG",
+        "DOCKER_HOST",
+        "XDG_CACHE_HOME",
+        "HOME",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_TOKEN",
+        "RUST_LOG",
+        "HARNESS_ISTIO_RELEASES_URL",
+        "HARNESS_ISTIO_DOWNLOAD_URL",
+        "PATH",
+    ] {
+        assert!(
+            help.contains(&format!("{var}:")) || help.contains(&format!("{var},")),
+            "{var} missing:\n{help}"
+        );
+    }
+    assert!(help.contains("129 hung up (SIGHUP)"), "{help}");
+}
+
+#[test]
+fn arguments_naming_things_elsewhere_are_checked_by_syntax_not_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let reports = reports.to_str().unwrap();
+    // A host name that resolves nowhere is accepted (resolved when connecting).
+    let out = harness(&[
+        "--dry-run",
+        "--reports-dir",
+        reports,
+        "--ingress-address",
+        "gateway.does-not-resolve.invalid:80",
+        "--ingress-tls-address",
+        "[::1]:8443",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        plan.contains("ingress gateway HTTP: gateway.does-not-resolve.invalid:80")
+            && plan.contains("ingress gateway HTTPS: [::1]:8443"),
+        "{plan}"
+    );
+    for (args, needle) in [
+        (&["--ingress-address", "gateway"][..], "is not HOST:PORT"),
+        (
+            &["--image", "Docker.io/App:v1"][..],
+            "is not an image reference",
+        ),
+        (&["--image", "sentences@sha256:abc"][..], "is not a digest"),
+        (&["--prometheus-url", "http://"][..], "not a URL"),
+        (
+            &["--prometheus-url", "http://:9090"][..],
+            "--prometheus-url",
+        ),
+    ] {
+        let mut all = vec!["--dry-run", "--reports-dir", reports];
+        all.extend_from_slice(args);
+        let out = harness(&all);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains(needle) && err.lines().count() == 1,
+            "{args:?}: {err}"
+        );
+    }
+}
+
+#[test]
+fn dry_run_checks_the_kubeconfig_and_names_no_file_it_does_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let reports = dir.path().join("reports");
+    let missing = dir.path().join("missing");
+    let out = harness(&[
+        "--dry-run",
+        "--reports-dir",
+        reports.to_str().unwrap(),
+        "--kubeconfig",
+        missing.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = harness(&["--dry-run", "--reports-dir", reports.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    // Every file under the reports folder the plan names as written is there.
+    for line in plan.lines().filter(|l| l.trim_start().starts_with("→ ")) {
+        let path = line.trim_start().trim_start_matches("→ ");
+        let path = path.split(" (").next().unwrap();
+        assert!(
+            std::path::Path::new(path).is_file(),
+            "named but not written: {line}"
+        );
+    }
+    let kind_config = reports.join("kind-config.yaml");
+    assert!(!kind_config.exists());
+    for line in plan.lines().filter(|l| l.contains("kind-config.yaml")) {
+        assert!(
+            line.contains("the run writes it") || line.contains("kind create cluster"),
+            "names a file the dry run does not write: {line}"
+        );
+    }
 }

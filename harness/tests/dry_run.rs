@@ -82,9 +82,18 @@ fn a_kind_run_shows_every_phase_in_order_with_what_runs_at_the_same_time() {
 
 #[test]
 fn an_existing_cluster_with_its_own_prometheus_skips_kind_the_addon_and_the_pre_pull() {
+    // A dry run checks the kubeconfig and its context as a run does.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\ncurrent-context: ci\ncontexts:\n- name: ci\n  context: {cluster: c, user: u}\nclusters:\n- name: c\n  cluster: {server: \"https://127.0.0.1:6443\"}\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .unwrap();
+    let kubeconfig = kubeconfig.display().to_string();
     let lines = provisioning(&[
         "--kubeconfig",
-        "/somewhere/kubeconfig",
+        &kubeconfig,
         "--context",
         "ci",
         "--prometheus-url",
@@ -95,7 +104,9 @@ fn an_existing_cluster_with_its_own_prometheus_skips_kind_the_addon_and_the_pre_
     let phases = phases(&lines);
     let all = lines.join("\n");
     assert!(
-        phases[0].starts_with("existing cluster: kubeconfig /somewhere/kubeconfig, context ci"),
+        phases[0].starts_with(&format!(
+            "existing cluster: kubeconfig {kubeconfig}, context ci"
+        )),
         "{all}"
     );
     assert!(

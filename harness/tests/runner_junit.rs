@@ -411,7 +411,23 @@ fn setup_failure_still_writes_junit_naming_the_cause() {
     };
     let (code, report, _dir) = run(&script, &[]);
     assert_eq!(code, 3);
-    assert_eq!(report.test_suites.len(), 1);
+    // After the setup case, every selected step as skipped with the setup's reason.
+    assert!(report.test_suites.len() > 1);
+    for suite in &report.test_suites[1..] {
+        assert_eq!(suite.skipped, suite.tests, "{}", suite.name.as_str());
+        for case in &suite.test_cases {
+            match &case.status {
+                TestCaseStatus::Skipped { message, .. } => assert!(
+                    message
+                        .as_ref()
+                        .unwrap()
+                        .as_str()
+                        .contains("setup failed (provision): no Docker engine reachable")
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
     let setup = &report.test_suites[0];
     assert_eq!(setup.name.as_str(), "setup");
     assert_eq!((setup.tests, setup.errors), (1, 1));

@@ -385,11 +385,12 @@ pub async fn setup(
         }
     };
     // The address given on the command line, else a port-forward to the gateway's pods.
-    let mut reach_gateway = async |given: Option<std::net::SocketAddr>,
+    let mut reach_gateway = async |given: Option<&crate::reference::HostPort>,
                                    service_port: i32,
                                    what: &str|
            -> Result<Target, EnvError> {
-        if let Some(address) = given {
+        if let Some(given) = given {
+            let address = given.resolve().await.map_err(env(Phase::PortForward))?;
             return Ok(Target::direct(address));
         }
         let f = forward_gateway(service_port)
@@ -403,8 +404,8 @@ pub async fn setup(
         forwards.push(f);
         Ok(target)
     };
-    let gateway_http = reach_gateway(config.ingress_address, 80, "HTTP").await?;
-    let gateway_tls = reach_gateway(config.ingress_tls_address, 443, "HTTPS").await?;
+    let gateway_http = reach_gateway(config.ingress_address.as_ref(), 80, "HTTP").await?;
+    let gateway_tls = reach_gateway(config.ingress_tls_address.as_ref(), 443, "HTTPS").await?;
     let gateway_tls_pods = match config.ingress_tls_address {
         Some(_) => None,
         None => Some(portforward::Workload {

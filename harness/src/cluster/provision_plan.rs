@@ -59,7 +59,10 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
                 "; a cluster this run creates is deleted at the end unless --keep-cluster"
             }
         ));
-        detail.push(format!("kind config ({}):", kind_config.display()));
+        detail.push(format!(
+            "kind config (the run writes it to {}; a dry run writes nothing there):",
+            kind_config.display()
+        ));
         detail.extend(
             crate::config::kind_config()
                 .lines()
@@ -138,7 +141,7 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
         ),
         vec![],
     ));
-    let gateway = |address: Option<std::net::SocketAddr>, service_port: u16| {
+    let gateway = |address: Option<&crate::reference::HostPort>, service_port: u16| {
         address.map(|a| a.to_string()).unwrap_or_else(|| {
             format!(
                 "port-forward to the {}/{} pod port behind service port {service_port}",
@@ -150,11 +153,11 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
     let mut detail = vec![
         format!(
             "ingress gateway HTTP: {}",
-            gateway(config.ingress_address, 80)
+            gateway(config.ingress_address.as_ref(), 80)
         ),
         format!(
             "ingress gateway HTTPS: {}",
-            gateway(config.ingress_tls_address, 443)
+            gateway(config.ingress_tls_address.as_ref(), 443)
         ),
     ];
     detail.push(match &config.prometheus_url {

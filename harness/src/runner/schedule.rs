@@ -20,7 +20,8 @@ use std::sync::Arc;
 /// FILTER, `--skip` and `--exact`, as libtest takes them.
 #[derive(Clone, Debug, Default)]
 pub struct Selection {
-    pub filter: Option<String>,
+    /// A trial matching any of them is selected (none: every trial).
+    pub filters: Vec<String>,
     pub skip: Vec<String>,
     pub exact: bool,
 }
@@ -36,10 +37,11 @@ impl Selection {
 
     /// Whether a trial known by any of `names` is selected.
     pub fn selects(&self, names: &[&str]) -> bool {
-        let wanted = match &self.filter {
-            None => true,
-            Some(f) => names.iter().any(|n| self.hit(f, n)),
-        };
+        let wanted = self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| names.iter().any(|n| self.hit(f, n)));
         wanted
             && !self
                 .skip
@@ -48,15 +50,13 @@ impl Selection {
     }
 
     pub fn is_everything(&self) -> bool {
-        self.filter.is_none() && self.skip.is_empty()
+        self.filters.is_empty() && self.skip.is_empty()
     }
 
     /// `mesh::3` / `--skip x`, for messages.
     pub fn describe(&self) -> String {
         let mut parts = Vec::new();
-        if let Some(f) = &self.filter {
-            parts.push(format!("`{f}`"));
-        }
+        parts.extend(self.filters.iter().map(|f| format!("`{f}`")));
         parts.extend(self.skip.iter().map(|s| format!("--skip `{s}`")));
         if self.exact {
             parts.push("--exact".into());

@@ -93,12 +93,26 @@ async fn a_backend_local_reply_is_pasted_into_a_200_sentence() {
     w.mesh.set_fault(Fault::BackendLocalReply {
         workload: "age".into(),
     });
-    let (code, body) = w.through_gateway().await;
+    // The app calls age with a 1 s timeout (as app.py does): on a loaded machine a call
+    // can run out of it and the app answers 500; the pasted reply is what is asked for.
+    let mut answers = Vec::new();
+    let (code, body) = loop {
+        let (code, body) = w.through_gateway().await;
+        if code == 200 || answers.len() == 4 {
+            break (code, body);
+        }
+        answers.push(code);
+    };
     let pod = w.cluster.pod_of(APP_NS, "sentences");
     let logs = w
         .mesh
         .proxy_logs(APP_NS, pod["metadata"]["name"].as_str().unwrap());
-    assert_eq!(code, 200, "{body}\n{}", logs.join("\n"));
+    assert_eq!(
+        code,
+        200,
+        "before: {answers:?}\n{body}\n{}",
+        logs.join("\n")
+    );
     assert!(
         body.ends_with(" is upstream connect error or disconnect/reset before headers. reset reason: connection termination years"),
         "{body}"
