@@ -1277,3 +1277,31 @@ fn dry_run_checks_the_kubeconfig_and_names_no_file_it_does_not_write() {
         );
     }
 }
+
+#[test]
+fn an_ssh_docker_host_is_refused_at_once_saying_what_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "--reports-dir",
+            dir.path().join("reports").to_str().unwrap(),
+            "--istio-version",
+            "1.31.2",
+        ])
+        .env("DOCKER_HOST", "ssh://builder@remote")
+        .env("XDG_CACHE_HOME", dir.path().join("cache"))
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(out.status.code(), Some(3));
+    let err = stderr(&out);
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("`ssh`, which the harness does not support")
+            && errors[0].contains("DOCKER_HOST=unix:///tmp/docker.sock"),
+        "{err}"
+    );
+}

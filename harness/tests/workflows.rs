@@ -18,6 +18,10 @@ fn main() {
             "nightly_runs_the_matrix_of_supported_versions_and_the_upgrade",
             nightly_runs_the_matrix_of_supported_versions_and_the_upgrade,
         ),
+        common::trial(
+            "the_readme_stands_alone_in_a_clone",
+            the_readme_stands_alone_in_a_clone,
+        ),
     ];
     libtest_mimic::run(&args, trials).exit();
 }
@@ -200,4 +204,29 @@ fn name_matches(pattern: &str, name: &str) -> bool {
                     .any(|skip| name_matches(tail, &name[head.len() + skip..]))
         }
     }
+}
+
+/// The README is read in a clone, which has no `../shared`: it links the exercise
+/// upstream and no link of it points outside the repository.
+fn the_readme_stands_alone_in_a_clone() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let first_paragraph = readme.split("\n\n").nth(1).unwrap_or_default();
+    assert!(
+        first_paragraph
+            .contains("https://github.com/MichaelVL/istio-katas/blob/HEAD/mutual-tls.md"),
+        "{first_paragraph}"
+    );
+    for (i, _) in readme.match_indices("](") {
+        let target = &readme[i + 2..];
+        assert!(
+            !target.starts_with("../"),
+            "a link outside the repository: {}",
+            &target[..40.min(target.len())]
+        );
+    }
+    assert!(
+        readme.contains("How long they take"),
+        "the README says how long things take"
+    );
 }

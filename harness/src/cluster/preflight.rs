@@ -7,14 +7,35 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// How long one preflight probe may take.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(4);
 
-/// Where the Docker engine listens: `DOCKER_HOST` or the default socket.
+/// Where the Docker engine listens: `DOCKER_HOST` (unless empty) or the default socket.
 pub fn docker_endpoint() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".to_string())
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+/// The engine's address schemes the harness reaches; others (`ssh://`, `npipe://`,
+/// `fd://`) are refused at once, saying what works instead.
+fn check_scheme(endpoint: &str) -> Result<(), String> {
+    if endpoint.starts_with("unix://") || endpoint.starts_with("tcp://") {
+        return Ok(());
+    }
+    let scheme = endpoint.split_once("://").map_or(endpoint, |(s, _)| s);
+    let instead = if scheme == "ssh" {
+        " (forward the remote engine's socket, e.g. `ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock HOST`, and set DOCKER_HOST=unix:///tmp/docker.sock)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "DOCKER_HOST `{endpoint}` uses `{scheme}`, which the harness does not support: it reaches the Docker engine over unix:// or tcp:// only{instead}; or pass --kubeconfig to use an existing cluster"
+    ))
 }
 
 /// Asks the Docker engine at `endpoint` (`unix://PATH` or `tcp://HOST:PORT`) for
 /// `/_ping`. kind needs a running engine; the docker CLI alone is not enough.
 pub async fn docker_reachable(endpoint: &str) -> Result<(), String> {
+    check_scheme(endpoint)?;
     let advice = "kind needs a running Docker engine: start Docker, or pass --kubeconfig to use an existing cluster";
     let request = b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n";
     let exchange = async {
@@ -61,6 +82,24 @@ pub async fn docker_reachable(endpoint: &str) -> Result<(), String> {
 mod tests {
     use super::*;
     use tokio::net::UnixListener;
+
+    #[tokio::test]
+    async fn an_ssh_docker_host_is_refused_at_once_saying_what_works() {
+        let started = std::time::Instant::now();
+        let err = docker_reachable("ssh://builder@remote").await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            err.contains("does not support")
+                && err.contains("unix:// or tcp://")
+                && err.contains("ssh -nNT -L")
+                && err.contains("--kubeconfig"),
+            "{err}"
+        );
+        let err = docker_reachable("npipe:////./pipe/docker_engine")
+            .await
+            .unwrap_err();
+        assert!(err.contains("uses `npipe`"), "{err}");
+    }
 
     #[tokio::test]
     async fn missing_socket_is_one_clear_line() {

@@ -108,12 +108,15 @@ pub async fn setup(
             )
             .await
             .map_err(env(Phase::Preflight))?;
-        let kind_bin = timeline
+        let (kind_bin, kind_note) = timeline
             .time("tools: kind", None, async {
                 tools::kind(&config.versions, cache.as_ref().map_err(Clone::clone)?).await
             })
             .await
             .map_err(env(Phase::Tools))?;
+        if let Some(note) = kind_note {
+            progress.line(&note);
+        }
         let kubeconfig = config.reports_dir.join("kubeconfig");
         let name = &config.cluster_name;
         if kind::exists(&kind_bin, name)

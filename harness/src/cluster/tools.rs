@@ -44,13 +44,37 @@ pub fn kind_version_matches(output: &str, version: &str) -> bool {
     output.split_whitespace().nth(1) == Some(version)
 }
 
-/// kind from PATH if it is the pinned version, else the verified download.
-pub async fn kind(versions: &Versions, cache: &Path) -> Result<PathBuf, String> {
-    if let Some(path) = on_path("kind")
-        && let Ok(out) = run(&path, &["version"], Duration::from_secs(10)).await
-        && kind_version_matches(&out, &versions.kind.version)
-    {
-        return Ok(path);
+/// What a kind of another version on PATH is told as.
+pub fn other_kind_note(path: &Path, version_output: &str, pinned: &str) -> String {
+    format!(
+        "kind on PATH ({}) is {}, not the pinned {pinned}: using the pinned one, downloaded and verified",
+        path.display(),
+        version_output
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("of an unknown version"),
+    )
+}
+
+/// kind from PATH if it is the pinned version, else the verified download; with a note
+/// when a kind of another version was found on PATH.
+pub async fn kind(versions: &Versions, cache: &Path) -> Result<(PathBuf, Option<String>), String> {
+    let mut note = None;
+    if let Some(path) = on_path("kind") {
+        match run(&path, &["version"], Duration::from_secs(10)).await {
+            Ok(out) if kind_version_matches(&out, &versions.kind.version) => {
+                return Ok((path, None));
+            }
+            Ok(out) => note = Some(other_kind_note(&path, &out, &versions.kind.version)),
+            Err(e) => {
+                note = Some(format!(
+                    "kind on PATH ({}) did not tell its version ({}): using the pinned {}, downloaded and verified",
+                    path.display(),
+                    crate::exit::one_line(&e),
+                    versions.kind.version
+                ));
+            }
+        }
     }
     let url = versions.kind_url()?;
     let dest = cache.join(format!(
@@ -60,7 +84,7 @@ pub async fn kind(versions: &Versions, cache: &Path) -> Result<PathBuf, String> 
     ));
     let path = fetch_verified(&http_client()?, &url, &format!("{url}.sha256sum"), &dest).await?;
     make_executable(&path)?;
-    Ok(path)
+    Ok((path, note))
 }
 
 fn make_executable(path: &Path) -> Result<(), String> {
@@ -221,6 +245,19 @@ mod tests {
         assert_eq!(
             istioctl_client_version("no running Istio pods in \"istio-system\"\n"),
             None
+        );
+    }
+
+    #[test]
+    fn a_kind_of_another_version_is_named_with_the_pinned_one() {
+        let note = other_kind_note(
+            Path::new("/usr/local/bin/kind"),
+            "kind v0.29.0 go1.24.2 linux/amd64\n",
+            "v0.30.0",
+        );
+        assert_eq!(
+            note,
+            "kind on PATH (/usr/local/bin/kind) is v0.29.0, not the pinned v0.30.0: using the pinned one, downloaded and verified"
         );
     }
 
