@@ -1305,3 +1305,39 @@ fn an_ssh_docker_host_is_refused_at_once_saying_what_works() {
         "{err}"
     );
 }
+
+/// With neither XDG_CACHE_HOME nor HOME the run is refused where it first needs its
+/// cache (the pinned kind), naming both: nothing is downloaded to, or run from, /tmp.
+#[cfg(target_os = "linux")]
+#[test]
+fn without_a_cache_home_the_run_is_refused_and_nothing_lands_in_tmp() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    docker_ping_stand_in(&socket);
+    let empty_path = dir.path().join("bin");
+    std::fs::create_dir(&empty_path).unwrap();
+    let reports = dir.path().join("reports");
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .args([
+            "--reports-dir",
+            reports.to_str().unwrap(),
+            "--istio-version",
+            "1.31.2",
+        ])
+        .env_clear()
+        .env("PATH", &empty_path)
+        .env("DOCKER_HOST", format!("unix://{}", socket.display()))
+        .env("TMPDIR", dir.path().join("tmp"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("no cache folder: set XDG_CACHE_HOME or HOME")
+            && errors[0].contains("/tmp"),
+        "{err}"
+    );
+    assert!(!dir.path().join("tmp/istio-mtls-harness").exists());
+}

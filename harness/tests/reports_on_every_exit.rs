@@ -141,7 +141,7 @@ fn a_setup_failure_lists_every_selected_step_as_skipped_and_opens_the_summary_wi
     assert_eq!(
         first,
         format!(
-            "**setup failed: 0 of {n} steps ran (0 passed, 0 failed, 0 errors, {n} not run)**",
+            "## Istio mTLS conformance — setup failed: 0 of {n} steps ran (0 passed, 0 failed, 0 errors, {n} not run)",
             n = skipped.len()
         )
     );
@@ -183,7 +183,10 @@ fn a_version_that_cannot_be_resolved_offline_still_leaves_the_reports() {
             Some(version)
         );
         let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
-        assert!(summary.starts_with("**setup failed: 0 of "), "{summary}");
+        assert!(
+            summary.starts_with("## Istio mTLS conformance — setup failed: 0 of "),
+            "{summary}"
+        );
         assert!(
             !reports.join(".harness.lock").exists(),
             "the lock goes with the run"
@@ -338,5 +341,8 @@ fn sighup_ends_the_run_with_129_and_the_reports() {
         "{err}"
     );
     let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
-    assert!(summary.starts_with("**interrupted: 0 of "), "{summary}");
+    assert!(
+        summary.starts_with("## Istio mTLS conformance — interrupted: 0 of "),
+        "{summary}"
+    );
 }

@@ -144,7 +144,7 @@ pub fn render(record: &RunRecord) -> String {
         None => ", nothing installed".into(),
     };
     let mut out = format!(
-        "**{}**\n\n## Istio mTLS conformance\n\nIstio {} (requested: {}{installed}) · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
+        "## Istio mTLS conformance — {}\n\nIstio {} (requested: {}{installed}) · Kubernetes {} · node image {} · cluster {} · harness {}\n\n",
         headline(record),
         p.istio_version,
         p.istio_requested,
@@ -153,6 +153,12 @@ pub fn render(record: &RunRecord) -> String {
         p.cluster_name,
         p.harness_version
     );
+    for note in &p.notes {
+        let _ = writeln!(out, "- {}", cell(note));
+    }
+    if !p.notes.is_empty() {
+        out.push('\n');
+    }
     for failure in &record.setup_failures {
         let _ = writeln!(
             out,
