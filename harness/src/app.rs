@@ -203,10 +203,14 @@ pub fn run(cli: Cli) -> u8 {
             );
         }
     };
+    let istio_as_found = cli.istio_version.is_none()
+        && cli.upgrade_from.is_none()
+        && (cli.kubeconfig.is_some() || cli.context.is_some());
     let cli = resolved.apply(cli);
     let config = match RunConfig::from_cli(&cli) {
         Ok(c) => RunConfig {
             istio_requested: resolved.requested,
+            istio_as_found,
             ..c
         },
         Err(e) => return fail(e),
@@ -332,6 +336,13 @@ pub fn run_with_world(
         write_report_unless_interrupted(&record, config, shared);
         eprintln!("error: {}: {}", e.phase, e.message);
         return exit::ENVIRONMENT;
+    }
+    let mut schedule = schedule;
+    if config.istio_as_found
+        && let Some(found) = world.properties().istio_installed
+        && let [pass] = schedule.passes.as_mut_slice()
+    {
+        pass.version = found;
     }
     let conclusion = runner::run(args, schedule, world, shared, progress, config.keep);
     let record = {

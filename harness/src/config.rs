@@ -215,6 +215,9 @@ pub struct RunConfig {
     pub cluster_name: String,
     pub keep_cluster: bool,
     pub keep: bool,
+    /// An existing cluster run without `--istio-version` (and without an upgrade): the
+    /// Istio installed there is judged as found.
+    pub istio_as_found: bool,
     pub app_namespace: String,
     pub ingress_namespace: String,
     pub image: String,
@@ -331,6 +334,7 @@ impl RunConfig {
             cluster_name: cli.cluster_name.clone(),
             keep_cluster: cli.keep_cluster,
             keep: cli.keep,
+            istio_as_found: false,
             app_namespace: cli.app_namespace.clone(),
             ingress_namespace: cli.ingress_namespace.clone(),
             image,

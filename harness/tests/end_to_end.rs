@@ -432,7 +432,140 @@ fn main() {
             gateway_on_another_version,
         ),
     ]);
+    trials.extend([
+        with_prometheus(
+            "an_existing_cluster_without_istio_version_judges_the_istio_it_runs",
+            installed_istio_as_found,
+        ),
+        with_prometheus(
+            "a_mesh_wide_strict_runs_and_is_noted",
+            mesh_wide_strict_runs,
+        ),
+        with_prometheus(
+            "mesh_wide_policy_that_changes_an_outcome_is_refused_naming_it",
+            mesh_wide_policy_refused,
+        ),
+    ]);
     libtest_mimic::run(&args, trials).exit();
+}
+
+/// The run's summary.md and the value of `property` on the first testsuite.
+fn summary_and_property(
+    reports: &Path,
+    report: &Report,
+    property: &str,
+) -> (String, Option<String>) {
+    let summary = std::fs::read_to_string(reports.join("summary.md")).unwrap();
+    let value = report.test_suites[0]
+        .properties
+        .iter()
+        .find(|p| p.name.as_str() == property)
+        .map(|p| p.value.as_str().to_string());
+    (summary, value)
+}
+
+/// A cluster running 1.31.2 checked without --istio-version (the harness's default is
+/// another patch): judged as found, not refused.
+fn installed_istio_as_found(prometheus: &Path) {
+    common::block_on(async {
+        let default = harness::config::Versions::embedded().istio.default;
+        assert_ne!(
+            default, ISTIO,
+            "the stand-in must run another patch than the default"
+        );
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, reports) = run_harness_with(
+            &stand_in,
+            &["ingress::02", "--suites-dir", &suites_dir],
+            &[],
+        )
+        .await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let (summary, installed) = summary_and_property(reports.path(), &report, "istio.installed");
+        assert_eq!(installed.as_deref(), Some(ISTIO), "{results:#?}");
+        assert!(
+            summary.contains(&format!(
+                "Istio {ISTIO} found on the cluster: judged as found"
+            )),
+            "{summary}"
+        );
+    });
+}
+
+/// A mesh-wide STRICT PeerAuthentication (root namespace, no selector): the steps'
+/// own PeerAuthentications override it, every outcome holds, and the summary says so.
+fn mesh_wide_strict_runs(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        stand_in
+            .cluster
+            .apply(serde_json::json!({
+                "apiVersion": "security.istio.io/v1",
+                "kind": "PeerAuthentication",
+                "metadata": { "name": "default", "namespace": "istio-system" },
+                "spec": { "mtls": { "mode": "STRICT" } }
+            }))
+            .unwrap();
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, reports) =
+            run_harness(&stand_in, &["mesh::04", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let (summary, _) = summary_and_property(reports.path(), &report, "istio.installed");
+        assert!(
+            summary.contains("mesh-wide PeerAuthentication istio-system/default (STRICT)"),
+            "{summary}"
+        );
+    });
+}
+
+/// A root-namespace DestinationRule setting TLS over the app's hosts, and a mesh config
+/// with enableAutoMtls: false: each refused at the fresh start, naming the object.
+fn mesh_wide_policy_refused(prometheus: &Path) {
+    common::block_on(async {
+        let cases = [
+            (
+                serde_json::json!({
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "DestinationRule",
+                    "metadata": { "name": "mesh-plaintext", "namespace": "istio-system" },
+                    "spec": { "host": "*.local", "trafficPolicy": { "tls": { "mode": "DISABLE" } } }
+                }),
+                "DestinationRule istio-system/mesh-plaintext in the root namespace sets trafficPolicy.tls (mode DISABLE)",
+            ),
+            (
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": { "name": "istio", "namespace": "istio-system" },
+                    "data": { "mesh": "enableAutoMtls: false\ndefaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n" }
+                }),
+                "the mesh config (ConfigMap istio-system/istio) sets enableAutoMtls: false",
+            ),
+        ];
+        for (object, refusal) in cases {
+            let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+            stand_in.cluster.apply(object).unwrap();
+            let started = Instant::now();
+            let (code, report, stderr, _reports) = run_harness(&stand_in, &["ingress::01"]).await;
+            let results = results_of(&report);
+            assert_eq!(code, 3, "{results:#?}\n{stderr}");
+            assert!(
+                results
+                    .iter()
+                    .any(|(n, s)| n == "setup::istio" && s.contains(refusal)),
+                "{results:#?}"
+            );
+            assert!(started.elapsed() < Duration::from_secs(30));
+            drop(stand_in);
+        }
+    });
 }
 
 /// An upgrade run from OLD to ISTIO against `stand_in`: the release archives come from

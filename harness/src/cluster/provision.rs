@@ -203,6 +203,18 @@ pub async fn setup(
     let installed = istio::installed_version(&client)
         .await
         .map_err(env(Phase::Istio))?;
+    // An existing cluster run without --istio-version judges the Istio it runs.
+    let requested = match &installed {
+        Some(found) if config.istio_as_found && found != &requested => {
+            let note = format!(
+                "Istio {found} found on the cluster: judged as found (no --istio-version given)"
+            );
+            progress.line(&note);
+            set(properties, |p| p.notes.push(note));
+            found.clone()
+        }
+        _ => requested.clone(),
+    };
     if let Some(found) = &installed
         && found != &requested
     {

@@ -103,6 +103,9 @@ pub struct RunProperties {
     pub kubernetes_version: String,
     pub kind_node_image: String,
     pub cluster_name: String,
+    /// What setup found on the cluster and ran with (a mesh-wide STRICT, say), for the
+    /// summary.
+    pub notes: Vec<String>,
 }
 
 impl Default for RunProperties {
@@ -116,6 +119,7 @@ impl Default for RunProperties {
             kubernetes_version: unknown(),
             kind_node_image: unknown(),
             cluster_name: unknown(),
+            notes: Vec::new(),
         }
     }
 }

@@ -294,10 +294,17 @@ pub async fn fresh_start(
             }
         }
     }
+    refuse_foreign_routes(live, config).await?;
+    let policy = super::mesh_policy::check(&live.client, app)
+        .await
+        .map_err(|e| EnvError::new(Phase::Istio, e))?;
+    if !policy.refusals.is_empty() {
+        return Err(EnvError::new(Phase::Istio, policy.refusals.join("; ")));
+    }
+    log.extend(policy.notes);
     for line in &log {
         progress.line(line);
     }
-    refuse_foreign_routes(live, config).await?;
     Ok(log)
 }
 

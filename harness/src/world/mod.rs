@@ -4,6 +4,7 @@
 
 pub mod canary;
 mod fresh;
+mod mesh_policy;
 mod upgrade;
 
 use crate::action::{Action, Ctx};
@@ -197,11 +198,12 @@ impl World for ClusterWorld {
                 everything.push(Arc::clone(suite));
             }
         }
-        self.runtime.block_on(self.timeline.time(
+        let log = self.runtime.block_on(self.timeline.time(
             "start from the exercise's state",
             None,
             fresh::fresh_start(&mut live, &self.config, &everything, &self.progress),
         ))?;
+        lock(&self.properties).notes.extend(log);
         self.live = Some(live);
         Ok(())
     }
