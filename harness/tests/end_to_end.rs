@@ -442,6 +442,14 @@ fn main() {
             mesh_wide_strict_runs,
         ),
         with_prometheus(
+            "sidecars_without_an_access_log_pass_o3_once_a_telemetry_turns_it_on",
+            no_access_log_file,
+        ),
+        with_prometheus(
+            "sidecars_that_cannot_be_made_to_log_leave_o3_not_judged_never_failed",
+            access_log_cannot_be_turned_on,
+        ),
+        with_prometheus(
             "mesh_wide_policy_that_changes_an_outcome_is_refused_naming_it",
             mesh_wide_policy_refused,
         ),
@@ -493,6 +501,75 @@ fn installed_istio_as_found(prometheus: &Path) {
             )),
             "{summary}"
         );
+    });
+}
+
+/// Istio installed without meshConfig.accessLogFile (its default): age's sidecar logs
+/// nothing, so the harness turns the log on for the app namespace with a Telemetry
+/// naming the envoy provider, O3 passes on the NR lines that follow, and the Telemetry
+/// goes with the namespace.
+fn no_access_log_file(prometheus: &Path) {
+    common::block_on(async {
+        let options = testkit_mesh::MeshOptions {
+            access_log_file: false,
+            ..testkit_mesh::MeshOptions::default()
+        };
+        let stand_in =
+            StandIn::start_with(ISTIO, prometheus, Duration::from_secs(1), options).await;
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _reports) =
+            run_harness(&stand_in, &["mesh::03", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let out = system_out(&report, "mesh::03-strict-partial-injection");
+        assert!(
+            out.contains(
+                "turned it on for namespace sentences with Telemetry istio-mtls-harness-access-log"
+            ),
+            "{out}"
+        );
+        assert!(
+            stand_in
+                .cluster
+                .get(
+                    "telemetry.istio.io",
+                    "Telemetry",
+                    Some("sentences"),
+                    "istio-mtls-harness-access-log"
+                )
+                .is_none(),
+            "the Telemetry went with the app namespace"
+        );
+    });
+}
+
+/// The same mesh, but istiod ignores the Telemetry: the access log cannot be turned on,
+/// and `proxy-log` is an error naming why, never a FAIL of the mesh.
+fn access_log_cannot_be_turned_on(prometheus: &Path) {
+    common::block_on(async {
+        let options = testkit_mesh::MeshOptions {
+            access_log_file: false,
+            ..testkit_mesh::MeshOptions::default()
+        };
+        let stand_in =
+            StandIn::start_with(ISTIO, prometheus, Duration::from_secs(1), options).await;
+        stand_in.mesh.set_fault(Fault::TelemetryIgnored);
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, _reports) =
+            run_harness(&stand_in, &["mesh::03", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        let status = status_of(&results, "mesh::03-strict-partial-injection", &stderr);
+        assert!(
+            status.starts_with("ERROR")
+                && status.contains("not judged")
+                && status.contains("still did not"),
+            "{status}"
+        );
+        assert_eq!(code, 3, "{stderr}");
     });
 }
 

@@ -4,6 +4,7 @@
 //! endpoints, provisioning as a whole, and the diagnostics bundle. What the
 //! harness *concludes* from the cluster lives in `expect/`.
 
+pub mod access_log;
 pub mod apply;
 pub mod connect;
 pub mod destination_rules;

@@ -2,8 +2,10 @@
 //! under STRICT, age's sidecar closing the frontend's plaintext connections: Istio logs
 //! them with response flag `NR` and `filter_chain_not_found`
 //! (`pilot/pkg/networking/core/accesslog.go`; the harness installs Istio with
-//! `meshConfig.accessLogFile=/dev/stdout`). The phase sends requests itself and looks
-//! only at the lines they added.
+//! `meshConfig.accessLogFile=/dev/stdout`). On a cluster whose sidecars log nothing
+//! (Istio's default) the access log is first turned on for the app namespace
+//! (`cluster/access_log.rs`); where that cannot be done the expectation is not judged,
+//! never failed. The phase sends requests itself and looks only at the lines they added.
 
 use super::{Env, secs};
 use crate::cluster::workloads::{self, SIDECAR_CONTAINER};
@@ -99,6 +101,28 @@ impl ProxyLog {
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
         let started = Instant::now();
         let workload = &self.workload.value;
+        let turned_on = match crate::cluster::access_log::ensure(
+            &env.cluster.client,
+            &env.config.app_namespace,
+            workload,
+            self.deadline.0,
+        )
+        .await
+        {
+            Ok(note) => note,
+            Err(why) => {
+                return Judgement::errored(format!("not judged: {why}"), started.elapsed());
+            }
+        };
+        let mut judgement = self.judge_logging(env, workload, started).await;
+        if let Some(note) = turned_on {
+            judgement.evidence.details.insert(0, note);
+        }
+        judgement
+    }
+
+    /// The phase, once the sidecars log.
+    async fn judge_logging(&self, env: &Env<'_>, workload: &str, started: Instant) -> Judgement {
         let before = match logs(env, workload).await {
             Ok(l) => l,
             Err(e) => return Judgement::errored(e, started.elapsed()),

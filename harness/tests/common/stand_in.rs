@@ -96,13 +96,24 @@ impl StandIn {
     /// A cluster running Istio `version` with the Prometheus addon, scraped every
     /// `scrape_interval` by a real Prometheus.
     pub async fn start(version: &str, prometheus: &Path, scrape_interval: Duration) -> StandIn {
+        Self::start_with(version, prometheus, scrape_interval, MeshOptions::default()).await
+    }
+
+    /// [`StandIn::start`] with the mesh's options (e.g. Istio installed without
+    /// `meshConfig.accessLogFile`).
+    pub async fn start_with(
+        version: &str,
+        prometheus: &Path,
+        scrape_interval: Duration,
+        options: MeshOptions,
+    ) -> StandIn {
         let network = PodNetwork::reserve().expect("a block of loopback addresses");
         let cluster = FakeCluster::start(Options {
             pod_ip_prefix: network.prefix().to_string(),
             ..Options::default()
         })
         .await;
-        let mesh = Mesh::start(Arc::new(View(cluster.clone())), MeshOptions::default()).await;
+        let mesh = Mesh::start(Arc::new(View(cluster.clone())), options).await;
         let probe = mesh.clone();
         cluster.set_readiness_probe(Arc::new(move |pod, container| {
             probe.container_ready(pod, container)

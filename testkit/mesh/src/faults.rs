@@ -23,6 +23,9 @@ pub enum Fault {
     BackendLocalReply { workload: String },
     /// The injector adds `sidecar.istio.io/status` but no container.
     InjectorAnnotatesOnly,
+    /// istiod ignores Telemetry resources (access logging stays as the mesh config
+    /// says): a Telemetry that should turn the access log on does nothing.
+    TelemetryIgnored,
     /// The injection webhook is never called (removed, or `failurePolicy: Ignore` with
     /// istiod unreachable): pods are created as their template says, without a proxy.
     InjectorDown,
@@ -230,6 +233,10 @@ impl ConfigFaults {
 
     pub fn subset_clusters_warming(&self) -> bool {
         self.any(|f| matches!(f, Fault::SubsetClustersWarming))
+    }
+
+    pub fn telemetry_ignored(&self) -> bool {
+        self.any(|f| matches!(f, Fault::TelemetryIgnored))
     }
 
     pub fn tls_close_without_alert(&self) -> bool {

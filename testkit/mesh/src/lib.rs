@@ -19,6 +19,7 @@
 //! Pods must have loopback IPs from a reserved block ([`PodNetwork`]). `FACTS.md`
 //! beside this crate lists the Istio behaviours followed and their sources.
 
+mod access_logging;
 mod addresses;
 mod app;
 mod app_server;
@@ -86,6 +87,9 @@ pub struct MeshOptions {
     pub native_sidecars: bool,
     /// Werkzeug generation of the app's error pages. Default [`WerkzeugPage::Legacy`].
     pub werkzeug: WerkzeugPage,
+    /// `meshConfig.accessLogFile=/dev/stdout`, as the harness installs Istio. Default
+    /// true; false is Istio's own default (no access log unless a Telemetry asks).
+    pub access_log_file: bool,
 }
 
 impl Default for MeshOptions {
@@ -99,6 +103,7 @@ impl Default for MeshOptions {
             trust_domain: "cluster.local".into(),
             native_sidecars: true,
             werkzeug: WerkzeugPage::Legacy,
+            access_log_file: true,
         }
     }
 }
@@ -264,6 +269,7 @@ impl Inner {
         if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        world.access_log_file = self.options.access_log_file;
         world.with_faults(self.faults.snapshot());
         self.pushes
             .lock()

@@ -26,6 +26,10 @@ pub(crate) struct World {
     pub destination_rules: Vec<DestinationRule>,
     pub virtual_services: Vec<VirtualService>,
     pub gateways: Vec<Gateway>,
+    /// `telemetry.istio.io` Telemetry resources (access logging).
+    pub telemetries: Vec<crate::access_logging::Telemetry>,
+    /// `meshConfig.accessLogFile` is set (the mesh's own option, copied in).
+    pub access_log_file: bool,
     /// Which objects istiod pushes config from, and at which resourceVersion, and the
     /// faults in force when the snapshot was taken.
     pub config_hash: u64,
@@ -52,6 +56,8 @@ impl World {
             destination_rules: vec![],
             virtual_services: vec![],
             gateways: vec![],
+            telemetries: vec![],
+            access_log_file: true,
             config_hash: 0,
             faults: vec![],
             push_version: String::new(),
@@ -75,6 +81,7 @@ impl World {
         let destination_rules = by_age(list("networking.istio.io", "DestinationRule"));
         let virtual_services = by_age(list("networking.istio.io", "VirtualService"));
         let gateways = by_age(list("networking.istio.io", "Gateway"));
+        let telemetries = by_age(list("telemetry.istio.io", "Telemetry"));
         World {
             config_hash: config_hash(&[
                 &services,
@@ -83,7 +90,13 @@ impl World {
                 &destination_rules,
                 &virtual_services,
                 &gateways,
+                &telemetries,
             ]),
+            telemetries: telemetries
+                .iter()
+                .map(crate::access_logging::Telemetry::parse)
+                .collect(),
+            access_log_file: true,
             faults: vec![],
             push_version: String::new(),
             push_taken: Instant::now(),

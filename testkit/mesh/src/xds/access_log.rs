@@ -42,6 +42,26 @@ pub(crate) fn listener_log() -> Value {
     log
 }
 
+/// A listener's `access_log`: Istio's `NR` log when the proxy logs, else none.
+pub(crate) fn listener_logs(on: bool) -> Value {
+    if on {
+        json!([listener_log()])
+    } else {
+        json!([])
+    }
+}
+
+/// An HTTP connection manager's logs: Istio's (when the proxy logs) and the stand-in's
+/// telemetry log, which is always there (it stands in for the stats filter).
+pub(crate) fn http_logs(on: bool, telemetry_path: &Path, direction: Direction) -> Vec<Value> {
+    let mut logs = Vec::new();
+    if on {
+        logs.push(stdout_log());
+    }
+    logs.push(telemetry_log(telemetry_path, direction));
+    logs
+}
+
 /// Which side of the proxy a request log describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Direction {

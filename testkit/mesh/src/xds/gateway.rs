@@ -36,6 +36,8 @@ pub(crate) struct GatewayInputs<'a> {
     pub faults: &'a ConfigFaults,
     /// This pod's place among the gateway's replicas, in name order.
     pub replica: usize,
+    /// Whether the proxy writes Istio's access log (`access_logging.rs`).
+    pub access_log: bool,
 }
 
 /// A TLS server's key material.
@@ -150,10 +152,11 @@ fn hcm(inputs: &GatewayInputs<'_>, pod_port: u16, route_name: &str) -> Value {
     http_connection_manager(
         &format!("outbound_0.0.0.0_{pod_port}"),
         rds,
-        vec![
-            access_log::stdout_log(),
-            access_log::telemetry_log(&inputs.files.telemetry_log(), Direction::Outbound),
-        ],
+        access_log::http_logs(
+            inputs.access_log,
+            &inputs.files.telemetry_log(),
+            Direction::Outbound,
+        ),
     )
 }
 
@@ -212,7 +215,7 @@ pub(crate) fn gateway(inputs: &GatewayInputs<'_>) -> GatewayConfig {
                 "address": address,
                 "traffic_direction": "OUTBOUND",
                 "filter_chains": [{"filters": [hcm(inputs, pod_port, &name)]}],
-                "access_log": [access_log::listener_log()],
+                "access_log": access_log::listener_logs(inputs.access_log),
             }));
             continue;
         }
@@ -279,7 +282,7 @@ pub(crate) fn gateway(inputs: &GatewayInputs<'_>) -> GatewayConfig {
             "listener_filters": [{"name": "envoy.filters.listener.tls_inspector",
                 "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector"}}],
             "filter_chains": chains,
-            "access_log": [access_log::listener_log()],
+            "access_log": access_log::listener_logs(inputs.access_log),
         }));
     }
     out.secrets.sort_by(|a, b| a.0.cmp(&b.0));

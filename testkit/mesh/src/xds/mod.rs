@@ -84,6 +84,17 @@ pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
         &i.pod.namespace,
     );
     let workload = i.pod.workload_name();
+    let telemetries = if i.faults.telemetry_ignored() {
+        &[][..]
+    } else {
+        &i.world.telemetries[..]
+    };
+    let access_log = crate::access_logging::logs(
+        telemetries,
+        i.pod,
+        i.root_namespace,
+        i.world.access_log_file,
+    );
     let outbound = clusters::outbound(i.world, &i.pod.namespace, i.root_namespace, i.faults);
     // PlaintextShare: clusters whose endpoints are pods of a workload this one sends a
     // plaintext share to get a twin without TLS.
@@ -125,6 +136,7 @@ pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
                 trust_domain: i.trust_domain,
                 files: i.files,
                 faults: i.faults,
+                access_log,
             };
             if let Some((listener, inbound_clusters)) = sidecar::inbound(&inputs) {
                 out.listeners.push(listener);
@@ -144,6 +156,7 @@ pub(crate) fn build(i: &BuildInputs<'_>) -> Result<ProxyConfig, String> {
                 files: i.files,
                 faults: i.faults,
                 replica: i.replica,
+                access_log,
             });
             out.listeners.extend(g.listeners);
             out.route_configs.extend(g.route_configs);

@@ -47,6 +47,8 @@ pub(crate) struct SidecarInputs<'a> {
     pub trust_domain: &'a str,
     pub files: &'a ProxyFiles,
     pub faults: &'a ConfigFaults,
+    /// Whether the proxy writes Istio's access log (`access_logging.rs`).
+    pub access_log: bool,
 }
 
 pub(crate) fn router_filter() -> Value {
@@ -127,10 +129,11 @@ pub(crate) fn inbound(inputs: &SidecarInputs<'_>) -> Option<(Value, Vec<Value>)>
             http_connection_manager(
                 &format!("inbound_0.0.0.0_{port}"),
                 route.clone(),
-                vec![
-                    access_log::stdout_log(),
-                    access_log::telemetry_log(&inputs.files.telemetry_log(), Direction::Inbound),
-                ],
+                access_log::http_logs(
+                    inputs.access_log,
+                    &inputs.files.telemetry_log(),
+                    Direction::Inbound,
+                ),
             )
         };
         let mtls_chain = |alpns: bool| {
@@ -179,7 +182,7 @@ pub(crate) fn inbound(inputs: &SidecarInputs<'_>) -> Option<(Value, Vec<Value>)>
         "listener_filters_timeout": "0s",
         "continue_on_listener_filters_timeout": true,
         "filter_chains": chains,
-        "access_log": [access_log::listener_log()],
+        "access_log": access_log::listener_logs(inputs.access_log),
     });
     if ports.len() > 1 {
         listener["additional_addresses"] = json!(
@@ -297,10 +300,11 @@ pub(crate) fn outbound(
             "filter_chains": [{"filters": [http_connection_manager(
                 &format!("outbound_0.0.0.0_{port}"),
                 rds,
-                vec![
-                    access_log::stdout_log(),
-                    access_log::telemetry_log(&inputs.files.telemetry_log(), Direction::Outbound),
-                ],
+                access_log::http_logs(
+                    inputs.access_log,
+                    &inputs.files.telemetry_log(),
+                    Direction::Outbound,
+                ),
             )]}],
         }));
     }
