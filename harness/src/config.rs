@@ -351,6 +351,11 @@ impl RunConfig {
         v.set("ingress_namespace", self.ingress_namespace.clone());
         v.set("app_image", self.image.clone());
         v.set("host", HOST);
+        // The exercise's; setup replaces it where only a revision answers
+        // (`cluster/injection_label.rs`).
+        let (key, value) = crate::cluster::injection_label::ISTIO_INJECTION;
+        v.set("injection_label_key", key);
+        v.set("injection_label_value", value);
         v
     }
 

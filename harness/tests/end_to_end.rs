@@ -15,7 +15,7 @@ use quick_junit::{NonSuccessKind, Report, TestCaseStatus};
 use stand_in::{ForwardFault, StandIn};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use testkit_mesh::Fault;
+use testkit_mesh::{Fault, Mesh};
 
 const ISTIO: &str = "1.31.2";
 /// The version upgrade runs start from.
@@ -446,6 +446,10 @@ fn main() {
             no_access_log_file,
         ),
         with_prometheus(
+            "a_control_plane_installed_only_as_a_revision_gets_the_app_namespace_labelled_with_it",
+            revision_only_control_plane,
+        ),
+        with_prometheus(
             "sidecars_that_cannot_be_made_to_log_leave_o3_not_judged_never_failed",
             access_log_cannot_be_turned_on,
         ),
@@ -542,6 +546,44 @@ fn no_access_log_file(prometheus: &Path) {
                 .is_none(),
             "the Telemetry went with the app namespace"
         );
+    });
+}
+
+/// The default revision's injector and tag gone, revision 1-31-2 installed beside (as
+/// `istioctl install --set revision=1-31-2` on a cluster without a default revision):
+/// `istio-injection=enabled` injects nothing, so the app namespace is labelled
+/// `istio.io/rev=1-31-2`, O3 passes on sidecars of that revision, and the summary says so.
+fn revision_only_control_plane(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        // No default revision and no tag: the default install's injector and its
+        // `default` tag are gone.
+        for webhooks in ["istio-sidecar-injector", "istio-revision-tag-default"] {
+            stand_in.cluster.delete(
+                "admissionregistration.k8s.io",
+                "MutatingWebhookConfiguration",
+                None,
+                webhooks,
+            );
+        }
+        for object in Mesh::istiod_revision(ISTIO, "1-31-2") {
+            stand_in.cluster.apply(object).unwrap();
+        }
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, reports) =
+            run_harness(&stand_in, &["mesh::03", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let (summary, _) = summary_and_property(reports.path(), &report, "istio.installed");
+        assert!(
+            summary.contains("the app namespace is labelled istio.io/rev=1-31-2 instead"),
+            "{summary}"
+        );
+        // O3 passing needs a ready sidecar in every age pod: the revision injected it.
+        let out = system_out(&report, "mesh::03-strict-partial-injection");
+        assert!(out.contains("age"), "{out}");
     });
 }
 

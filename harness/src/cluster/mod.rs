@@ -11,6 +11,7 @@ pub mod destination_rules;
 pub mod diagnostics;
 pub mod download;
 pub mod envoy_admin;
+pub mod injection_label;
 pub mod injector;
 pub mod istio;
 pub mod istiod_debug;

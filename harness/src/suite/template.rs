@@ -8,6 +8,8 @@ pub const VARIABLES: &[&str] = &[
     "ingress_namespace",
     "app_image",
     "host",
+    "injection_label_key",
+    "injection_label_value",
     "pki_ca_cert",
     "pki_server_cert",
     "pki_server_key",

@@ -192,6 +192,24 @@ impl World for ClusterWorld {
             &created,
             &self.timeline,
         ))?;
+        let configurations = self
+            .runtime
+            .block_on(crate::cluster::injection_label::configurations(
+                &live.client,
+            ))
+            .map_err(|e| EnvError::new(Phase::Istio, e))?;
+        let app_pod = std::collections::BTreeMap::from([("app".to_string(), "age".to_string())]);
+        let ((key, value), by) = crate::cluster::injection_label::choose(&configurations, &app_pod)
+            .map_err(|e| EnvError::new(Phase::Istio, e))?;
+        if (key.as_str(), value.as_str()) != crate::cluster::injection_label::ISTIO_INJECTION {
+            let note = format!(
+                "no injector answers istio-injection=enabled here (a control plane installed only as a revision): the app namespace is labelled {key}={value} instead, answered by {by}"
+            );
+            self.progress.line(&note);
+            lock(&self.properties).notes.push(note);
+        }
+        self.variables.set("injection_label_key", key);
+        self.variables.set("injection_label_value", value);
         let mut everything: Vec<Arc<Suite>> = suites.to_vec();
         for suite in &self.leftovers_of {
             if !everything.iter().any(|s| s.name == suite.name) {
