@@ -63,7 +63,7 @@ fn a_kind_run_shows_every_phase_in_order_with_what_runs_at_the_same_time() {
         "istioctl install -y --set profile=default --set hub=docker.io/istio --set tag=1.31.2",
         "scrape interval 15s",
         "docker.io/istio/proxyv2:1.31.2",
-        "port-forward to istio-system/prometheus pod port 9090",
+        "port-forward to the one the cluster runs (istio-system/prometheus pod port 9090",
     ] {
         assert!(all.contains(needle), "lacks {needle}:\n{all}");
     }

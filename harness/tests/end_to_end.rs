@@ -450,6 +450,10 @@ fn main() {
             revision_only_control_plane,
         ),
         with_prometheus(
+            "a_prometheus_of_the_community_chart_in_another_namespace_is_found_and_used",
+            prometheus_in_another_namespace,
+        ),
+        with_prometheus(
             "sidecars_that_cannot_be_made_to_log_leave_o3_not_judged_never_failed",
             access_log_cannot_be_turned_on,
         ),
@@ -584,6 +588,77 @@ fn revision_only_control_plane(prometheus: &Path) {
         // O3 passing needs a ready sidecar in every age pod: the revision injected it.
         let out = system_out(&report, "mesh::03-strict-partial-injection");
         assert!(out.contains("age"), "{out}");
+    });
+}
+
+/// The cluster's Prometheus is the prometheus-community chart's (`monitoring/
+/// prometheus-server`, port 80 → 9090), not Istio's addon: found, used for the
+/// telemetry verdicts, named in the summary; and on a cluster without any Prometheus
+/// the run is refused, never given an addon it did not ask for.
+fn prometheus_in_another_namespace(prometheus: &Path) {
+    common::block_on(async {
+        let stand_in = StandIn::start(ISTIO, prometheus, Duration::from_secs(1)).await;
+        let addon: Vec<serde_json::Value> = Mesh::control_plane(ISTIO)
+            .into_iter()
+            .filter(|o| {
+                o.pointer("/metadata/name")
+                    .and_then(serde_json::Value::as_str)
+                    == Some("prometheus")
+                    && matches!(o["kind"].as_str(), Some("Deployment" | "Service"))
+            })
+            .collect();
+        assert_eq!(addon.len(), 2, "the addon's Deployment and Service");
+        for object in &addon {
+            let kind = object["kind"].as_str().unwrap();
+            let group = if kind == "Deployment" { "apps" } else { "" };
+            stand_in
+                .cluster
+                .delete(group, kind, Some("istio-system"), "prometheus");
+        }
+        stand_in
+            .cluster
+            .apply(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}))
+            .unwrap();
+        for mut object in addon.clone() {
+            object["metadata"]["namespace"] = "monitoring".into();
+            object["metadata"]["name"] = "prometheus-server".into();
+            if object["kind"] == "Service" {
+                object["spec"]["ports"] = serde_json::json!([{"name": "http", "port": 80, "targetPort": 9090, "protocol": "TCP"}]);
+            }
+            stand_in.cluster.apply(object).unwrap();
+        }
+        let suites = tempfile::tempdir().unwrap();
+        quick_suites(suites.path());
+        let suites_dir = suites.path().display().to_string();
+        let (code, report, stderr, reports) =
+            run_harness(&stand_in, &["mesh::05", "--suites-dir", &suites_dir]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 0, "{results:#?}\n{stderr}");
+        let (summary, _) = summary_and_property(reports.path(), &report, "istio.installed");
+        assert!(
+            summary.contains("Prometheus found on the cluster: monitoring/prometheus-server"),
+            "{summary}"
+        );
+        assert!(
+            stand_in
+                .cluster
+                .get("apps", "Deployment", Some("istio-system"), "prometheus")
+                .is_none(),
+            "no addon was installed"
+        );
+        // Without any Prometheus: refused at setup, naming what to pass.
+        stand_in
+            .cluster
+            .delete("", "Service", Some("monitoring"), "prometheus-server");
+        let (code, report, stderr, _reports) = run_harness(&stand_in, &["ingress::01"]).await;
+        let results = results_of(&report);
+        assert_eq!(code, 3, "{results:#?}\n{stderr}");
+        assert!(
+            results
+                .iter()
+                .any(|(n, s)| n == "setup::prometheus" && s.contains("pass --prometheus-url")),
+            "{results:#?}"
+        );
     });
 }
 

@@ -22,6 +22,7 @@ pub mod pod_http;
 pub mod portforward;
 pub mod preflight;
 pub mod process;
+pub mod prometheus_found;
 pub mod provision;
 pub mod provision_plan;
 pub mod releases;

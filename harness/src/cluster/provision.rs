@@ -24,8 +24,7 @@ use crate::progress::Progress;
 use crate::runner::record::{RunProperties, Timeline};
 use crate::runner::world::{EnvError, Phase};
 use crate::telemetry::addon;
-use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Api, DynamicObject};
+use kube::api::DynamicObject;
 use std::sync::{Arc, Mutex};
 
 fn env(phase: Phase) -> impl Fn(String) -> EnvError {
@@ -223,13 +222,32 @@ pub async fn setup(
             refuse_other_istio(config, found, &requested, uses_kind),
         ));
     }
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), istio::ISTIO_NAMESPACE);
-    let wants_addon = config.prometheus_url.is_none()
-        && deployments
-            .get_opt(istio::PROMETHEUS)
+    // The cluster's own Prometheus, in any namespace; the addon only where there is
+    // none, and only into a kind cluster: never into a cluster the harness did not create.
+    let found_prometheus = match &config.prometheus_url {
+        Some(_) => None,
+        None => super::prometheus_found::find(&client)
             .await
-            .map_err(|e| EnvError::new(Phase::Prometheus, e.to_string()))?
-            .is_none();
+            .map_err(env(Phase::Prometheus))?,
+    };
+    let wants_addon = config.prometheus_url.is_none() && found_prometheus.is_none();
+    if wants_addon && !uses_kind {
+        return Err(EnvError::new(
+            Phase::Prometheus,
+            "no Prometheus on this cluster (looked in every namespace for a Service labelled app.kubernetes.io/name=prometheus with component server, or operated-prometheus=true, or named prometheus, prometheus-server or prometheus-operated), and the harness installs Istio's Prometheus addon only into a kind cluster of its own; pass --prometheus-url URL of the Prometheus that scrapes the mesh, or install samples/addons/prometheus.yaml of your Istio release",
+        ));
+    }
+    let addon_service = |f: &super::prometheus_found::Found| {
+        f.namespace == istio::ISTIO_NAMESPACE && f.service == istio::PROMETHEUS
+    };
+    if let Some(found) = found_prometheus.as_ref().filter(|f| !addon_service(f)) {
+        let note = format!(
+            "Prometheus found on the cluster: {} (its scrape interval is read back)",
+            found.describe()
+        );
+        progress.line(&note);
+        set(properties, |p| p.notes.push(note));
+    }
     let release = if installed.is_none() || wants_addon {
         let _wait = progress.wait(&format!("downloading the Istio {requested} release"));
         let task = early_download.0.take().unwrap_or_else(download);
@@ -333,14 +351,29 @@ pub async fn setup(
             if config.prometheus_url.is_some() {
                 return Ok(());
             }
-            rollout::wait(
-                &client,
-                istio::ISTIO_NAMESPACE,
-                istio::PROMETHEUS,
-                READY_DEADLINE,
-            )
-            .await
-            .map(|_| ())
+            match found_prometheus.as_ref().filter(|f| !addon_service(f)) {
+                // Whatever runs it (a Deployment, the operator's StatefulSet): a ready pod.
+                Some(found) => {
+                    crate::wait::until(READY_DEADLINE, crate::deadlines::POLL, || async {
+                        match portforward::ready_pod(&client, &found.namespace, &found.selector)
+                            .await
+                        {
+                            Ok(_) => crate::wait::Check::Ready(()),
+                            Err(e) => crate::wait::Check::NotYet(e),
+                        }
+                    })
+                    .await
+                    .map_err(|e| format!("Prometheus {}: {e}", found.describe()))
+                }
+                None => rollout::wait(
+                    &client,
+                    istio::ISTIO_NAMESPACE,
+                    istio::PROMETHEUS,
+                    READY_DEADLINE,
+                )
+                .await
+                .map(|_| ()),
+            }
         };
         let (istiod, gateway, prometheus) = timeline
             .time(
@@ -440,15 +473,25 @@ pub async fn setup(
     let prometheus_url = match &config.prometheus_url {
         Some(url) => url.clone(),
         None => {
-            let selector =
-                workloads::selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
-                    .await
-                    .map_err(env(Phase::PortForward))?;
+            let (namespace, selector, pod_port) = match &found_prometheus {
+                Some(found) => (
+                    found.namespace.clone(),
+                    found.selector.clone(),
+                    found.pod_port,
+                ),
+                None => (
+                    istio::ISTIO_NAMESPACE.to_string(),
+                    workloads::selector_of(&client, istio::ISTIO_NAMESPACE, istio::PROMETHEUS)
+                        .await
+                        .map_err(env(Phase::PortForward))?,
+                    9090,
+                ),
+            };
             let f = portforward::start(
                 streams.clone(),
-                istio::ISTIO_NAMESPACE,
+                &namespace,
                 &selector,
-                9090,
+                pod_port,
                 Pick::First,
             )
             .await

@@ -163,7 +163,7 @@ pub fn provisioning_plan(config: &RunConfig) -> String {
     detail.push(match &config.prometheus_url {
         Some(url) => format!("Prometheus: {url}"),
         None => format!(
-            "Prometheus: port-forward to {}/{} pod port 9090",
+            "Prometheus: port-forward to the one the cluster runs ({}/{} pod port 9090, else a Service of the prometheus-community chart or the operator in any namespace, on the port it targets; the addon is installed only into a kind cluster)",
             istio::ISTIO_NAMESPACE,
             istio::PROMETHEUS
         ),
