@@ -4,7 +4,7 @@
 #[path = "common/processes.rs"]
 mod processes;
 #[cfg(target_os = "linux")]
-use processes::process_runs;
+use processes::{process_runs, wait_bounded};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -924,30 +924,6 @@ impl FakeKind {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
-}
-
-/// The harness's exit code and stderr once it ends, within 30 s (a hang is killed and
-/// fails the test: a deadlock must not stall the test run).
-#[cfg(target_os = "linux")]
-fn wait_bounded(mut child: std::process::Child) -> (Option<i32>, String) {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the harness did not end within 30 s of the signal");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    use std::io::Read;
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut err);
-    }
-    (status.code(), err)
 }
 
 #[cfg(target_os = "linux")]

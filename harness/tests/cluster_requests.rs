@@ -5,7 +5,7 @@ mod common;
 
 use common::kube_mock::{Seen, deployment, endpoint, list, mock, not_found, pod, replica_set};
 use harness::cluster::apply::{Applier, FIELD_MANAGER, parse_documents};
-use harness::cluster::{connect, destination_rules, istiod_debug, rollout, workloads};
+use harness::cluster::{connect, istio_objects, istiod_debug, rollout, workloads};
 use harness::verdict::Verdict;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -739,14 +739,14 @@ async fn destination_rules_are_listed_in_every_namespace_at_networking_v1() {
                 _ => not_found(uri),
             },
         );
-    let rules = destination_rules::all(&client).await.unwrap();
+    let rules = istio_objects::destination_rules(&client).await.unwrap();
     assert_eq!(rules.len(), 1);
     assert_eq!(rules[0]["metadata"]["resourceVersion"], "812");
     assert_eq!(rules[0]["spec"], rule["spec"]);
     assert_eq!(log.lock().unwrap()[0].method, "GET");
 
     let (client, _) = mock(|_, uri, _| not_found(uri));
-    let e = destination_rules::all(&client).await.unwrap_err();
+    let e = istio_objects::destination_rules(&client).await.unwrap_err();
     assert!(
         e.starts_with("cannot list DestinationRules in all namespaces"),
         "{e}"

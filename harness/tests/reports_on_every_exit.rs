@@ -5,8 +5,11 @@
 
 #![cfg(target_os = "linux")]
 
+#[path = "common/processes.rs"]
+mod processes;
+
+use processes::wait_bounded;
 use quick_junit::{Report, TestCaseStatus};
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -75,27 +78,6 @@ fn skipped_message(report: &Report, suite: &str) -> String {
             _ => None,
         })
         .unwrap_or_default()
-}
-
-/// The exit code and stderr of `child`, within 30 s.
-fn ended(mut child: Child) -> (Option<i32>, String) {
-    let started = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the harness did not end within 30 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut stderr) = child.stderr.take() {
-        let _ = stderr.read_to_string(&mut err);
-    }
-    (status.code(), err)
 }
 
 #[test]
@@ -320,7 +302,7 @@ fn a_signal_while_the_version_is_still_resolved_writes_the_reports() {
     let reports = dir.path().join("reports");
     let (child, _list) = run_stuck_resolving(dir.path(), &reports);
     signal(&child, "TERM");
-    let (code, err) = ended(child);
+    let (code, err) = wait_bounded(child);
     assert_eq!(code, Some(143), "{err}");
     let all = cases(&junit(&reports));
     assert!(all.iter().any(|(_, c, _)| c == "interrupted"), "{all:?}");
@@ -334,7 +316,7 @@ fn sighup_ends_the_run_with_129_and_the_reports() {
     let reports = dir.path().join("reports");
     let (child, _list) = run_stuck_resolving(dir.path(), &reports);
     signal(&child, "HUP");
-    let (code, err) = ended(child);
+    let (code, err) = wait_bounded(child);
     assert_eq!(code, Some(129), "{err}");
     assert!(
         err.lines().any(|l| l.starts_with("interrupted (SIGHUP)")),

@@ -7,13 +7,13 @@
 pub mod access_log;
 pub mod apply;
 pub mod connect;
-pub mod destination_rules;
 pub mod diagnostics;
 pub mod download;
 pub mod envoy_admin;
 pub mod injection_label;
 pub mod injector;
 pub mod istio;
+pub mod istio_objects;
 pub mod istiod_debug;
 pub mod kind;
 mod live;

@@ -19,7 +19,7 @@
 //! be wrong; they stay together with the tests of the worlds that must not settle.
 
 use super::Env;
-use crate::cluster::{destination_rules, envoy_admin, istiod_debug};
+use crate::cluster::{envoy_admin, istio_objects, istiod_debug};
 use crate::telemetry::destination_rule::RuleSpec;
 use crate::telemetry::proxy_config::DUMP_PATH;
 use crate::telemetry::xds_sync::{self, ProxySync, Scope};
@@ -88,7 +88,7 @@ impl Proof {
 
 /// Every DestinationRule of the cluster, as the API server holds it now.
 async fn api_rules(env: &Env<'_>) -> Result<Vec<RuleSpec>, String> {
-    Ok(destination_rules::all(&env.cluster.client)
+    Ok(istio_objects::destination_rules(&env.cluster.client)
         .await?
         .iter()
         .filter_map(RuleSpec::parse)

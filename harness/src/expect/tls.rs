@@ -107,13 +107,24 @@ fn probe(env: &Env<'_>, identity: ClientIdentity, target: Target) -> Result<TlsP
     )
 }
 
-/// Every ready gateway replica (or the given address), or why there is none.
-async fn replicas(env: &Env<'_>) -> Result<Vec<each_replica::Replica>, String> {
-    each_replica::replicas(
+/// `check` (given where to connect) on every ready gateway replica, or on the given
+/// address, judged together, with the curl line that reproduces it for `identity`.
+async fn on_each_replica<F, Fut>(env: &Env<'_>, identity: ClientIdentity, check: F) -> Judgement
+where
+    F: Fn(Target) -> Result<Fut, String>,
+    Fut: std::future::Future<Output = Judgement> + Send + 'static,
+{
+    let replicas = each_replica::replicas(
         env.cluster.gateway_tls_pods.as_ref(),
         &env.cluster.gateway_tls,
     )
-    .await
+    .await;
+    let (pki, replicas) = match (pki(env), replicas) {
+        (Ok(pki), Ok(replicas)) => (pki, replicas),
+        (Err(e), _) | (_, Err(e)) => return Judgement::errored(e, Duration::ZERO),
+    };
+    let judgement = each_replica::judge(replicas, |replica| check(replica.target.clone())).await;
+    with_curl(judgement, env, pki, identity)
 }
 
 /// How an attempt that should have been refused ended instead, for the evidence.
@@ -321,17 +332,12 @@ impl TlsAccepts {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let (pki, replicas) = match (pki(env), replicas(env).await) {
-            (Ok(pki), Ok(replicas)) => (pki, replicas),
-            (Err(e), _) | (_, Err(e)) => return Judgement::errored(e, Duration::ZERO),
-        };
         let (identity, k, deadline) = (self.client, self.consecutive, self.deadline.0);
-        let judgement = each_replica::judge(replicas, |replica| {
-            let p = probe(env, identity, replica.target.clone())?;
+        on_each_replica(env, identity, |target| {
+            let p = probe(env, identity, target)?;
             Ok(async move { traffic::flows(&p, k, &[], deadline).await })
         })
-        .await;
-        with_curl(judgement, env, pki, identity)
+        .await
     }
 }
 
@@ -384,18 +390,13 @@ impl TlsRejects {
     }
 
     pub async fn judge(&self, env: &Env<'_>) -> Judgement {
-        let (pki, replicas) = match (pki(env), replicas(env).await) {
-            (Ok(pki), Ok(replicas)) => (pki, replicas),
-            (Err(e), _) | (_, Err(e)) => return Judgement::errored(e, Duration::ZERO),
-        };
         let (identity, k, deadline) = (self.client, self.consecutive, self.deadline.0);
-        let judgement = each_replica::judge(replicas, |replica| {
-            let p = probe(env, identity, replica.target.clone())?;
-            let control = probe(env, ClientIdentity::Trusted, replica.target.clone())?;
+        on_each_replica(env, identity, |target| {
+            let p = probe(env, identity, target.clone())?;
+            let control = probe(env, ClientIdentity::Trusted, target)?;
             Ok(async move { rejections(&p, &control, identity, k, deadline).await })
         })
-        .await;
-        with_curl(judgement, env, pki, identity)
+        .await
     }
 }
 

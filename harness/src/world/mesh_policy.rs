@@ -187,26 +187,12 @@ pub fn judge(
 /// The exercise app's services (`deploy/mtls/`).
 pub const APP_SERVICES: [&str; 3] = ["sentences", "age", "name"];
 
-/// Every object of an Istio kind in the cluster, as JSON; none when the kind is not
-/// served (Istio not installed yet).
+/// Every object of an Istio kind in the cluster; none when the kind is not served
+/// (Istio not installed yet).
 async fn every(client: &kube::Client, group: &str, kind: &str) -> Result<Vec<Value>, String> {
-    use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk(group, "v1", kind));
-    match Api::<DynamicObject>::all_with(client.clone(), &resource)
-        .list(&ListParams::default())
+    crate::cluster::istio_objects::all(client, group, kind)
         .await
-    {
-        Ok(list) => Ok(list
-            .items
-            .iter()
-            .filter_map(|o| serde_json::to_value(o).ok())
-            .collect()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(format!(
-            "cannot list {kind}s in all namespaces to check the mesh-wide policy: {}",
-            crate::words::kube_error(&e)
-        )),
-    }
+        .map(Option::unwrap_or_default)
 }
 
 /// The mesh configs of the control planes (ConfigMap `istio`, `istio-<revision>`, key
@@ -260,14 +246,15 @@ pub async fn check(client: &kube::Client, app_namespace: &str) -> Result<Judged,
             &destination_rules,
             &sidecars,
         );
-        for refusal in judged.refusals {
-            if !all.refusals.contains(&refusal) {
-                all.refusals.push(refusal);
-            }
-        }
-        for note in judged.notes {
-            if !all.notes.contains(&note) {
-                all.notes.push(note);
+        // Each mesh config judges the same objects: a line once, however many say it.
+        for (kept, new) in [
+            (&mut all.refusals, judged.refusals),
+            (&mut all.notes, judged.notes),
+        ] {
+            for line in new {
+                if !kept.contains(&line) {
+                    kept.push(line);
+                }
             }
         }
     }
