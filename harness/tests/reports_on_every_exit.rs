@@ -253,8 +253,10 @@ fn a_second_run_into_the_same_reports_folder_is_refused_naming_the_first() {
 }
 
 /// Starts a run whose version resolution hangs on a release list that never answers,
-/// and returns once the harness has asked it (so the run is past its first steps).
-fn run_stuck_resolving(dir: &Path, reports: &Path) -> (Child, std::net::TcpListener) {
+/// and returns once the harness has asked it (so the run is past its first steps),
+/// with the list's connection held open: closing it would end the resolution with a
+/// reset before the signal arrives.
+fn run_stuck_resolving(dir: &Path, reports: &Path) -> (Child, std::net::TcpStream) {
     let list = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "http://{}/repos/istio/istio/releases",
@@ -275,17 +277,17 @@ fn run_stuck_resolving(dir: &Path, reports: &Path) -> (Child, std::net::TcpListe
     .unwrap();
     list.set_nonblocking(true).unwrap();
     let started = Instant::now();
-    loop {
-        if list.accept().is_ok() {
-            break;
+    let connection = loop {
+        if let Ok((connection, _)) = list.accept() {
+            break connection;
         }
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the harness never asked the release list"
         );
         std::thread::sleep(Duration::from_millis(10));
-    }
-    (child, list)
+    };
+    (child, connection)
 }
 
 fn signal(child: &Child, name: &str) {
@@ -300,7 +302,7 @@ fn signal(child: &Child, name: &str) {
 fn a_signal_while_the_version_is_still_resolved_writes_the_reports() {
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
-    let (child, _list) = run_stuck_resolving(dir.path(), &reports);
+    let (child, _connection) = run_stuck_resolving(dir.path(), &reports);
     signal(&child, "TERM");
     let (code, err) = wait_bounded(child);
     assert_eq!(code, Some(143), "{err}");
@@ -314,7 +316,7 @@ fn a_signal_while_the_version_is_still_resolved_writes_the_reports() {
 fn sighup_ends_the_run_with_129_and_the_reports() {
     let dir = tempfile::tempdir().unwrap();
     let reports = dir.path().join("reports");
-    let (child, _list) = run_stuck_resolving(dir.path(), &reports);
+    let (child, _connection) = run_stuck_resolving(dir.path(), &reports);
     signal(&child, "HUP");
     let (code, err) = wait_bounded(child);
     assert_eq!(code, Some(129), "{err}");
